@@ -1,0 +1,4 @@
+// capmesh: a plugin mesh on Cap'n Proto capability RPC.
+export * from "./rpc/index.js";
+export { parseAddress, formatAddress, type Address } from "./transport/address.js";
+export { DEFAULT_LIMITS, type TransportLimits } from "./transport/limits.js";

@@ -1,0 +1,892 @@
+// One RPC connection to one peer vat: the message loop of rpc.capnp and the
+// glue between its four tables (questions, answers, imports, exports) and
+// the embargoes. Semantics follow rpc.capnp's comments and the C++
+// reference's rpc.c++ (0.9.2) wherever the spec leaves room.
+import { Message, Pointer, utils } from "capnp-es";
+import * as rpc from "capnp-es/capnp/rpc";
+import { logger } from "../log.js";
+import type { MessageStream } from "../transport/message-stream.js";
+import { Answer, AnswerTable } from "./answers.js";
+import { EmbargoTable } from "./embargoes.js";
+import { ProtocolError, RpcError, readException, toRpcError, writeException } from "./errors.js";
+import { ExportTable } from "./exports.js";
+import {
+  BrokenHook,
+  innermost,
+  type CallHints,
+  type CallResult,
+  type CapHook,
+  type OutgoingCall,
+  type Payload,
+  type PipelineSource,
+  type Response,
+} from "./hook.js";
+import { IdTable } from "./id-table.js";
+import { ImportHook, ImportTable } from "./imports.js";
+import { OwnedResponse } from "./local.js";
+import { capTableOf, releaseCapTable, setCapTable, type CapTable } from "./payload.js";
+import { Question, readTransform } from "./questions.js";
+import { isRemoteHookOf, type RemoteHook } from "./remote-hook.js";
+import { ReflectedHook, RemotePromiseHook } from "./remote-promise.js";
+
+const log = logger("capmesh:rpc");
+
+export interface ConnectionOptions {
+  /** The capability a Bootstrap message gets (a new reference); called per request. */
+  bootstrap?: (() => CapHook | null) | null;
+  /** Who the peer is (its authenticated identity), passed to servers as ctx.peer. */
+  peer?: unknown;
+  /** A name for logs and error messages. */
+  name?: string;
+}
+
+type Which<T extends { which(): unknown }> = ReturnType<T["which"]>;
+
+export class RpcConnection {
+  /** Set once the connection is gone; every later operation fails with it. */
+  error: RpcError | null = null;
+  readonly questions = new IdTable<Question>();
+  readonly answers = new AnswerTable();
+  readonly imports = new ImportTable();
+  readonly exports = new ExportTable();
+  readonly embargoes = new EmbargoTable();
+  readonly name: string;
+  private readonly closeListeners = new Set<(error: RpcError) => void>();
+  private readonly closedPromise: Promise<RpcError>;
+  private resolveClosed!: (e: RpcError) => void;
+
+  constructor(
+    private readonly stream: MessageStream,
+    private readonly options: ConnectionOptions = {},
+  ) {
+    this.name = options.name ?? stream.remoteAddress ?? "peer";
+    this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
+    stream.onMessage = (message) => this.handleMessage(message);
+    stream.onClose = (err) =>
+      this.disconnect(
+        err
+          ? RpcError.disconnected(`connection to ${this.name} failed: ${err.message}`)
+          : RpcError.disconnected(`${this.name} disconnected`),
+      );
+  }
+
+  get peer(): unknown {
+    return this.options.peer;
+  }
+
+  /** What a Bootstrap message gets; may be set after construction. */
+  bootstrapFactory: (() => CapHook | null) | null = null;
+
+  /** Resolves (never rejects) with the reason once the connection is closed. */
+  get closed(): Promise<RpcError> {
+    return this.closedPromise;
+  }
+
+  onClose(listener: (error: RpcError) => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  // ---------------------------------------------------------------------
+  // Outgoing
+
+  /** Asks the peer for its bootstrap capability (rpc.capnp Bootstrap). */
+  bootstrap(): CapHook {
+    if (this.error) return new BrokenHook(this.error);
+    const question = new Question(this);
+    question.id = this.questions.add(question);
+    const { message, root } = newRpcMessage();
+    root._initBootstrap().questionId = question.id;
+    this.send(message);
+    return question.getPipelinedCap([]);
+  }
+
+  /** Starts a call to `target`, building params directly in the Call message. */
+  newRemoteCall(target: RemoteHook, interfaceId: bigint, methodId: number): OutgoingCall {
+    const { message, root } = newRpcMessage();
+    setCapTable(message, []);
+    const call = root._initCall();
+    call.interfaceId = interfaceId;
+    call.methodId = methodId;
+    const redirect = target.writeTarget(call._initTarget());
+    if (redirect) return redirect.newCall(interfaceId, methodId);
+    const params = call._initParams();
+    return {
+      message,
+      content: params.content,
+      send: (hints) => this.sendCall(message, call, params, hints),
+    };
+  }
+
+  private sendCall(message: Message, call: rpc.Call, params: rpc.Payload, hints: CallHints | undefined): CallResult {
+    if (this.error) {
+      releaseCapTable(message);
+      return new BrokenHook(this.error).call(0n, 0, { message, content: params.content });
+    }
+    const question = new Question(this);
+    question.id = this.questions.add(question);
+    call.questionId = question.id;
+    const table = capTableOf(message);
+    question.paramExports = this.writeDescriptors(table, params);
+    // The export table now holds what the params referenced.
+    releaseCapTable(message);
+    this.send(message);
+    const signal = hints?.signal;
+    if (signal) {
+      const onAbort = () => this.cancelQuestion(question);
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        question.promise.then(
+          () => signal.removeEventListener("abort", onAbort),
+          () => signal.removeEventListener("abort", onAbort),
+        );
+      }
+    }
+    return { promise: question.promise, pipeline: question };
+  }
+
+  /** Copies a payload built elsewhere into an outgoing message, moving its caps. */
+  copyPayload(from: Payload, to: Pointer, toMessage: Message): void {
+    const table = capTableOf(toMessage);
+    const before = table.length;
+    utils.copyFrom(from.content, to);
+    for (let i = before; i < table.length; i++) table[i]?.addRef();
+    releaseCapTable(from.message);
+  }
+
+  private cancelQuestion(question: Question): void {
+    if (!question.awaitingReturn || question.canceled) return;
+    question.canceled = true;
+    question.reject(new RpcError("failed", "call canceled by the caller"));
+    this.maybeFinish(question);
+  }
+
+  /**
+   * Sends Finish once nothing can target the question any more: the Return
+   * is in (or the call was canceled) and no pipelined reference remains.
+   */
+  maybeFinish(question: Question): void {
+    if (question.finishSent || question.pipelineRefs > 0) return;
+    if (question.awaitingReturn && !question.canceled) return;
+    question.finishSent = true;
+    if (!this.error) {
+      const { message, root } = newRpcMessage();
+      const finish = root._initFinish();
+      finish.questionId = question.id;
+      // Still awaiting the Return: we will ignore its caps, so the callee
+      // must release them itself (as C++ does).
+      finish.releaseResultCaps = question.awaitingReturn;
+      this.send(message);
+    }
+    if (!question.awaitingReturn) this.questions.delete(question.id);
+  }
+
+  /** Describes `hook` to the peer; returns the export ID it used, if any. */
+  writeDescriptor(hook: CapHook, descriptor: rpc.CapDescriptor): number | null {
+    const inner = innermost(hook);
+    if (isRemoteHookOf(inner, this)) {
+      inner.writeDescriptor(descriptor);
+      return null;
+    }
+    // Level 3 slots in here: a capability hosted by a third vat will be
+    // described as thirdPartyHosted instead of being proxied (the vine).
+    const existing = this.exports.idOf(inner);
+    if (existing !== undefined) {
+      const entry = this.exports.get(existing)!;
+      entry.refcount++;
+      if (entry.isPromise) descriptor.senderPromise = existing;
+      else descriptor.senderHosted = existing;
+      return existing;
+    }
+    const more = inner.whenMoreResolved();
+    const id = this.exports.add(inner.addRef(), more !== null);
+    if (more) {
+      descriptor.senderPromise = id;
+      this.resolveExportedPromise(id, inner, more);
+    } else {
+      descriptor.senderHosted = id;
+    }
+    return id;
+  }
+
+  writeDescriptorInto(hook: CapHook, descriptor: rpc.CapDescriptor): void {
+    this.writeDescriptor(hook, descriptor);
+  }
+
+  private writeDescriptors(table: CapTable, payload: rpc.Payload): number[] {
+    const exported: number[] = [];
+    if (table.length === 0) return exported;
+    const list = payload._initCapTable(table.length);
+    for (let i = 0; i < table.length; i++) {
+      const hook = table[i];
+      const descriptor = list.get(i);
+      if (!hook) {
+        descriptor.none = true;
+        continue;
+      }
+      const id = this.writeDescriptor(hook, descriptor);
+      if (id !== null) exported.push(id);
+    }
+    return exported;
+  }
+
+  /** Addresses a message; returns a hook to deliver to instead, if not over this connection. */
+  writeTarget(hook: CapHook, target: rpc.MessageTarget): CapHook | null {
+    if (isRemoteHookOf(hook, this)) return hook.writeTarget(target);
+    return hook;
+  }
+
+  /** The hook to put in the export table in place of `hook` (borrowed). */
+  innermostForExport(hook: CapHook): CapHook {
+    const inner = innermost(hook);
+    if (inner instanceof RemotePromiseHook && inner.conn === this) return inner.innermost();
+    return inner;
+  }
+
+  /** rpc.capnp Resolve: tells the peer what an exported promise became. */
+  private resolveExportedPromise(id: number, original: CapHook, more: Promise<CapHook>): void {
+    more.then(
+      (next) => {
+        const entry = this.exports.get(id);
+        if (this.error || !entry || entry.hook !== original) return;
+        const resolution = this.innermostForExport(next).addRef();
+        const { claimed } = this.exports.retarget(id, resolution);
+        if (resolution.brand !== this) {
+          const further = resolution.whenMoreResolved();
+          if (further && claimed) {
+            // Still a local promise, and not exported under another ID: the
+            // entry simply goes on standing for it.
+            this.resolveExportedPromise(id, resolution, further);
+            return;
+          }
+        }
+        entry.isPromise = false;
+        const { message, root } = newRpcMessage();
+        const resolve = root._initResolve();
+        resolve.promiseId = id;
+        this.writeDescriptor(resolution, resolve._initCap());
+        this.send(message);
+      },
+      (err: unknown) => {
+        const entry = this.exports.get(id);
+        if (this.error || !entry || entry.hook !== original) return;
+        entry.isPromise = false;
+        const { message, root } = newRpcMessage();
+        const resolve = root._initResolve();
+        resolve.promiseId = id;
+        writeException(err, resolve._initException());
+        this.send(message);
+      },
+    );
+  }
+
+  /** Starts an embargo on `target`; `lift` runs when the Disembargo echoes back. */
+  startEmbargo(target: CapHook, lift: () => void): void {
+    const { message, root } = newRpcMessage();
+    const disembargo = root._initDisembargo();
+    const redirect = this.writeTarget(target, disembargo._initTarget());
+    if (redirect) throw new Error("capmesh internal: embargo target is not on this connection");
+    disembargo.context.senderLoopback = this.embargoes.start(lift);
+    this.send(message);
+  }
+
+  /** Our last reference to an import went: pay back every reference the peer gave. */
+  releaseImport(hook: ImportHook): void {
+    const entry = this.imports.get(hook.importId);
+    if (!entry || entry.hook !== hook) return;
+    this.imports.delete(hook.importId);
+    if (this.error) return;
+    const { message, root } = newRpcMessage();
+    const release = root._initRelease();
+    release.id = hook.importId;
+    release.referenceCount = entry.remoteRefcount;
+    this.send(message);
+  }
+
+  forgetPromiseImport(id: number, hook: RemotePromiseHook): void {
+    const entry = this.imports.get(id);
+    if (entry && entry.promise === hook) entry.promise = null;
+  }
+
+  send(message: Message): void {
+    if (this.error) return;
+    this.stream.send(message);
+  }
+
+  /** Closes the connection: everything imported breaks, everything exported is dropped. */
+  close(reason = "connection closed locally"): void {
+    this.disconnect(RpcError.disconnected(reason));
+  }
+
+  // ---------------------------------------------------------------------
+  // Incoming
+
+  private handleMessage(message: Message): void {
+    if (this.error) return;
+    try {
+      const root = message.getRoot(rpc.Message);
+      const which = root.which();
+      switch (which) {
+        case rpc.Message.CALL:
+          return this.handleCall(message, root.call);
+        case rpc.Message.RETURN:
+          return this.handleReturn(message, root.return);
+        case rpc.Message.FINISH:
+          return this.handleFinish(root.finish);
+        case rpc.Message.RESOLVE:
+          return this.handleResolve(root.resolve);
+        case rpc.Message.RELEASE:
+          return this.handleRelease(root.release);
+        case rpc.Message.DISEMBARGO:
+          return this.handleDisembargo(root.disembargo);
+        case rpc.Message.BOOTSTRAP:
+          return this.handleBootstrap(root.bootstrap);
+        case rpc.Message.ABORT:
+          return this.handleAbort(root.abort);
+        case rpc.Message.UNIMPLEMENTED:
+          return this.handleUnimplemented(root.unimplemented);
+        default:
+          // Provide, Accept, Join (Level 3/4), obsolete and unknown
+          // messages: echo back as Unimplemented, keep the connection.
+          log.debug("unimplemented message", { conn: this.name, which });
+          return this.replyUnimplemented(root);
+      }
+    } catch (err) {
+      const protocolError =
+        err instanceof ProtocolError ? err : new ProtocolError(`malformed message from ${this.name}: ${describe(err)}`);
+      this.abort(protocolError);
+    }
+  }
+
+  private replyUnimplemented(received: rpc.Message): void {
+    const { message, root } = newRpcMessage();
+    root.unimplemented = received;
+    this.send(message);
+  }
+
+  private handleBootstrap(bootstrap: rpc.Bootstrap): void {
+    const id = bootstrap.questionId;
+    if (this.answers.has(id)) throw new ProtocolError(`Bootstrap uses question ID ${id}, which is still in use`);
+    const answer = new Answer(id);
+    this.answers.add(answer);
+    const { message, root } = newRpcMessage();
+    const ret = root._initReturn();
+    ret.answerId = id;
+    ret.releaseParamCaps = false;
+    let hook: CapHook | null = null;
+    try {
+      const factory = this.bootstrapFactory ?? this.options.bootstrap;
+      hook = factory ? factory() : null;
+    } catch (err) {
+      writeException(err, ret._initException());
+    }
+    if (!ret._isException) {
+      if (!hook) {
+        writeException(RpcError.failed("this vat offers no bootstrap capability"), ret._initException());
+      } else {
+        const results = ret._initResults();
+        utils.setInterfacePointer(0, results.content);
+        const descriptor = results._initCapTable(1).get(0);
+        const exported = this.writeDescriptor(hook, descriptor);
+        if (exported !== null) answer.resultExports.push(exported);
+        const cap = hook;
+        answer.pipeline = {
+          getPipelinedCap: (ops) =>
+            ops.length === 0 ? cap.addRef() : new BrokenHook(RpcError.failed("invalid pipeline transform on bootstrap")),
+        };
+        answer.response = { message, content: results.content, release: () => cap.release() };
+      }
+    }
+    answer.returnSent = true;
+    this.send(message);
+  }
+
+  private handleCall(message: Message, call: rpc.Call): void {
+    const id = call.questionId;
+    if (this.answers.has(id)) throw new ProtocolError(`Call uses question ID ${id}, which is still in use`);
+    const target = this.getMessageTarget(call.target, "Call");
+    const sendResultsTo = call.sendResultsTo.which();
+    const answer = new Answer(id);
+    this.answers.add(answer);
+    const params = call.params;
+    setCapTable(message, this.receiveCaps(params));
+    const payload: Payload = { message, content: params.content };
+    if (sendResultsTo === rpc.Call_SendResultsTo.THIRD_PARTY) {
+      releaseCapTable(message);
+      target.release();
+      this.sendExceptionReturn(
+        answer,
+        RpcError.unimplemented("sendResultsTo.thirdParty (Level 3 three-party handoff) is not supported on this connection"),
+      );
+      return;
+    }
+    answer.abort = new AbortController();
+    let result: CallResult;
+    try {
+      result = target.call(call.interfaceId, call.methodId, payload, {
+        signal: answer.abort.signal,
+        peer: this.options.peer,
+      });
+    } finally {
+      target.release();
+    }
+    answer.pipeline = result.pipeline;
+    if (sendResultsTo === rpc.Call_SendResultsTo.YOURSELF) {
+      // A tail call from the peer: the results stay here for the peer's
+      // other question to take (Return.takeFromOtherQuestion).
+      answer.redirected = result.promise;
+      result.promise.then(
+        (response) => {
+          if (answer.finishReceived || this.error) return response.release();
+          answer.response = response;
+          this.sendSimpleReturn(answer, (ret) => (ret.resultsSentElsewhere = true));
+        },
+        (err: unknown) => {
+          if (answer.finishReceived || this.error) return;
+          this.sendSimpleReturn(answer, (ret) => (ret.resultsSentElsewhere = true));
+          log.debug("tail-called call failed", { error: describe(err) });
+        },
+      );
+      return;
+    }
+    result.promise.then(
+      (response) => this.sendResultsReturn(answer, response),
+      (err: unknown) => this.sendExceptionReturn(answer, err),
+    );
+  }
+
+  private sendResultsReturn(answer: Answer, response: Response): void {
+    if (answer.finishReceived || this.error) {
+      response.release();
+      return;
+    }
+    const { message, root } = newRpcMessage();
+    const ret = root._initReturn();
+    ret.answerId = answer.id;
+    ret.releaseParamCaps = false;
+    const results = ret._initResults();
+    // The response keeps its own references (for pipelining until Finish);
+    // the Return message's cap table only borrows them to write descriptors.
+    const table = capTableOf(message);
+    try {
+      utils.copyFrom(response.content, results.content);
+      answer.resultExports = this.writeDescriptors(table, results);
+    } catch (err) {
+      setCapTable(message, []);
+      response.release();
+      this.sendExceptionReturn(answer, RpcError.failed(`could not send results: ${describe(err)}`));
+      return;
+    }
+    setCapTable(message, []);
+    answer.response = response;
+    answer.returnSent = true;
+    answer.abort = null;
+    this.send(message);
+  }
+
+  private sendExceptionReturn(answer: Answer, err: unknown): void {
+    if (answer.finishReceived || this.error) return;
+    this.sendSimpleReturn(answer, (ret) => writeException(err, ret._initException()));
+  }
+
+  private sendSimpleReturn(answer: Answer, fill: (ret: rpc.Return) => void): void {
+    const { message, root } = newRpcMessage();
+    const ret = root._initReturn();
+    ret.answerId = answer.id;
+    ret.releaseParamCaps = false;
+    fill(ret);
+    answer.returnSent = true;
+    answer.abort = null;
+    this.send(message);
+  }
+
+  private getMessageTarget(target: rpc.MessageTarget, what: string): CapHook {
+    switch (target.which()) {
+      case rpc.MessageTarget.IMPORTED_CAP: {
+        const id = target.importedCap;
+        const entry = this.exports.get(id);
+        if (!entry) throw new ProtocolError(`${what} targets export ${id}, which is not in the export table`);
+        return entry.hook.addRef();
+      }
+      case rpc.MessageTarget.PROMISED_ANSWER: {
+        const promised = target.promisedAnswer;
+        const id = promised.questionId;
+        const answer = this.answers.get(id);
+        if (!answer || answer.finishReceived) {
+          throw new ProtocolError(`${what} targets answer ${id}, which is not in the answer table`);
+        }
+        const ops = readTransform(promised);
+        if (!answer.pipeline) {
+          return new BrokenHook(RpcError.failed("pipelined call on a result that has no capabilities"));
+        }
+        return answer.pipeline.getPipelinedCap(ops);
+      }
+      default:
+        throw new ProtocolError(`${what} has an unknown MessageTarget kind`);
+    }
+  }
+
+  private handleReturn(message: Message, ret: rpc.Return): void {
+    const id = ret.answerId;
+    const question = this.questions.get(id);
+    if (!question) throw new ProtocolError(`Return for question ${id}, which is not in the question table`);
+    if (!question.awaitingReturn) throw new ProtocolError(`second Return for question ${id}`);
+    question.awaitingReturn = false;
+    const paramExports = question.paramExports;
+    question.paramExports = [];
+    if (ret.releaseParamCaps) for (const e of paramExports) this.releaseExportOrThrow(e, 1);
+
+    if (question.canceled) {
+      // We already sent Finish with releaseResultCaps: ignore the results.
+      if (ret.which() === rpc.Return.TAKE_FROM_OTHER_QUESTION) {
+        const other = this.answers.get(ret.takeFromOtherQuestion);
+        other?.redirected?.then((r) => r.release(), () => {});
+      }
+      if (question.finishSent) this.questions.delete(id);
+      else this.maybeFinish(question);
+      return;
+    }
+
+    switch (ret.which()) {
+      case rpc.Return.RESULTS: {
+        if (question.isTailCall) throw new ProtocolError(`Return for tail call ${id} must be resultsSentElsewhere`);
+        const results = ret.results;
+        setCapTable(message, this.receiveCaps(results));
+        question.fulfill(new OwnedResponse(message, results.content));
+        break;
+      }
+      case rpc.Return.EXCEPTION:
+        question.reject(readException(ret.exception));
+        break;
+      case rpc.Return.CANCELED:
+        throw new ProtocolError(`Return for question ${id} says canceled, but the call was not canceled`);
+      case rpc.Return.RESULTS_SENT_ELSEWHERE: {
+        if (!question.isTailCall) {
+          throw new ProtocolError(`Return for question ${id} says resultsSentElsewhere, but it was not a tail call`);
+        }
+        const { message: empty, content } = emptyPayload();
+        question.fulfill(new OwnedResponse(empty, content));
+        break;
+      }
+      case rpc.Return.TAKE_FROM_OTHER_QUESTION: {
+        const otherId = ret.takeFromOtherQuestion;
+        const other = this.answers.get(otherId);
+        if (!other || !other.redirected) {
+          throw new ProtocolError(
+            `Return.takeFromOtherQuestion names answer ${otherId}, which did not use sendResultsTo.yourself`,
+          );
+        }
+        const redirected = other.redirected;
+        other.redirected = null;
+        question.fulfill(
+          redirected.then((r) => {
+            // The other answer keeps its response for pipelining until its
+            // Finish; this question's consumer gets its own references.
+            const own = new OwnedResponse(r.message, r.content);
+            const table = capTableOf(r.message);
+            for (const hook of table) hook?.addRef();
+            if (r !== other.response) r.release();
+            return own;
+          }),
+        );
+        break;
+      }
+      default:
+        question.reject(
+          RpcError.unimplemented(`Return variant ${ret.which()} (Level 3 acceptFromThirdParty?) is not supported`),
+        );
+    }
+    this.maybeFinish(question);
+  }
+
+  private handleFinish(finish: rpc.Finish): void {
+    const id = finish.questionId;
+    const answer = this.answers.get(id);
+    if (!answer || answer.finishReceived) throw new ProtocolError(`Finish for question ${id}, which is not in the answer table`);
+    answer.finishReceived = true;
+    const exported = answer.resultExports;
+    answer.resultExports = [];
+    if (finish.releaseResultCaps) for (const e of exported) this.releaseExportOrThrow(e, 1);
+    if (!answer.returnSent) {
+      // Canceled by the caller: the server's signal fires, and the Return
+      // says so now (C++ sends `canceled` too) instead of waiting.
+      answer.abort?.abort(new RpcError("failed", "call canceled by the caller"));
+      const { message, root } = newRpcMessage();
+      const ret = root._initReturn();
+      ret.answerId = id;
+      ret.releaseParamCaps = false;
+      if (answer.redirected) ret.resultsSentElsewhere = true;
+      else ret.canceled = true;
+      answer.returnSent = true;
+      this.send(message);
+    }
+    this.answers.delete(id);
+    answer.pipeline = null;
+    answer.redirected?.then((r) => r.release(), () => {});
+    answer.response?.release();
+    answer.response = null;
+  }
+
+  private handleResolve(resolve: rpc.Resolve): void {
+    const id = resolve.promiseId;
+    let replacement: CapHook;
+    switch (resolve.which()) {
+      case rpc.Resolve.CAP: {
+        const cap = this.receiveCap(resolve.cap);
+        if (!cap) throw new ProtocolError(`Resolve for promise ${id} contains CapDescriptor.none`);
+        replacement = cap;
+        break;
+      }
+      case rpc.Resolve.EXCEPTION:
+        replacement = new BrokenHook(readException(resolve.exception));
+        break;
+      default:
+        throw new ProtocolError(`Resolve for promise ${id} has an unknown kind`);
+    }
+    const entry = this.imports.get(id);
+    if (!entry) {
+      replacement.release();
+      if (this.imports.wasResolved(id)) throw new ProtocolError(`second Resolve for promise ${id}`);
+      // We released the promise before the Resolve crossed our Release.
+      return;
+    }
+    if (!entry.isPromise) {
+      replacement.release();
+      throw new ProtocolError(`Resolve for import ${id}, which is not a promise`);
+    }
+    if (entry.resolved) {
+      replacement.release();
+      throw new ProtocolError(`second Resolve for promise ${id}`);
+    }
+    entry.resolved = true;
+    this.imports.markResolved(id);
+    if (entry.promise) entry.promise.resolve(replacement);
+    else replacement.release();
+  }
+
+  private handleRelease(release: rpc.Release): void {
+    this.releaseExportOrThrow(release.id, release.referenceCount);
+  }
+
+  private releaseExportOrThrow(id: number, count: number): void {
+    const problem = this.exports.release(id, count);
+    if (problem) throw new ProtocolError(problem);
+  }
+
+  private handleDisembargo(disembargo: rpc.Disembargo): void {
+    const context = disembargo.context;
+    switch (context.which()) {
+      case rpc.Disembargo_Context.SENDER_LOOPBACK: {
+        let target = this.getMessageTarget(disembargo.target, "Disembargo");
+        const resolvedTarget = innermost(target);
+        if (!isRemoteHookOf(resolvedTarget, this)) {
+          target.release();
+          throw new ProtocolError("Disembargo senderLoopback targets an object that does not point back to the sender");
+        }
+        const embargoId = context.senderLoopback;
+        // Every call toward this target that we received before the
+        // Disembargo has already been forwarded (forwarding is synchronous),
+        // so the echo can go out right behind them.
+        const { message, root } = newRpcMessage();
+        const echo = root._initDisembargo();
+        const redirect = resolvedTarget.writeTarget(echo._initTarget());
+        target.release();
+        target = resolvedTarget;
+        if (redirect) {
+          throw new ProtocolError(
+            "Disembargo senderLoopback targets a promise that was never the subject of a Resolve",
+          );
+        }
+        echo.context.receiverLoopback = embargoId;
+        this.send(message);
+        return;
+      }
+      case rpc.Disembargo_Context.RECEIVER_LOOPBACK: {
+        const id = context.receiverLoopback;
+        if (!this.embargoes.lift(id)) {
+          throw new ProtocolError(`Disembargo receiverLoopback names embargo ${id}, which we never started`);
+        }
+        return;
+      }
+      default: {
+        // accept / provide belong to Level 3.
+        const { message, root } = newRpcMessage();
+        root.unimplemented = disembargo.segment.message.getRoot(rpc.Message);
+        this.send(message);
+      }
+    }
+  }
+
+  private handleAbort(exception: rpc.Exception): void {
+    const e = readException(exception);
+    this.disconnect(new RpcError("disconnected", `${this.name} aborted the connection: ${e.message}`, true));
+  }
+
+  private handleUnimplemented(echoed: rpc.Message): void {
+    switch (echoed.which()) {
+      case rpc.Message.RESOLVE: {
+        // The peer cannot take promises: drop the reference the Resolve gave.
+        const resolve = echoed.resolve;
+        if (resolve._isCap) {
+          const cap = resolve.cap;
+          if (cap._isSenderHosted) this.releaseExportOrThrow(cap.senderHosted, 1);
+          else if (cap._isSenderPromise) this.releaseExportOrThrow(cap.senderPromise, 1);
+        }
+        return;
+      }
+      case rpc.Message.CALL:
+      case rpc.Message.BOOTSTRAP: {
+        const id = echoed.which() === rpc.Message.CALL ? echoed.call.questionId : echoed.bootstrap.questionId;
+        const question = this.questions.get(id);
+        if (!question || !question.awaitingReturn) return;
+        question.awaitingReturn = false;
+        question.finishSent = true; // the peer never made an answer to finish
+        question.paramExports = [];
+        this.questions.delete(id);
+        question.reject(RpcError.unimplemented(`${this.name} does not implement this request`));
+        return;
+      }
+      case rpc.Message.DISEMBARGO: {
+        const d = echoed.disembargo;
+        if (d.context._isSenderLoopback) this.embargoes.lift(d.context.senderLoopback);
+        return;
+      }
+      default:
+        log.debug("peer did not implement a message we sent", { conn: this.name, which: echoed.which() });
+    }
+  }
+
+  // ---------------------------------------------------------------------
+  // Capability descriptors
+
+  private receiveCaps(payload: rpc.Payload): CapTable {
+    if (!payload._hasCapTable()) return [];
+    const list = payload.capTable;
+    const table: CapTable = new Array(list.length);
+    for (let i = 0; i < list.length; i++) table[i] = this.receiveCap(list.get(i));
+    return table;
+  }
+
+  private receiveCap(descriptor: rpc.CapDescriptor): CapHook | null {
+    switch (descriptor.which()) {
+      case rpc.CapDescriptor.NONE:
+        return null;
+      case rpc.CapDescriptor.SENDER_HOSTED:
+        return this.importCap(descriptor.senderHosted, false);
+      case rpc.CapDescriptor.SENDER_PROMISE:
+        return this.importCap(descriptor.senderPromise, true);
+      case rpc.CapDescriptor.RECEIVER_HOSTED: {
+        const entry = this.exports.get(descriptor.receiverHosted);
+        if (!entry) return new BrokenHook(RpcError.failed(`receiverHosted names unknown export ${descriptor.receiverHosted}`));
+        return this.reflect(entry.hook.addRef());
+      }
+      case rpc.CapDescriptor.RECEIVER_ANSWER: {
+        const promised = descriptor.receiverAnswer;
+        const answer = this.answers.get(promised.questionId);
+        if (!answer || !answer.pipeline) return new BrokenHook(RpcError.failed("receiverAnswer names an unknown answer"));
+        return this.reflect(answer.pipeline.getPipelinedCap(readTransform(promised)));
+      }
+      case rpc.CapDescriptor.THIRD_PARTY_HOSTED:
+        // Level 3 not negotiated on this connection: use the vine.
+        return this.importCap(descriptor.thirdPartyHosted.vineId, false);
+      default:
+        throw new ProtocolError(`unknown CapDescriptor kind ${descriptor.which()}`);
+    }
+  }
+
+  private reflect(hook: CapHook): CapHook {
+    return hook.brand === this ? new ReflectedHook(hook) : hook;
+  }
+
+  private importCap(id: number, isPromise: boolean): CapHook {
+    const entry = this.imports.receive(id);
+    entry.isPromise ||= isPromise;
+    let importHook: ImportHook;
+    if (entry.hook) importHook = entry.hook.addRef();
+    else importHook = entry.hook = new ImportHook(this, id);
+    if (!isPromise) return importHook;
+    if (entry.promise) {
+      importHook.release();
+      return entry.promise.addRef();
+    }
+    if (entry.resolved) return importHook;
+    const promise = new RemotePromiseHook(this, importHook, id);
+    entry.promise = promise;
+    return promise;
+  }
+
+  // ---------------------------------------------------------------------
+  // Shutdown
+
+  /** Sends Abort naming the fault, then closes. The process carries on. */
+  abort(error: RpcError): void {
+    if (this.error) return;
+    log.warn("aborting connection", { conn: this.name, reason: error.message });
+    const { message, root } = newRpcMessage();
+    writeException(error, root._initAbort());
+    this.stream.send(message);
+    this.disconnect(error);
+  }
+
+  private disconnect(error: RpcError): void {
+    if (this.error) return;
+    this.error = error;
+    log.debug("disconnected", { conn: this.name, reason: error.message });
+    const broken = error.type === "disconnected" ? error : new RpcError("disconnected", error.message, error.remote);
+    const questions = [...this.questions.entries()];
+    this.questions.clear();
+    for (const [, q] of questions) {
+      q.awaitingReturn = false;
+      q.finishSent = true;
+      q.reject(broken);
+    }
+    const answers = [...this.answers.values()];
+    this.answers.clear();
+    for (const a of answers) {
+      a.abort?.abort(broken);
+      a.pipeline = null;
+      a.response?.release();
+      a.response = null;
+      a.redirected?.then((r) => r.release(), () => {});
+    }
+    this.exports.clear();
+    const imports = [...this.imports.values()];
+    this.imports.clear();
+    for (const entry of imports) entry.promise?.resolve(new BrokenHook(broken));
+    this.embargoes.liftAll();
+    this.stream.close(error.type === "disconnected" ? undefined : error);
+    this.resolveClosed(broken);
+    for (const listener of this.closeListeners) listener(broken);
+    this.closeListeners.clear();
+  }
+
+  /** Counts for tests and diagnostics: everything must drain to zero. */
+  stats(): { questions: number; answers: number; imports: number; exports: number; embargoes: number } {
+    return {
+      questions: this.questions.size,
+      answers: this.answers.size,
+      imports: this.imports.size,
+      exports: this.exports.size,
+      embargoes: this.embargoes.size,
+    };
+  }
+}
+
+function newRpcMessage(): { message: Message; root: rpc.Message } {
+  const message = new Message();
+  const root = message.initRoot(rpc.Message);
+  return { message, root };
+}
+
+function emptyPayload(): { message: Message; content: Pointer } {
+  const message = new Message();
+  setCapTable(message, []);
+  return { message, content: new Pointer(message.getSegment(0), 0) };
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export type { PipelineSource, Which };

@@ -1,0 +1,61 @@
+// Exceptions as rpc.capnp defines them (struct Exception): a type that tells
+// the caller what to do about it, and a human-readable reason.
+import type * as rpc from "capnp-es/capnp/rpc";
+
+export type ExceptionType = "failed" | "overloaded" | "disconnected" | "unimplemented";
+
+const WIRE_TYPES: readonly ExceptionType[] = ["failed", "overloaded", "disconnected", "unimplemented"];
+
+/** An error that crossed (or could cross) an RPC connection. */
+export class RpcError extends Error {
+  override name = "RpcError";
+  constructor(
+    readonly type: ExceptionType,
+    message: string,
+    /** True when the exception came from the peer rather than this vat. */
+    readonly remote = false,
+  ) {
+    super(message);
+  }
+
+  static failed(message: string): RpcError {
+    return new RpcError("failed", message);
+  }
+  static disconnected(message: string): RpcError {
+    return new RpcError("disconnected", message);
+  }
+  static unimplemented(message: string): RpcError {
+    return new RpcError("unimplemented", message);
+  }
+}
+
+/** A violation of the protocol by the peer: the connection is aborted. */
+export class ProtocolError extends RpcError {
+  override name = "ProtocolError";
+  constructor(message: string) {
+    super("failed", message);
+  }
+}
+
+/** Normalises anything thrown by application code into an RpcError. */
+export function toRpcError(err: unknown): RpcError {
+  if (err instanceof RpcError) return err;
+  if (err instanceof Error) {
+    if (err.name === "AbortError") return new RpcError("failed", "call canceled");
+    return new RpcError("failed", err.message || err.name);
+  }
+  return new RpcError("failed", String(err));
+}
+
+export function writeException(err: unknown, out: rpc.Exception): void {
+  const e = toRpcError(err);
+  out.reason = e.message;
+  out.type = WIRE_TYPES.indexOf(e.type) as rpc.Exception_Type;
+}
+
+export function readException(ex: rpc.Exception): RpcError {
+  const type = WIRE_TYPES[ex.type as number] ?? "failed";
+  let reason = ex.reason;
+  if (reason.startsWith("remote exception: ")) reason = reason.slice("remote exception: ".length);
+  return new RpcError(type, reason, true);
+}

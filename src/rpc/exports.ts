@@ -1,0 +1,74 @@
+// The export table: capabilities we named to the peer, by our export ID,
+// with the count of times we named each (the peer pays it back in Release).
+import type { CapHook } from "./hook.js";
+import { IdTable } from "./id-table.js";
+
+export interface ExportEntry {
+  hook: CapHook;
+  refcount: number;
+  /** Exported as senderPromise and not yet resolved. */
+  isPromise: boolean;
+}
+
+export class ExportTable {
+  private readonly table = new IdTable<ExportEntry>();
+  private readonly byHook = new Map<CapHook, number>();
+
+  get size(): number {
+    return this.table.size;
+  }
+
+  get(id: number): ExportEntry | undefined {
+    return this.table.get(id);
+  }
+
+  idOf(hook: CapHook): number | undefined {
+    return this.byHook.get(hook);
+  }
+
+  /** Adds a new export holding `hook` (a reference the table now owns). */
+  add(hook: CapHook, isPromise: boolean): number {
+    const id = this.table.add({ hook, refcount: 1, isPromise });
+    this.byHook.set(hook, id);
+    return id;
+  }
+
+  /** Points export `id` at a new hook (a promise export that resolved). */
+  retarget(id: number, hook: CapHook): { claimed: boolean } {
+    const entry = this.table.get(id)!;
+    if (this.byHook.get(entry.hook) === id) this.byHook.delete(entry.hook);
+    const old = entry.hook;
+    entry.hook = hook;
+    old.release();
+    if (this.byHook.has(hook)) return { claimed: false };
+    this.byHook.set(hook, id);
+    return { claimed: true };
+  }
+
+  /**
+   * Drops `count` references; returns an error text for a protocol violation,
+   * or null.
+   */
+  release(id: number, count: number): string | null {
+    const entry = this.table.get(id);
+    if (!entry) return `Release names export ${id}, which is not in the export table`;
+    if (count > entry.refcount) {
+      return `Release of export ${id} by ${count} would drop its reference count (${entry.refcount}) below zero`;
+    }
+    entry.refcount -= count;
+    if (entry.refcount === 0) {
+      this.table.delete(id);
+      if (this.byHook.get(entry.hook) === id) this.byHook.delete(entry.hook);
+      entry.hook.release();
+    }
+    return null;
+  }
+
+  /** On disconnect: drop every export. */
+  clear(): void {
+    const entries = [...this.table.entries()];
+    this.table.clear();
+    this.byHook.clear();
+    for (const [, e] of entries) e.hook.release();
+  }
+}

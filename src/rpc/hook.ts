@@ -1,0 +1,145 @@
+// CapHook: this engine's internal handle on a capability, modelled on the
+// C++ reference's ClientHook. Every typed client holds one reference to a
+// hook; hooks are reference counted so that the last release of an import
+// sends rpc.capnp `Release`, and so that exports know when they are unused.
+import type { Message, Pointer } from "capnp-es";
+import { RpcError } from "./errors.js";
+
+/** Params of an outgoing call: the payload message owns the caps in its cap table. */
+export interface Payload {
+  readonly message: Message;
+  /** The AnyPointer slot holding the params/results struct. */
+  readonly content: Pointer;
+}
+
+/** A call's results, owned by whoever holds it until released. */
+export interface Response extends Payload {
+  release(): void;
+}
+
+export interface CallHints {
+  signal?: AbortSignal | undefined;
+  /** Identity of the vat the call came from, for servers (rpc-level context). */
+  peer?: unknown;
+}
+
+/** What a call produces: the eventual response and a way to pipeline on it. */
+export interface CallResult {
+  readonly promise: Promise<Response>;
+  readonly pipeline: PipelineSource;
+}
+
+export interface PipelineSource {
+  /** A new reference to the capability at `ops` within the eventual results. */
+  getPipelinedCap(ops: readonly number[]): CapHook;
+}
+
+/** A call being built directly in the message that will carry it. */
+export interface OutgoingCall {
+  readonly message: Message;
+  /** The AnyPointer slot for the params struct. */
+  readonly content: Pointer;
+  send(hints?: CallHints): CallResult;
+}
+
+/** The connection a hook belongs to; compared by identity ("brand" in C++). */
+export type Brand = object | null;
+
+export interface CapHook {
+  /** The connection this hook sends over, or null when it is not a remote reference. */
+  readonly brand: Brand;
+  /** Starts a call, taking ownership of `params` and the caps in it. */
+  call(interfaceId: bigint, methodId: number, params: Payload, hints?: CallHints): CallResult;
+  /** Starts building a call (lets remote hooks encode straight into the wire message). */
+  newCall(interfaceId: bigint, methodId: number): OutgoingCall;
+  /** If this is a promise that has settled, what it settled to. */
+  resolved(): CapHook | null;
+  /** If this is an unsettled promise, when it settles (to the next hook). */
+  whenMoreResolved(): Promise<CapHook> | null;
+  addRef(): CapHook;
+  release(): void;
+  /** The error a broken capability fails calls with; null otherwise. */
+  readonly brokenReason: RpcError | null;
+}
+
+/** Follows settled promises to the innermost hook (no new reference). */
+export function innermost(hook: CapHook): CapHook {
+  for (let r = hook.resolved(); r; r = hook.resolved()) hook = r;
+  return hook;
+}
+
+/** Shared reference counting: subclasses implement `dispose`. */
+export abstract class RefCounted {
+  private refs = 1;
+
+  addRef(): this {
+    if (this.refs <= 0) throw new Error("capmesh internal: addRef on a released capability");
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (this.refs <= 0) return;
+    if (--this.refs === 0) this.dispose();
+  }
+
+  protected get released(): boolean {
+    return this.refs <= 0;
+  }
+
+  get isReleased(): boolean {
+    return this.refs <= 0;
+  }
+
+  protected abstract dispose(): void;
+}
+
+const settledNever: Promise<never> = new Promise(() => {});
+
+/** A capability that fails every call: null caps, errors, dead connections. */
+export class BrokenHook implements CapHook {
+  readonly brand = null;
+  constructor(readonly brokenReason: RpcError) {}
+
+  call(_i: bigint, _m: number, params: Payload): CallResult {
+    releasePayload(params);
+    const promise = Promise.reject(this.brokenReason);
+    promise.catch(() => {});
+    return { promise, pipeline: { getPipelinedCap: () => new BrokenHook(this.brokenReason) } };
+  }
+  newCall(interfaceId: bigint, methodId: number): OutgoingCall {
+    return localOutgoingCall(this, interfaceId, methodId);
+  }
+  resolved(): CapHook | null {
+    return null;
+  }
+  whenMoreResolved(): Promise<CapHook> | null {
+    return null;
+  }
+  addRef(): CapHook {
+    return this;
+  }
+  release(): void {}
+  static readonly never = settledNever;
+}
+
+export const NULL_CAP_ERROR = new RpcError("failed", "called a null capability");
+export function nullHook(): CapHook {
+  return new BrokenHook(NULL_CAP_ERROR);
+}
+
+import { newPayloadMessage, releaseCapTable } from "./payload.js";
+
+export function releasePayload(p: Payload): void {
+  releaseCapTable(p.message);
+}
+
+/** The default newCall: build in a standalone message, then `call`. */
+export function localOutgoingCall(hook: CapHook, interfaceId: bigint, methodId: number): OutgoingCall {
+  const { message, content } = newPayloadMessage();
+  return {
+    message,
+    content,
+    send: (hints) => hook.call(interfaceId, methodId, { message, content }, hints),
+  };
+}

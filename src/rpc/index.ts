@@ -1,0 +1,22 @@
+// capmesh/rpc: the Cap'n Proto RPC engine and its typed API.
+export { RpcConnection, type ConnectionOptions } from "./connection.js";
+export { RpcError, ProtocolError, type ExceptionType } from "./errors.js";
+export type { CapHook, Payload, Response, CallResult, PipelineSource } from "./hook.js";
+export { LocalServerHook, type ServerDispatch, type ServerCallContext } from "./local.js";
+export {
+  CapabilityClient,
+  defineInterface,
+  dynamicCall,
+  hookOf,
+  methodPropertyName,
+  setStreamWindow,
+  wrapHook,
+  type DynamicResponse,
+  type InterfaceHandle,
+} from "./typed.js";
+export type { Capability, CallContext, CallOptions, Pipelined, RpcPromise, ServerOf } from "./types.js";
+export { RpcSystem, Session, startSession, type BootstrapOffer } from "./system.js";
+export type { NetworkConnection, PeerInfo, VatNetwork } from "./vat-network.js";
+export { TwoPartyNetwork, connect, listen, type ConnectOptions, type Listener, type ListenOptions } from "./two-party.js";
+export type { InterfaceDef, MethodDef, StructCodec, CapTableReader, CapTableWriter, PipelineField } from "../codec/types.js";
+export type { Init } from "../codec/init.js";

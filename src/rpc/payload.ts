@@ -1,0 +1,63 @@
+// Messages carrying a payload (params or results). The capabilities of a
+// payload live in capnp-es's own per-message cap table
+// (`message._capnp.capTable`), holding CapHooks: that way capnp-es's pointer
+// copy (utils.copyFrom) carries capabilities across messages for us.
+import { Message, ObjectSize, Pointer, PointerType, Struct, utils } from "capnp-es";
+import type { CapHook } from "./hook.js";
+
+export type CapTable = (CapHook | null)[];
+
+export function capTableOf(message: Message): CapTable {
+  const internal = message._capnp as { capTable?: unknown[] };
+  if (!internal.capTable) internal.capTable = [];
+  return internal.capTable as CapTable;
+}
+
+export function setCapTable(message: Message, table: CapTable): void {
+  (message._capnp as { capTable?: unknown[] }).capTable = table;
+}
+
+/** Releases every capability a payload message holds. */
+export function releaseCapTable(message: Message): void {
+  const table = (message._capnp as { capTable?: CapTable }).capTable;
+  if (!table) return;
+  (message._capnp as { capTable?: CapTable }).capTable = [];
+  for (const hook of table) hook?.release();
+}
+
+/** A fresh message whose root is an AnyPointer slot for a payload. */
+export function newPayloadMessage(): { message: Message; content: Pointer } {
+  const message = new Message();
+  setCapTable(message, []);
+  const content = new Pointer(message.getSegment(0), 0);
+  return { message, content };
+}
+
+/** Allocates a struct of `size` in the AnyPointer slot `slot`. */
+export function initStructIn(slot: Pointer, size: ObjectSize): Struct {
+  const s = new Struct(slot.segment, slot.byteOffset, slot._capnp.depthLimit);
+  utils.initStruct(size, s);
+  return s;
+}
+
+/** Reads the struct an AnyPointer slot points at (null pointer → empty struct). */
+export function readStructIn(slot: Pointer): Struct {
+  return new Struct(slot.segment, slot.byteOffset, slot._capnp.depthLimit);
+}
+
+/**
+ * Follows a promise-pipelining transform (rpc.capnp PromisedAnswer.Op list)
+ * from a payload's content to an interface pointer; returns its cap index or
+ * -1 for a null pointer. Throws if the path leads through a non-struct.
+ */
+export function followTransform(content: Pointer, ops: readonly number[]): number {
+  let p = content;
+  for (const index of ops) {
+    if (utils.isNull(p)) return -1;
+    if (utils.getTargetPointerType(p) !== PointerType.STRUCT) throw new Error("pipeline path leads through a non-struct");
+    if (index >= utils.getTargetStructSize(p).pointerLength) return -1;
+    p = utils.getPointer(index, new Struct(p.segment, p.byteOffset, p._capnp.depthLimit));
+  }
+  if (utils.isNull(p)) return -1;
+  return utils.getInterfacePointer(p);
+}

@@ -1,0 +1,561 @@
+// The typed API over CapHooks: client proxies generated per interface,
+// promises that can be pipelined on, and server objects dispatched by
+// method ordinal. Generated code (src/gen) calls `defineInterface`.
+import type { Pointer } from "capnp-es";
+import type { CapTableReader, CapTableWriter, InterfaceDef, MethodDef, StructCodec } from "../codec/types.js";
+import { RpcError, toRpcError } from "./errors.js";
+import { BrokenHook, NULL_CAP_ERROR, type CallResult, type CapHook, type PipelineSource, type Response } from "./hook.js";
+import { LocalServerHook, OwnedResponse, type ServerCallContext, type ServerDispatch } from "./local.js";
+import { capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
+import type { CallOptions, Capability } from "./types.js";
+import type { Message } from "capnp-es";
+
+const kHook = Symbol("capmesh.hook");
+const kIface = Symbol("capmesh.iface");
+
+/** Releases a client's hook if the program drops the client without releasing it. */
+const safetyNet = new FinalizationRegistry<CapHook>((hook) => hook.release());
+
+/** Names that would shadow Capability members get a trailing underscore. */
+const RESERVED = new Set(["release", "dup", "whenResolved", "then", "catch", "finally", "constructor", "castAs"]);
+export function methodPropertyName(name: string): string {
+  return RESERVED.has(name) || name.startsWith("$") ? `${name}_` : name;
+}
+
+/** The base of every client proxy. */
+export class CapabilityClient implements Capability {
+  [kHook]: CapHook | null;
+  readonly [kIface]: InterfaceDef | null;
+
+  constructor(hook: CapHook, iface: InterfaceDef | null) {
+    this[kHook] = hook;
+    this[kIface] = iface;
+    safetyNet.register(this, hook, this);
+  }
+
+  release(): void {
+    const hook = this[kHook];
+    if (!hook) return;
+    this[kHook] = null;
+    safetyNet.unregister(this);
+    hook.release();
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+
+  dup(): this {
+    return wrapHook(liveHook(this).addRef(), this[kIface]) as this;
+  }
+
+  async whenResolved(): Promise<void> {
+    let hook = liveHook(this);
+    for (;;) {
+      const more = hook.whenMoreResolved();
+      if (!more) return;
+      hook = await more;
+    }
+  }
+
+  /** A view of this capability as another interface (same reference count). */
+  castAs<C>(iface: InterfaceDef & { readonly __client?: C }): C {
+    return wrapHook(liveHook(this).addRef(), iface) as C;
+  }
+
+  get [Symbol.toStringTag](): string {
+    return `Capability ${this[kIface]?.name ?? "(any)"}${this[kHook] ? "" : " (released)"}`;
+  }
+}
+
+function liveHook(client: CapabilityClient): CapHook {
+  const hook = client[kHook];
+  if (!hook) throw new RpcError("failed", `this ${client[kIface]?.name ?? "capability"} reference was already released`);
+  return hook;
+}
+
+/** The engine-level hook behind a client (for tools and the mesh layers). */
+export function hookOf(client: Capability): CapHook {
+  if (!(client instanceof CapabilityClient)) throw new TypeError("not a capmesh capability client");
+  return liveHook(client);
+}
+
+const clientClasses = new WeakMap<InterfaceDef, new (hook: CapHook) => CapabilityClient>();
+
+/** Wraps a hook (taking ownership of the reference) in a typed client. */
+export function wrapHook(hook: CapHook, iface: InterfaceDef | null): CapabilityClient {
+  if (!iface) return new CapabilityClient(hook, null);
+  return new (clientClassFor(iface))(hook);
+}
+
+function allMethods(iface: InterfaceDef, out = new Map<string, { iface: InterfaceDef; method: MethodDef }>()) {
+  for (const method of iface.methods) {
+    const name = methodPropertyName(method.name);
+    if (!out.has(name)) out.set(name, { iface, method });
+  }
+  for (const sup of iface.superclasses) allMethods(sup, out);
+  return out;
+}
+
+function clientClassFor(iface: InterfaceDef): new (hook: CapHook) => CapabilityClient {
+  let cls = clientClasses.get(iface);
+  if (cls) return cls;
+  const Client = class extends CapabilityClient {
+    constructor(hook: CapHook) {
+      super(hook, iface);
+    }
+  };
+  Object.defineProperty(Client, "name", { value: `${iface.name}Client` });
+  for (const [name, { iface: owner, method }] of allMethods(iface)) {
+    const fn = method.stream
+      ? function (this: CapabilityClient, params?: unknown, opts?: CallOptions) {
+          return streamCall(this, owner, method, params, opts);
+        }
+      : function (this: CapabilityClient, params?: unknown, opts?: CallOptions) {
+          return callMethod(this, owner, method, params, opts);
+        };
+    Object.defineProperty(Client.prototype, name, { value: fn, writable: true, configurable: true });
+  }
+  clientClasses.set(iface, Client);
+  cls = Client;
+  return cls;
+}
+
+// ---------------------------------------------------------------------------
+// Cap tables as the codecs see them
+
+function capWriter(message: Message): CapTableWriter {
+  return {
+    add(value: unknown, iface: InterfaceDef | null): number {
+      if (value === null || value === undefined) return -1;
+      return capTableOf(message).push(toHook(value, iface)) - 1;
+    },
+  };
+}
+
+/** A new reference to whatever the user put where a capability goes. */
+export function toHook(value: unknown, iface: InterfaceDef | null): CapHook {
+  if (value instanceof CapabilityClient) return liveHook(value).addRef();
+  if (typeof value === "object" && value !== null) {
+    if (!iface) {
+      throw new TypeError("a plain object cannot be passed where the schema has an untyped capability; wrap it with Interface.server(obj)");
+    }
+    return serverHook(value, iface);
+  }
+  throw new TypeError(`expected a ${iface?.name ?? "capability"} client or a server object, got ${typeof value}`);
+}
+
+/** Decoding: clients made here either belong to the receiver, or are borrowed for a call. */
+function capReader(message: Message, borrowed: CapabilityClient[] | null): CapTableReader {
+  return {
+    get(index: number, iface: InterfaceDef | null): unknown {
+      const table = capTableOf(message);
+      if (index >= table.length) throw new RpcError("failed", `capability index ${index} is outside the message's cap table (${table.length})`);
+      const hook = table[index];
+      if (!hook) return null;
+      const client = wrapHook(hook.addRef(), iface);
+      borrowed?.push(client);
+      return client;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Calls
+
+function encodeCall(hook: CapHook, iface: InterfaceDef, method: MethodDef, params: unknown) {
+  const out = hook.newCall(iface.id, method.ordinal);
+  try {
+    const s = initStructIn(out.content, method.params.size);
+    method.params.encode(params ?? {}, s, capWriter(out.message));
+  } catch (err) {
+    releaseCapTable(out.message);
+    throw err;
+  }
+  return out;
+}
+
+function callMethod(
+  client: CapabilityClient,
+  iface: InterfaceDef,
+  method: MethodDef,
+  params: unknown,
+  opts: CallOptions | undefined,
+): RpcPromiseLike<unknown> {
+  let result: CallResult;
+  try {
+    const hook = liveHook(client);
+    const failed = flows.get(hook)?.error;
+    if (failed) throw failed;
+    result = encodeCall(hook, iface, method, params).send(opts);
+  } catch (err) {
+    return rejectedRpcPromise(err, method.results);
+  }
+  return rpcPromise(result, method.results, opts?.signal);
+}
+
+/** Decodes a response into a plain object the caller owns; releases the response. */
+function decodeResponse(response: Response, codec: StructCodec<unknown>): unknown {
+  try {
+    return codec.decode(readStructIn(response.content), capReader(response.message, null));
+  } finally {
+    response.release();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Promise pipelining
+
+export interface RpcPromiseLike<T> extends Promise<T> {}
+
+interface PipelineRoot {
+  pipeline: PipelineSource;
+  settled: boolean;
+  value: unknown;
+}
+
+const promiseClasses = new WeakMap<StructCodec<unknown>, new (p: Promise<unknown>, root: PipelineRoot) => RpcPromiseBase>();
+const nodeClasses = new WeakMap<StructCodec<unknown>, new (root: PipelineRoot, ops: number[], path: string[]) => object>();
+
+class RpcPromiseBase implements Promise<unknown> {
+  constructor(
+    private readonly promise: Promise<unknown>,
+    protected readonly root: PipelineRoot,
+  ) {}
+  then<A = unknown, B = never>(
+    onfulfilled?: ((value: unknown) => A | PromiseLike<A>) | null,
+    onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    return this.promise.then(onfulfilled, onrejected);
+  }
+  catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<unknown> {
+    return this.promise.catch(onrejected);
+  }
+  finally(onfinally?: (() => void) | null): Promise<unknown> {
+    return this.promise.finally(onfinally);
+  }
+  get [Symbol.toStringTag](): string {
+    return "RpcPromise";
+  }
+}
+
+function definePipelineGetters(proto: object, codec: StructCodec<unknown>, base: "root" | "node"): void {
+  for (const [name, field] of Object.entries(codec.pipeline)) {
+    if (name === "then" || name === "catch" || name === "finally") continue;
+    Object.defineProperty(proto, name, {
+      configurable: true,
+      get(this: { root: PipelineRoot; ops?: number[]; path?: string[] }) {
+        const ops = base === "root" ? [] : this.ops!;
+        const path = base === "root" ? [] : this.path!;
+        const root = this.root;
+        if (field.kind === "interface") return pipelinedClient(root, [...ops, field.pointer], [...path, name], field.iface);
+        const nextOps = field.kind === "struct" ? [...ops, field.pointer] : ops;
+        return new (nodeClassFor(field.codec))(root, nextOps, [...path, name]);
+      },
+    });
+  }
+}
+
+function nodeClassFor(codec: StructCodec<unknown>) {
+  let cls = nodeClasses.get(codec);
+  if (!cls) {
+    cls = class PipelineNode {
+      constructor(
+        readonly root: PipelineRoot,
+        readonly ops: number[],
+        readonly path: string[],
+      ) {}
+    };
+    definePipelineGetters(cls.prototype, codec, "node");
+    nodeClasses.set(codec, cls);
+  }
+  return cls;
+}
+
+function promiseClassFor(codec: StructCodec<unknown>) {
+  let cls = promiseClasses.get(codec);
+  if (!cls) {
+    cls = class RpcPromise extends RpcPromiseBase {};
+    definePipelineGetters(cls.prototype, codec, "root");
+    promiseClasses.set(codec, cls);
+  }
+  return cls;
+}
+
+function pipelinedClient(root: PipelineRoot, ops: number[], path: string[], iface: InterfaceDef | null): CapabilityClient {
+  if (root.settled) {
+    // The results are here: take the capability from them.
+    let v: unknown = root.value;
+    for (const name of path) v = v == null ? undefined : (v as Record<string, unknown>)[name];
+    if (v instanceof CapabilityClient) return v.dup();
+    return wrapHook(new BrokenHook(NULL_CAP_ERROR), iface);
+  }
+  return wrapHook(root.pipeline.getPipelinedCap(ops), iface);
+}
+
+function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: AbortSignal): RpcPromiseLike<unknown> {
+  const root: PipelineRoot = { pipeline: result.pipeline, settled: false, value: undefined };
+  let promise = result.promise.then((response) => {
+    const value = decodeResponse(response, codec);
+    root.value = value;
+    root.settled = true;
+    return value;
+  });
+  if (signal) promise = abortable(promise, signal);
+  return new (promiseClassFor(codec))(promise, root) as RpcPromiseLike<unknown>;
+}
+
+function rejectedRpcPromise(err: unknown, codec: StructCodec<unknown>): RpcPromiseLike<unknown> {
+  const error = toRpcError(err);
+  const root: PipelineRoot = {
+    pipeline: { getPipelinedCap: () => new BrokenHook(error) },
+    settled: false,
+    value: undefined,
+  };
+  const promise = Promise.reject(err instanceof Error ? err : error);
+  return new (promiseClassFor(codec))(promise, root) as RpcPromiseLike<unknown>;
+}
+
+/** Rejects as soon as the caller aborts, whatever the callee does. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  const canceled = () => new RpcError("failed", "call canceled by the caller");
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(canceled());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(canceled());
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Streaming (`-> stream`): flow control by bytes in flight
+
+/** Bytes of `-> stream` calls that may be unacknowledged before writes wait. */
+export let streamWindowBytes = 4 * 1024 * 1024;
+export function setStreamWindow(bytes: number): void {
+  if (!(bytes > 0)) throw new RangeError("stream window must be a positive number of bytes");
+  streamWindowBytes = bytes;
+}
+
+class FlowController {
+  inFlight = 0;
+  error: RpcError | null = null;
+  private waiters: { resolve: () => void; reject: (e: RpcError) => void }[] = [];
+
+  track(bytes: number, done: Promise<unknown>): Promise<void> {
+    this.inFlight += bytes;
+    done.then(
+      () => this.ack(bytes),
+      (err: unknown) => {
+        this.error ??= toRpcError(err);
+        this.ack(bytes);
+      },
+    );
+    if (this.inFlight < streamWindowBytes) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  private ack(bytes: number): void {
+    this.inFlight -= bytes;
+    if (this.error) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w.reject(this.error);
+      return;
+    }
+    while (this.waiters.length > 0 && this.inFlight < streamWindowBytes) this.waiters.shift()!.resolve();
+  }
+}
+
+const flows = new WeakMap<CapHook, FlowController>();
+
+function messageBytes(message: Message): number {
+  let total = 0;
+  for (const segment of message._capnp.segments) total += segment.byteLength;
+  return total;
+}
+
+function streamCall(
+  client: CapabilityClient,
+  iface: InterfaceDef,
+  method: MethodDef,
+  params: unknown,
+  opts: CallOptions | undefined,
+): Promise<void> {
+  try {
+    const hook = liveHook(client);
+    let flow = flows.get(hook);
+    if (!flow) flows.set(hook, (flow = new FlowController()));
+    if (flow.error) return Promise.reject(flow.error);
+    const out = encodeCall(hook, iface, method, params);
+    const bytes = messageBytes(out.message);
+    const result = out.send(opts);
+    return flow.track(
+      bytes,
+      result.promise.then((r) => r.release()),
+    );
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Servers
+
+const liveServers = new WeakMap<object, LocalServerHook>();
+
+/** A new reference to the capability that serves `impl` as `iface`. */
+export function serverHook(impl: object, iface: InterfaceDef): CapHook {
+  const existing = liveServers.get(impl);
+  if (existing && !existing.isReleased) return existing.addRef();
+  const hook = new LocalServerHook(new TypedDispatch(impl, iface));
+  liveServers.set(impl, hook);
+  return hook;
+}
+
+type MethodTable = Map<bigint, Map<number, MethodDef>>;
+const methodTables = new WeakMap<InterfaceDef, MethodTable>();
+
+function methodTableFor(iface: InterfaceDef): MethodTable {
+  let table = methodTables.get(iface);
+  if (table) return table;
+  table = new Map();
+  const visit = (def: InterfaceDef) => {
+    if (table!.has(def.id)) return;
+    table!.set(def.id, new Map(def.methods.map((m) => [m.ordinal, m])));
+    for (const sup of def.superclasses) visit(sup);
+  };
+  visit(iface);
+  methodTables.set(iface, table);
+  return table;
+}
+
+class TypedDispatch implements ServerDispatch {
+  private readonly table: MethodTable;
+  constructor(
+    readonly impl: object,
+    readonly iface: InterfaceDef,
+  ) {
+    this.table = methodTableFor(iface);
+  }
+
+  get name(): string {
+    return this.iface.name;
+  }
+
+  async dispatch(interfaceId: bigint, methodId: number, params: { message: Message; content: Pointer }, ctx: ServerCallContext): Promise<Response> {
+    const methods = this.table.get(interfaceId);
+    if (!methods) {
+      throw RpcError.unimplemented(
+        `${this.iface.name} does not implement interface 0x${interfaceId.toString(16)} (method ${methodId})`,
+      );
+    }
+    const method = methods.get(methodId);
+    if (!method) throw RpcError.unimplemented(`${this.iface.name} has no method @${methodId} in interface 0x${interfaceId.toString(16)}`);
+    const fn = (this.impl as Record<string, unknown>)[methodPropertyName(method.name)];
+    if (typeof fn !== "function") {
+      throw RpcError.unimplemented(`method ${this.iface.name}.${method.name} is not implemented by this server`);
+    }
+    // Capabilities in params are lent for the duration of the call, as in
+    // the C++ API: a server that keeps one calls dup().
+    const borrowed: CapabilityClient[] = [];
+    try {
+      const decoded = method.params.decode(readStructIn(params.content), capReader(params.message, borrowed));
+      const returned: unknown = await fn.call(this.impl, decoded, ctx);
+      const { message, content } = newPayloadMessage();
+      try {
+        method.results.encode(returned ?? {}, initStructIn(content, method.results.size), capWriter(message));
+      } catch (err) {
+        releaseCapTable(message);
+        throw err;
+      }
+      return new OwnedResponse(message, content);
+    } finally {
+      for (const c of borrowed) c.release();
+    }
+  }
+
+  released(): void {
+    liveServers.delete(this.impl);
+    const dispose = (this.impl as { [Symbol.dispose]?: () => void })[Symbol.dispose];
+    if (typeof dispose === "function") {
+      try {
+        dispose.call(this.impl);
+      } catch {
+        // A failing dispose must not break the connection that released it.
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Interfaces
+
+export type InterfaceHandle<C extends Capability, S> = InterfaceDef & {
+  /** Serves `impl` as this interface: a new capability to it. */
+  server(impl: S): C;
+  /** Wraps an engine hook (taking ownership). */
+  wrap(hook: CapHook): C;
+  readonly __client?: C;
+  readonly __server?: S;
+};
+
+export function defineInterface<C extends Capability, S>(def: InterfaceDef): InterfaceHandle<C, S> {
+  const handle = def as InterfaceHandle<C, S>;
+  Object.defineProperty(handle, "server", {
+    value: (impl: S) => wrapHook(serverHook(impl as object, def), def) as unknown as C,
+  });
+  Object.defineProperty(handle, "wrap", { value: (hook: CapHook) => wrapHook(hook, def) as unknown as C });
+  return handle;
+}
+
+// ---------------------------------------------------------------------------
+// Dynamic calls, for tools that have no generated code
+
+export interface DynamicResponse extends Disposable {
+  /** The results struct's AnyPointer slot. */
+  readonly content: Pointer;
+  /** Reads capabilities out of the results (each a new reference). */
+  readonly caps: CapTableReader;
+  release(): void;
+}
+
+export async function dynamicCall(
+  target: Capability,
+  interfaceId: bigint,
+  methodId: number,
+  writeParams: (content: Pointer, caps: CapTableWriter) => void,
+  opts?: CallOptions,
+): Promise<DynamicResponse> {
+  const hook = hookOf(target);
+  const out = hook.newCall(interfaceId, methodId);
+  try {
+    writeParams(out.content, capWriter(out.message));
+  } catch (err) {
+    releaseCapTable(out.message);
+    throw err;
+  }
+  const result = out.send(opts);
+  const response = await (opts?.signal ? abortable(result.promise, opts.signal) : result.promise);
+  const release = () => response.release();
+  return {
+    content: response.content,
+    caps: capReader(response.message, null),
+    release,
+    [Symbol.dispose]: release,
+  };
+}
+
+export type { Capability };

@@ -1,0 +1,47 @@
+// Public types of the typed API: what generated code and plugin authors see.
+import type { InterfaceDef } from "../codec/types.js";
+
+/** Every capability client: a reference that must be released. */
+export interface Capability extends Disposable {
+  /** Drops this reference. Idempotent; calls made after it reject. */
+  release(): void;
+  /** A second, independent reference to the same capability. */
+  dup(): this;
+  /** Resolves once this reference no longer points at an unresolved promise. */
+  whenResolved(): Promise<void>;
+}
+
+/** Options for one outgoing call. */
+export interface CallOptions {
+  /** Aborting sends Finish: the server sees its own signal fire. */
+  signal?: AbortSignal;
+}
+
+/** What a server method receives beside its params. */
+export interface CallContext {
+  /** Fires when the caller cancels the call or the connection drops. */
+  readonly signal: AbortSignal;
+  /** The authenticated identity of the calling vat, when known. */
+  readonly peer: unknown;
+}
+
+/** Pointer fields of a result that promise pipelining can reach. */
+export type Pipelined<T> = {
+  readonly [K in keyof T as PipelineKey<T, K>]-?: PipelineOf<NonNullable<T[K]>>;
+};
+type PipelineKey<T, K extends keyof T> = NonNullable<T[K]> extends Capability
+  ? K
+  : NonNullable<T[K]> extends readonly unknown[] | Uint8Array | string | number | bigint | boolean
+    ? never
+    : NonNullable<T[K]> extends object
+      ? K
+      : never;
+type PipelineOf<V> = V extends Capability ? V : Pipelined<V>;
+
+/** The promise of a call's results, on which calls can be pipelined. */
+export type RpcPromise<T> = Promise<T> & Pipelined<T>;
+
+/** The server side of interface `I` as generated code types it. */
+export type ServerOf<Def> = Def extends { readonly __server?: infer S } ? S : never;
+
+export type { InterfaceDef };

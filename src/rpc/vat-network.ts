@@ -1,0 +1,31 @@
+// The VatNetwork abstraction (rpc.capnp "Network-specific parameters"):
+// how vats reach each other. The RPC system asks it for connections keyed by
+// the remote vat's identity and is told about accepted ones. Two-party
+// sockets implement it today; the secret handshake (identities) and Level 3
+// three-party handoff (Provide/Accept between vats that meet through a
+// third) plug in here without touching the connection state machine.
+import type { MessageStream } from "../transport/message-stream.js";
+
+/** Who is on the other end of a connection, as far as the network knows. */
+export interface PeerInfo {
+  /** A stable key for the remote vat: its public id once authenticated, else an address. */
+  readonly id: string;
+  /** True when the network proved the peer's identity (secret handshake). */
+  readonly authenticated: boolean;
+  /** Where the connection comes from, for logs. */
+  readonly address: string;
+}
+
+export interface NetworkConnection {
+  readonly stream: MessageStream;
+  readonly peer: PeerInfo;
+}
+
+export interface VatNetwork {
+  /** Opens a new connection to `vat` (the RPC system reuses it while alive). */
+  connect(vat: string, options?: { signal?: AbortSignal }): Promise<NetworkConnection>;
+  /** Starts accepting; each accepted connection is handed over. */
+  accept?(onConnection: (connection: NetworkConnection) => void): Promise<void>;
+  /** Stops accepting and closes what the network opened. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,120 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { memoryStreamPair } from "../../src/transport/message-stream.js";
+import { RpcConnection } from "../../src/rpc/connection.js";
+import { RpcError, Session, hookOf, type PeerInfo } from "../../src/rpc/index.js";
+import { Counter, CounterImpl } from "./fixtures.js";
+
+const sessions: Session[] = [];
+
+function pair(serverObject: CounterImpl) {
+  const [a, b] = memoryStreamPair();
+  const peer = (id: string): PeerInfo => ({ id, authenticated: false, address: `memory:${id}` });
+  const server = new Session(new RpcConnection(a, { name: "server" }), peer("client"), Counter.server(serverObject));
+  const client = new Session(new RpcConnection(b, { name: "client" }), peer("server"), null);
+  sessions.push(server, client);
+  return { server, client, counter: client.bootstrap(Counter) };
+}
+
+async function settle(times = 20) {
+  for (let i = 0; i < times; i++) await new Promise((r) => setImmediate(r));
+}
+
+afterEach(async () => {
+  for (const s of sessions.splice(0)) await s.close();
+});
+
+describe("RPC engine over an in-memory pair", () => {
+  it("makes a bootstrap call and returns results", async () => {
+    const impl = new CounterImpl(10n);
+    const { counter } = pair(impl);
+    expect((await counter.add({ delta: 5n })).value).toBe(15n);
+    expect((await counter.add({ delta: 1n })).value).toBe(16n);
+  });
+
+  it("pipelines calls on a capability before it arrives", async () => {
+    const { counter, client } = pair(new CounterImpl(1n));
+    const a = counter.next();
+    const b = a.counter.next();
+    const c = b.counter.add({ delta: 0n });
+    expect((await c).value).toBe(3n);
+    await settle();
+    // The tables drain once the results are consumed.
+    (await a).counter.release();
+    (await b).counter.release();
+    await settle();
+    expect(client.connection.stats().questions).toBe(0);
+  });
+
+  it("delivers calls in order (E-order)", async () => {
+    const impl = new CounterImpl();
+    const { counter } = pair(impl);
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => counter.add({ delta: BigInt(i) })));
+    expect(impl.log).toEqual(Array.from({ length: 50 }, (_, i) => BigInt(i)));
+    expect(results.at(-1)!.value).toBe(BigInt((49 * 50) / 2));
+  });
+
+  it("passes exceptions back as typed errors", async () => {
+    const { counter } = pair(new CounterImpl());
+    const err = await counter.fail({ reason: "no way" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RpcError);
+    expect((err as RpcError).type).toBe("failed");
+    expect((err as RpcError).message).toContain("no way");
+    expect((err as RpcError).remote).toBe(true);
+  });
+
+  it("recognises its own capability when it comes back, and keeps call order (embargo)", async () => {
+    const serverImpl = new CounterImpl();
+    const { counter, client } = pair(serverImpl);
+    const local = new CounterImpl(100n);
+    const mine = Counter.server(local);
+    const echoed = counter.echo({ cap: mine }).cap;
+    // Calls made through the (pipelined) echo before and after it resolves.
+    const order: Promise<{ value: bigint }>[] = [];
+    for (let i = 1n; i <= 5n; i++) order.push(echoed.add({ delta: i }));
+    const returned = (await counter.echo({ cap: mine })).cap!;
+    for (let i = 6n; i <= 10n; i++) order.push(echoed.add({ delta: i }));
+    await Promise.all(order);
+    expect(local.log).toEqual([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]);
+    // The returned capability is the local object itself, not a proxy.
+    expect(hookOf(returned).brand).toBe(null);
+    expect(serverImpl.log).toEqual([]);
+    returned.release();
+    echoed.release();
+    mine.release();
+    await settle();
+    expect(client.connection.stats()).toMatchObject({ questions: 0, embargoes: 0 });
+  });
+
+  it("cancels with an AbortSignal: the server sees its signal fire", async () => {
+    const impl = new CounterImpl();
+    const { counter } = pair(impl);
+    const ac = new AbortController();
+    const p = counter.hang({}, { signal: ac.signal });
+    await settle();
+    ac.abort();
+    await expect(p).rejects.toThrow(/cancel/);
+    await settle();
+    expect(impl.canceled).toBe(1);
+  });
+
+  it("release is seen by the server", async () => {
+    const impl = new CounterImpl();
+    const { counter, server } = pair(impl);
+    const child = (await counter.next()).counter;
+    expect((await child.add({ delta: 1n })).value).toBe(2n);
+    await settle();
+    expect(server.connection.stats().exports).toBe(2);
+    child.release();
+    await settle();
+    expect(server.connection.stats().exports).toBe(1);
+  });
+
+  it("breaks every import with disconnected when the connection dies", async () => {
+    const { counter, server } = pair(new CounterImpl());
+    const child = (await counter.next()).counter;
+    const pending = counter.hang({});
+    await server.close();
+    await expect(pending).rejects.toMatchObject({ type: "disconnected" });
+    await expect(child.add({ delta: 1n })).rejects.toMatchObject({ type: "disconnected" });
+  });
+});
