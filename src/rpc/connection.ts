@@ -20,6 +20,7 @@ import {
   type Payload,
   type PipelineSource,
   type Response,
+  type TailCallRequest,
 } from "./hook.js";
 import { IdTable } from "./id-table.js";
 import { ImportHook, ImportTable } from "./imports.js";
@@ -118,7 +119,13 @@ export class RpcConnection {
     };
   }
 
-  private sendCall(message: Message, call: rpc.Call, params: rpc.Payload, hints: CallHints | undefined): CallResult {
+  private sendCall(
+    message: Message,
+    call: rpc.Call,
+    params: rpc.Payload,
+    hints: CallHints | undefined,
+    tailFor?: Answer,
+  ): CallResult {
     if (this.error) {
       releaseCapTable(message);
       return new BrokenHook(this.error).call(0n, 0, { message, content: params.content });
@@ -126,11 +133,20 @@ export class RpcConnection {
     const question = new Question(this);
     question.id = this.questions.add(question);
     call.questionId = question.id;
+    if (tailFor) {
+      question.isTailCall = true;
+      call.sendResultsTo.yourself = true;
+    }
     const table = capTableOf(message);
     question.paramExports = this.writeDescriptors(table, params);
     // The export table now holds what the params referenced.
     releaseCapTable(message);
     this.send(message);
+    if (tailFor && !tailFor.returnSent && !tailFor.finishReceived) {
+      // rpc.capnp Return.takeFromOtherQuestion: the caller collects our
+      // answer from the tail call it is itself answering.
+      this.sendSimpleReturn(tailFor, (ret) => (ret.takeFromOtherQuestion = question.id));
+    }
     const signal = hints?.signal;
     if (signal) {
       const onAbort = () => this.cancelQuestion(question);
@@ -427,6 +443,7 @@ export class RpcConnection {
       result = target.call(call.interfaceId, call.methodId, payload, {
         signal: answer.abort.signal,
         peer: this.options.peer,
+        tailCall: (request) => this.tailCall(answer, request),
       });
     } finally {
       target.release();
@@ -456,8 +473,35 @@ export class RpcConnection {
     );
   }
 
+  /**
+   * A server answering `answer` tail-calls `request`. When the target lives
+   * across this same connection, the peer gets the call with
+   * sendResultsTo.yourself and our Return points at it, so the results never
+   * travel back and forth (C++ RpcCallContext::directTailCall).
+   */
+  private tailCall(answer: Answer, request: TailCallRequest): CallResult {
+    const target = innermost(request.target);
+    if (!isRemoteHookOf(target, this) || this.error || answer.returnSent || answer.finishReceived) {
+      return request.target.call(request.interfaceId, request.methodId, request.params, {
+        signal: answer.abort?.signal,
+      });
+    }
+    const { message, root } = newRpcMessage();
+    setCapTable(message, []);
+    const call = root._initCall();
+    call.interfaceId = request.interfaceId;
+    call.methodId = request.methodId;
+    const redirect = target.writeTarget(call._initTarget());
+    if (redirect) {
+      return redirect.call(request.interfaceId, request.methodId, request.params, { signal: answer.abort?.signal });
+    }
+    const params = call._initParams();
+    this.copyPayload(request.params, params.content, message);
+    return this.sendCall(message, call, params, undefined, answer);
+  }
+
   private sendResultsReturn(answer: Answer, response: Response): void {
-    if (answer.finishReceived || this.error) {
+    if (answer.finishReceived || answer.returnSent || this.error) {
       response.release();
       return;
     }
@@ -486,7 +530,7 @@ export class RpcConnection {
   }
 
   private sendExceptionReturn(answer: Answer, err: unknown): void {
-    if (answer.finishReceived || this.error) return;
+    if (answer.finishReceived || answer.returnSent || this.error) return;
     this.sendSimpleReturn(answer, (ret) => writeException(err, ret._initException()));
   }
 

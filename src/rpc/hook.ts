@@ -21,6 +21,25 @@ export interface CallHints {
   signal?: AbortSignal | undefined;
   /** Identity of the vat the call came from, for servers (rpc-level context). */
   peer?: unknown;
+  /**
+   * Set by a connection delivering a call it received: lets a server's tail
+   * call go back over that connection with `sendResultsTo.yourself`.
+   */
+  tailCall?: ((request: TailCallRequest) => CallResult) | undefined;
+}
+
+/** A server's answer "my results are whatever this other call returns". */
+export interface TailCallRequest {
+  readonly tail: true;
+  /** Owned by the request. */
+  readonly target: CapHook;
+  readonly interfaceId: bigint;
+  readonly methodId: number;
+  readonly params: Payload;
+}
+
+export function isTailCall(value: unknown): value is TailCallRequest {
+  return typeof value === "object" && value !== null && (value as { tail?: unknown }).tail === true;
 }
 
 /** What a call produces: the eventual response and a way to pipeline on it. */

@@ -14,13 +14,15 @@ import {
   type Payload,
   type PipelineSource,
   type Response,
+  type TailCallRequest,
+  isTailCall,
 } from "./hook.js";
 import { capTableOf, followTransform, releaseCapTable } from "./payload.js";
 
 /** What a server object looks like to the engine (typed.ts adapts user classes). */
 export interface ServerDispatch {
   /** Runs one call; resolves to the results, owned by the caller. */
-  dispatch(interfaceId: bigint, methodId: number, params: Payload, ctx: ServerCallContext): Promise<Response>;
+  dispatch(interfaceId: bigint, methodId: number, params: Payload, ctx: ServerCallContext): Promise<Response | TailCallRequest>;
   /** The last reference to the capability was released. */
   released?(): void;
   /** For diagnostics. */
@@ -53,6 +55,16 @@ export class LocalServerHook extends RefCounted implements CapHook {
     this.addRef();
     const promise = Promise.resolve()
       .then(() => this.server.dispatch(interfaceId, methodId, params, ctx))
+      .then((out) => {
+        if (!isTailCall(out)) return out;
+        // A tail call: our results (and pipelining on them) are the other call's.
+        const tail = hints?.tailCall
+          ? hints.tailCall(out)
+          : out.target.call(out.interfaceId, out.methodId, out.params, { signal: ctx.signal });
+        out.target.release();
+        pipeline.redirect(tail.pipeline);
+        return tail.promise;
+      })
       .finally(() => {
         releasePayload(params);
         this.release();
@@ -103,9 +115,11 @@ export function capFromResponse(response: Response, ops: readonly number[]): Cap
 export class ResponsePipeline implements PipelineSource {
   private response: Response | null = null;
   private error: RpcError | null = null;
+  private redirected: PipelineSource | null = null;
   private pending: { ops: readonly number[]; hook: QueuedHook }[] = [];
 
   getPipelinedCap(ops: readonly number[]): CapHook {
+    if (this.redirected) return this.redirected.getPipelinedCap(ops);
     if (this.error) return new BrokenHook(this.error);
     if (this.response) return capFromResponse(this.response, ops);
     const hook = new QueuedHook();
@@ -113,7 +127,16 @@ export class ResponsePipeline implements PipelineSource {
     return hook;
   }
 
+  /** A tail call: pipelining goes to the other call's results from now on. */
+  redirect(other: PipelineSource): void {
+    this.redirected = other;
+    const pending = this.pending;
+    this.pending = [];
+    for (const p of pending) p.hook.resolve(other.getPipelinedCap(p.ops));
+  }
+
   settle(response: Response): void {
+    if (this.redirected) return;
     this.response = response;
     const pending = this.pending;
     this.pending = [];
@@ -121,6 +144,7 @@ export class ResponsePipeline implements PipelineSource {
   }
 
   fail(error: RpcError): void {
+    if (this.redirected) return;
     this.error = error;
     const pending = this.pending;
     this.pending = [];

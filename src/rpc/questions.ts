@@ -59,7 +59,12 @@ export class Question implements PipelineSource {
 
   /** The Return brought results: resolve pipelines first (synchronously), then the caller. */
   fulfill(response: Response | Promise<Response>): void {
-    if (!(response instanceof Promise)) {
+    if (this.isTailCall) {
+      // The results went elsewhere: pipelined calls keep going to the
+      // peer's answer until we Finish (C++ leaves tail pipelines unresolved).
+      for (const p of this.pending) p.hook.release();
+      this.pending = [];
+    } else if (!(response instanceof Promise)) {
       this.response = response;
       const pending = this.pending;
       this.pending = [];

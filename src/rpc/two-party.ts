@@ -16,9 +16,9 @@ export interface TwoPartyOptions {
 
 let anonymousCounter = 0;
 
-function connectionFromSocket(socket: Socket, address: string, limits: Partial<TransportLimits> | undefined): NetworkConnection {
-  const stream = streamFromDuplex(socket, limits, { remoteAddress: address });
-  const peer: PeerInfo = { id: `anonymous#${++anonymousCounter}`, authenticated: false, address };
+function connectionFromSocket(socket: Socket, address: string | null, limits: Partial<TransportLimits> | undefined): NetworkConnection {
+  const stream = streamFromDuplex(socket, limits, address ? { remoteAddress: address } : {});
+  const peer: PeerInfo = { id: `anonymous#${++anonymousCounter}`, authenticated: false, address: stream.remoteAddress };
   return { stream, peer };
 }
 
@@ -43,8 +43,7 @@ export class TwoPartyNetwork implements VatNetwork {
   async accept(onConnection: (connection: NetworkConnection) => void): Promise<void> {
     if (!this.listenAddress) throw new Error("this network was not given an address to listen on");
     this.listener = await listenSocket(this.listenAddress, (socket) => {
-      const label = socket.remoteAddress ? `tcp://${socket.remoteAddress}:${socket.remotePort}` : `${this.listener?.address ?? this.listenAddress} (accepted)`;
-      onConnection(connectionFromSocket(socket, label, this.options.limits));
+      onConnection(connectionFromSocket(socket, null, this.options.limits));
     });
   }
 

@@ -4,10 +4,19 @@
 import type { Pointer } from "capnp-es";
 import type { CapTableReader, CapTableWriter, InterfaceDef, MethodDef, StructCodec } from "../codec/types.js";
 import { RpcError, toRpcError } from "./errors.js";
-import { BrokenHook, NULL_CAP_ERROR, type CallResult, type CapHook, type PipelineSource, type Response } from "./hook.js";
+import {
+  BrokenHook,
+  NULL_CAP_ERROR,
+  isTailCall,
+  type CallResult,
+  type CapHook,
+  type PipelineSource,
+  type Response,
+  type TailCallRequest,
+} from "./hook.js";
 import { LocalServerHook, OwnedResponse, type ServerCallContext, type ServerDispatch } from "./local.js";
 import { capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
-import type { CallOptions, Capability } from "./types.js";
+import type { CallContext, CallOptions, Capability } from "./types.js";
 import type { Message } from "capnp-es";
 
 const kHook = Symbol("capmesh.hook");
@@ -302,6 +311,8 @@ function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: Ab
     return value;
   });
   if (signal) promise = abortable(promise, signal);
+  // A call nobody awaits must not take the process down when it fails.
+  promise.catch(() => {});
   return new (promiseClassFor(codec))(promise, root) as RpcPromiseLike<unknown>;
 }
 
@@ -313,6 +324,7 @@ function rejectedRpcPromise(err: unknown, codec: StructCodec<unknown>): RpcPromi
     value: undefined,
   };
   const promise = Promise.reject(err instanceof Error ? err : error);
+  promise.catch(() => {});
   return new (promiseClassFor(codec))(promise, root) as RpcPromiseLike<unknown>;
 }
 
@@ -455,7 +467,12 @@ class TypedDispatch implements ServerDispatch {
     return this.iface.name;
   }
 
-  async dispatch(interfaceId: bigint, methodId: number, params: { message: Message; content: Pointer }, ctx: ServerCallContext): Promise<Response> {
+  async dispatch(
+    interfaceId: bigint,
+    methodId: number,
+    params: { message: Message; content: Pointer },
+    ctx: ServerCallContext,
+  ): Promise<Response | TailCallRequest> {
     const methods = this.table.get(interfaceId);
     if (!methods) {
       throw RpcError.unimplemented(
@@ -473,7 +490,9 @@ class TypedDispatch implements ServerDispatch {
     const borrowed: CapabilityClient[] = [];
     try {
       const decoded = method.params.decode(readStructIn(params.content), capReader(params.message, borrowed));
-      const returned: unknown = await fn.call(this.impl, decoded, ctx);
+      const context: CallContext = { signal: ctx.signal, peer: ctx.peer, tailCall: prepareTailCall };
+      const returned: unknown = await fn.call(this.impl, decoded, context);
+      if (isTailCall(returned)) return returned;
       const { message, content } = newPayloadMessage();
       try {
         method.results.encode(returned ?? {}, initStructIn(content, method.results.size), capWriter(message));
@@ -498,6 +517,28 @@ class TypedDispatch implements ServerDispatch {
       }
     }
   }
+}
+
+function prepareTailCall(target: Capability, methodName: string, params?: unknown): TailCallRequest {
+  if (!(target instanceof CapabilityClient) || !target[kIface]) {
+    throw new TypeError("ctx.tailCall needs a typed capability client as its target");
+  }
+  const found = allMethods(target[kIface]!).get(methodName);
+  if (!found || found.method.stream) throw new TypeError(`${target[kIface]!.name} has no method ${methodName} to tail-call`);
+  const { message, content } = newPayloadMessage();
+  try {
+    found.method.params.encode(params ?? {}, initStructIn(content, found.method.params.size), capWriter(message));
+  } catch (err) {
+    releaseCapTable(message);
+    throw err;
+  }
+  return {
+    tail: true,
+    target: liveHook(target).addRef(),
+    interfaceId: found.iface.id,
+    methodId: found.method.ordinal,
+    params: { message, content },
+  };
 }
 
 // ---------------------------------------------------------------------------

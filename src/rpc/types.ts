@@ -23,6 +23,21 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** The authenticated identity of the calling vat, when known. */
   readonly peer: unknown;
+  /**
+   * Answers this call with another call's results: `return ctx.tailCall(cap, "method", params)`.
+   * When `cap` lives in the calling vat, the results never cross the wire twice
+   * (rpc.capnp sendResultsTo.yourself).
+   */
+  tailCall<C extends Capability, M extends keyof C & string>(
+    target: C,
+    method: M,
+    params?: C[M] extends (params: infer P, ...rest: never[]) => unknown ? P : never,
+  ): TailCall;
+}
+
+/** What `ctx.tailCall` returns; a server method returns it as its results. */
+export interface TailCall {
+  readonly tail: true;
 }
 
 /** Pointer fields of a result that promise pipelining can reach. */

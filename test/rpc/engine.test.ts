@@ -109,6 +109,22 @@ describe("RPC engine over an in-memory pair", () => {
     expect(server.connection.stats().exports).toBe(1);
   });
 
+  it("tail-calls back into the caller with sendResultsTo.yourself", async () => {
+    const { counter, client, server } = pair(new CounterImpl());
+    const local = new CounterImpl(40n);
+    const mine = Counter.server(local);
+    expect((await counter.forward({ cap: mine, delta: 2n })).value).toBe(42n);
+    expect(local.log).toEqual([2n]);
+    // A tail call to a third object (not the caller) is forwarded normally.
+    const other = (await counter.next()).counter;
+    expect((await counter.forward({ cap: other, delta: 5n })).value).toBe(6n);
+    other.release();
+    mine.release();
+    await settle();
+    expect(client.connection.stats()).toMatchObject({ questions: 0, answers: 0, exports: 0 });
+    expect(server.connection.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0 });
+  });
+
   it("breaks every import with disconnected when the connection dies", async () => {
     const { counter, server } = pair(new CounterImpl());
     const child = (await counter.next()).counter;

@@ -2,7 +2,8 @@
 // engine's state machine can be tested independently of the generator.
 import { ObjectSize, utils, type Struct } from "capnp-es";
 import type { CapTableReader, CapTableWriter, InterfaceDef, StructCodec } from "../../src/codec/types.js";
-import { defineInterface, type Capability, type CallContext, type RpcPromise } from "../../src/rpc/index.js";
+import { defineInterface, type Capability, type CallContext, type CallOptions, type RpcPromise } from "../../src/rpc/index.js";
+import type { TailCall } from "../../src/rpc/types.js";
 
 function codec<T>(name: string, data: number, ptrs: number, encode: StructCodec<T>["encode"], decode: StructCodec<T>["decode"], pipeline: StructCodec<T>["pipeline"] = {}): StructCodec<T> {
   return { name, size: new ObjectSize(data, ptrs), encode, decode, pipeline };
@@ -23,7 +24,8 @@ export interface Counter extends Capability {
   next(p?: {}): RpcPromise<{ counter: Counter }>;
   echo(p: { cap?: Counter | null }): RpcPromise<{ cap: Counter | null }>;
   fail(p: { reason?: string }): RpcPromise<{}>;
-  hang(p?: {}): RpcPromise<{}>;
+  hang(p?: {}, opts?: CallOptions): RpcPromise<{}>;
+  forward(p: { cap?: Counter | null; delta?: bigint }): RpcPromise<{ value: bigint }>;
 }
 export interface CounterServer {
   add(p: { delta: bigint }, ctx: CallContext): { value: bigint } | Promise<{ value: bigint }>;
@@ -31,6 +33,7 @@ export interface CounterServer {
   echo(p: { cap: Counter | null }, ctx: CallContext): { cap: Counter | null } | Promise<{ cap: Counter | null }>;
   fail(p: { reason: string }, ctx: CallContext): Promise<{}> | {};
   hang(p: {}, ctx: CallContext): Promise<{}>;
+  forward(p: { cap: Counter | null; delta: bigint }, ctx: CallContext): TailCall;
 }
 
 const empty = codec<{}>("Empty", 0, 0, () => {}, () => ({}));
@@ -56,6 +59,17 @@ const failParams = codec<{ reason?: string }>(
   (s) => ({ reason: utils.getText(0, s) }),
 );
 
+const forwardParams = codec<{ cap?: Counter | null; delta?: bigint }>(
+  "forward$Params",
+  8,
+  1,
+  (v, s, caps) => {
+    writeCap(s, 0, caps, v.cap, Counter);
+    utils.setInt64(0, BigInt(v.delta ?? 0n), s);
+  },
+  (s, caps) => ({ cap: readCap(s, 0, caps, Counter), delta: utils.getInt64(0, s) }),
+);
+
 export const Counter = defineInterface<Counter, CounterServer>({
   name: "Counter",
   id: 0xd7e3f1a0b2c4e6f8n,
@@ -65,6 +79,7 @@ export const Counter = defineInterface<Counter, CounterServer>({
     { name: "echo", ordinal: 2, params: echoParams, results: echoResults, stream: false },
     { name: "fail", ordinal: 3, params: failParams, results: empty, stream: false },
     { name: "hang", ordinal: 4, params: empty, results: empty, stream: false },
+    { name: "forward", ordinal: 5, params: forwardParams, results: addResults, stream: false },
   ],
   superclasses: [],
 });
@@ -102,6 +117,9 @@ export class CounterImpl implements CounterServer {
         reject(new Error("canceled"));
       });
     });
+  }
+  forward({ cap, delta }: { cap: Counter | null; delta: bigint }, ctx: CallContext): TailCall {
+    return ctx.tailCall(cap!, "add", { delta });
   }
   [Symbol.dispose]() {
     this.disposed = true;

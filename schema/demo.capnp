@@ -1,0 +1,19 @@
+@0xe6c3f0f4a1d2b3c5;
+# The schema of `npm start`'s demo and the README example: a chat room
+# showing a typed call, a pipelined call and a callback.
+
+interface Greeter {
+  greet @0 (name :Text) -> (greeting :Text);
+  room @1 (name :Text) -> (room :Room);
+  # The room of that name (made on first use).
+}
+
+interface Room {
+  join @0 (who :Text, listener :Listener) -> (members :UInt32);
+  # The room calls `listener.heard` for everything said from now on.
+  say @1 (who :Text, text :Text) -> ();
+}
+
+interface Listener {
+  heard @0 (who :Text, text :Text) -> ();
+}

@@ -1,0 +1,447 @@
+// Cap'n Proto standard stream framing.
+//
+// A frame is:
+//   u32 LE  segment count - 1
+//   u32 LE  size of each segment, in 8-byte words
+//   4 zero bytes of padding when the segment count is even (so the header is
+//           a whole number of words)
+//   the segments, back to back
+//
+// Decoding makes exactly one copy of the message body: bytes go straight from
+// the incoming chunks into one ArrayBuffer per segment, allocated once the
+// segment table is known. Those buffers are handed to capnp-es without further
+// copying. Each segment gets its own exactly-sized ArrayBuffer on purpose:
+// capnp-es reads through a DataView over a segment's whole buffer, so a bad
+// pointer can at worst reach the end of its own segment, where the DataView
+// throws a RangeError, and never a neighbouring segment or a later message.
+//
+// Decoded messages are NOT validated: pointer errors (a root pointer outside
+// its segment, a list running past the end, a far pointer to a missing
+// segment) surface when the message is read, as ordinary catchable errors
+// thrown by capnp-es (Error "CAPNP-TS0xx ..." or RangeError) from getRoot() or
+// a field getter. The RPC engine must read inside try/catch and treat a throw
+// as a protocol error of that connection.
+
+import { Message, type Struct, type StructCtor } from "capnp-es";
+import { resolveLimits, type TransportLimits } from "./limits.js";
+
+export type FrameErrorCode = "segment-count" | "message-too-large" | "truncated" | "malformed";
+
+/** Bad framing from the peer. The connection cannot continue after one. */
+export class FrameError extends Error {
+  readonly code: FrameErrorCode;
+  constructor(code: FrameErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "FrameError";
+    this.code = code;
+  }
+}
+
+const WORD = 8;
+
+/** Bytes of the frame header for `count` segments. */
+export function frameHeaderBytes(count: number): number {
+  return WORD * (Math.floor(count / 2) + 1);
+}
+
+// ---------------------------------------------------------------------------
+// Building messages from segment buffers without copying.
+//
+// capnp-es copies when given bytes (`new Message(bytes, false)` slices the
+// input and then slices every segment again), but accepts an arena "as is".
+// Its MultiSegmentArena class is not exported, so we take the constructor from
+// a message it built itself, and check that it behaves as expected. Should a
+// future capnp-es change this, we fall back to the copying public API.
+
+type ArenaCtor = new (buffers: ArrayBuffer[]) => unknown;
+type MessageSource = ConstructorParameters<typeof Message>[0];
+
+function findArenaCtor(): ArenaCtor | undefined {
+  try {
+    const probe = new Message(new Uint8Array([0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), false);
+    const arena = probe._capnp.arena as unknown as { buffers?: unknown; constructor?: unknown };
+    if (!Array.isArray(arena.buffers) || typeof arena.constructor !== "function") return undefined;
+    const Ctor = arena.constructor as ArenaCtor;
+    const a = new ArrayBuffer(8);
+    const b = new ArrayBuffer(16);
+    const m = new Message(new Ctor([a, b]) as MessageSource);
+    const segs = m._capnp.segments;
+    if (segs.length !== 2 || segs[0]!.buffer !== a || segs[1]!.buffer !== b) return undefined;
+    if (segs[0]!.byteLength !== 8 || segs[1]!.byteLength !== 16) return undefined;
+    return Ctor;
+  } catch {
+    return undefined;
+  }
+}
+
+const MultiSegmentArena = findArenaCtor();
+
+/**
+ * A message decoded from the wire. It is a plain capnp-es Message except that
+ * `getRoot()` starts the root at the receiver's nesting limit, so reading
+ * deeper than `limits.nestingLimit` pointer levels throws.
+ * (capnp-es's static `Message.getRoot(Ctor, m)` bypasses this; use the method.)
+ */
+export class InboundMessage extends Message {
+  /** Pointer nesting allowed below the root. */
+  nestingLimit = 64;
+
+  override getRoot<T extends Struct>(RootStruct: StructCtor<T>): T {
+    const root = super.getRoot(RootStruct);
+    return new RootStruct(root.segment, root.byteOffset, this.nestingLimit);
+  }
+}
+
+/**
+ * Wraps received segment buffers (ownership passes to the message; they are
+ * not copied) into a Message with the read limits of `limits` applied.
+ * Segment 0 must hold at least the root pointer and every buffer must be a
+ * whole number of words.
+ */
+export function messageFromSegments(
+  segments: ArrayBuffer[],
+  limits?: Partial<TransportLimits>,
+): InboundMessage {
+  return wrapSegments(segments, resolveLimits(limits));
+}
+
+function wrapSegments(segments: ArrayBuffer[], lim: Readonly<TransportLimits>): InboundMessage {
+  if (segments.length === 0) throw new FrameError("malformed", "a message needs at least one segment");
+  if (segments[0]!.byteLength < WORD) {
+    throw new FrameError("malformed", "the first segment is empty: it must hold at least the root pointer (one word)");
+  }
+  for (const [i, s] of segments.entries()) {
+    if (s.byteLength % WORD !== 0) {
+      throw new FrameError("malformed", `segment ${i} is ${s.byteLength} bytes, not a whole number of words`);
+    }
+  }
+  let message: InboundMessage;
+  if (MultiSegmentArena) {
+    message = new InboundMessage(new MultiSegmentArena(segments) as MessageSource);
+  } else {
+    // Fallback: build a framed buffer and let capnp-es parse (and copy) it.
+    const header = new Uint8Array(frameHeaderBytes(segments.length));
+    const dv = new DataView(header.buffer);
+    dv.setUint32(0, segments.length - 1, true);
+    let total = header.byteLength;
+    segments.forEach((s, i) => {
+      dv.setUint32(4 + 4 * i, s.byteLength / WORD, true);
+      total += s.byteLength;
+    });
+    const all = new Uint8Array(total);
+    all.set(header);
+    let at = header.byteLength;
+    for (const s of segments) {
+      all.set(new Uint8Array(s), at);
+      at += s.byteLength;
+    }
+    message = new InboundMessage(all.buffer, false, false);
+  }
+  // capnp-es keeps its read budget in bytes and charges 8 per pointer read.
+  message._capnp.traversalLimit = lim.traversalLimitWords * WORD;
+  message.nestingLimit = lim.nestingLimit;
+  return message;
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+/**
+ * The frame for `message`: a header followed by views of the message's own
+ * segment buffers (no copy; only the used `byteLength` of each segment).
+ * The views alias the message: do not modify the message until they have
+ * been written out.
+ */
+export function encodeFrame(message: Message): Uint8Array[] {
+  if (message._capnp.segments.length === 0) {
+    // A never-touched message: give it its (null) root pointer, as
+    // Message.toArrayBuffer() does.
+    message.getSegment(0);
+  }
+  const segments = message._capnp.segments;
+  const count = segments.length;
+  const header = new Uint8Array(frameHeaderBytes(count));
+  const dv = new DataView(header.buffer);
+  dv.setUint32(0, count - 1, true);
+  const out: Uint8Array[] = [header];
+  for (let i = 0; i < count; i++) {
+    const s = segments[i]!;
+    const len = s.byteLength;
+    if (len % WORD !== 0) {
+      throw new Error(`cannot frame message: segment ${i} has ${len} bytes, not a whole number of words`);
+    }
+    dv.setUint32(4 + 4 * i, len / WORD, true);
+    if (len > 0) out.push(new Uint8Array(s.buffer, s.byteOffset, len));
+  }
+  return out;
+}
+
+/** The frame for `message` as one contiguous buffer (copies the segments once). */
+export function frameBytes(message: Message): Uint8Array {
+  const parts = encodeFrame(message);
+  let total = 0;
+  for (const p of parts) total += p.byteLength;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+const State = {
+  /** Collecting the first 4 bytes (segment count - 1). */
+  Count: 0,
+  /** Collecting the rest of the header: sizes and padding. */
+  Table: 1,
+  /** Copying segment bytes. */
+  Body: 2,
+  /** A FrameError was thrown; the stream is unrecoverable. */
+  Failed: 3,
+} as const;
+type State = (typeof State)[keyof typeof State];
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/**
+ * Incremental decoder for a byte stream of framed messages. Feed it chunks
+ * of any size with push(); every complete message is passed to onMessage, in
+ * order, synchronously from push(). Call end() at end of stream.
+ *
+ * push() throws a FrameError on bad framing; after that the decoder is dead
+ * and every later push() throws the same error. If onMessage throws, push()
+ * rethrows and the decoder is likewise unusable (the rest of the chunk is
+ * lost).
+ */
+export class FrameDecoder {
+  readonly limits: Readonly<TransportLimits>;
+  onMessage: (message: InboundMessage) => void;
+
+  #state: State = State.Count;
+  #failure: Error | undefined;
+  #inPush = false;
+
+  // Header bytes collected so far.
+  #header = new Uint8Array(16);
+  #headerView = new DataView(this.#header.buffer);
+  #headerLen = 0;
+  #headerNeed = 4;
+  #segmentCount = 0;
+
+  // Body.
+  #segments: ArrayBuffer[] = [];
+  #views: Uint8Array[] = [];
+  #segIndex = 0;
+  #segOffset = 0;
+  #bodyBytes = 0;
+  #bodyReceived = 0;
+
+  constructor(limits?: Partial<TransportLimits>, onMessage?: (message: InboundMessage) => void) {
+    this.limits = Object.freeze(resolveLimits(limits));
+    this.onMessage =
+      onMessage ??
+      (() => {
+        throw new Error("FrameDecoder: a message arrived but no onMessage handler is set");
+      });
+  }
+
+  /** True while part of a frame has been received but not all of it. */
+  get midFrame(): boolean {
+    return this.#state === State.Table || this.#state === State.Body || this.#headerLen > 0;
+  }
+
+  /** Feeds bytes. Throws FrameError on bad framing (see class doc). */
+  push(chunk: Uint8Array): void {
+    if (this.#failure) throw this.#failure;
+    if (this.#inPush) throw new Error("FrameDecoder.push() called re-entrantly from onMessage");
+    this.#inPush = true;
+    try {
+      this.#consume(chunk);
+    } catch (e) {
+      this.#state = State.Failed;
+      this.#failure = e instanceof Error ? e : new Error(String(e));
+      this.#release();
+      throw e;
+    } finally {
+      this.#inPush = false;
+    }
+  }
+
+  /**
+   * Declares end of stream. Throws a "truncated" FrameError if a frame was
+   * only partly received.
+   */
+  end(): void {
+    if (this.#failure) throw this.#failure;
+    if (!this.midFrame) return;
+    let detail: string;
+    if (this.#state === State.Body) {
+      detail = `after ${this.#bodyReceived} of the ${this.#bodyBytes} body bytes its header announced`;
+    } else {
+      detail = `after ${this.#headerLen} of its ${this.#headerNeed} header bytes`;
+    }
+    const err = new FrameError(
+      "truncated",
+      `the stream ended in the middle of a Cap'n Proto frame (${detail}); the peer closed the connection while sending`,
+    );
+    this.#state = State.Failed;
+    this.#failure = err;
+    this.#release();
+    throw err;
+  }
+
+  #consume(chunk: Uint8Array): void {
+    let pos = 0;
+    const len = chunk.byteLength;
+    while (pos < len) {
+      if (this.#state === State.Body) {
+        pos = this.#copyBody(chunk, pos);
+        continue;
+      }
+      // Header states: gather #headerNeed bytes.
+      const take = Math.min(this.#headerNeed - this.#headerLen, len - pos);
+      this.#header.set(chunk.subarray(pos, pos + take), this.#headerLen);
+      this.#headerLen += take;
+      pos += take;
+      if (this.#headerLen < this.#headerNeed) return;
+      if (this.#state === State.Count) this.#readCount();
+      else this.#readTable();
+    }
+  }
+
+  #readCount(): void {
+    const raw = this.#headerView.getUint32(0, true);
+    if (raw === 0xffffffff) {
+      throw new FrameError(
+        "malformed",
+        "invalid Cap'n Proto frame: the segment count field is 0xFFFFFFFF, which wraps to zero segments",
+      );
+    }
+    const count = raw + 1;
+    const max = this.limits.maxSegments;
+    if (count > max) {
+      throw new FrameError(
+        "segment-count",
+        `incoming Cap'n Proto frame declares ${count} segments, over this receiver's limit of ${max} ` +
+          `(to accept it, raise the transport limit maxSegments on the receiving side)`,
+      );
+    }
+    this.#segmentCount = count;
+    const need = frameHeaderBytes(count);
+    if (need > this.#header.byteLength) {
+      const bigger = new Uint8Array(need);
+      bigger.set(this.#header.subarray(0, this.#headerLen));
+      this.#header = bigger;
+      this.#headerView = new DataView(bigger.buffer);
+    }
+    this.#headerNeed = need;
+    this.#state = State.Table;
+  }
+
+  #readTable(): void {
+    const count = this.#segmentCount;
+    const dv = this.#headerView;
+    let total = 0;
+    for (let i = 0; i < count; i++) total += dv.getUint32(4 + 4 * i, true) * WORD;
+    const max = this.limits.maxMessageBytes;
+    if (total > max) {
+      throw new FrameError(
+        "message-too-large",
+        `incoming Cap'n Proto message is ${total} bytes (${plural(count, "segment")}), over this receiver's limit ` +
+          `of ${max} bytes (to accept it, raise the transport limit maxMessageBytes on the receiving side)`,
+      );
+    }
+    if (dv.getUint32(4, true) === 0) {
+      throw new FrameError(
+        "malformed",
+        "invalid Cap'n Proto frame: the first segment is empty, so the message has no root pointer",
+      );
+    }
+    const segments: ArrayBuffer[] = new Array(count);
+    const views: Uint8Array[] = new Array(count);
+    try {
+      for (let i = 0; i < count; i++) {
+        const buf = new ArrayBuffer(dv.getUint32(4 + 4 * i, true) * WORD);
+        segments[i] = buf;
+        views[i] = new Uint8Array(buf);
+      }
+    } catch (e) {
+      throw new FrameError(
+        "message-too-large",
+        `cannot allocate ${total} bytes for an incoming Cap'n Proto message (lower maxMessageBytes or free memory)`,
+        { cause: e },
+      );
+    }
+    this.#segments = segments;
+    this.#views = views;
+    this.#segIndex = 0;
+    this.#segOffset = 0;
+    this.#bodyBytes = total;
+    this.#bodyReceived = 0;
+    this.#state = State.Body;
+    this.#skipEmptySegments();
+  }
+
+  #skipEmptySegments(): void {
+    while (this.#segIndex < this.#segmentCount && this.#segOffset === this.#views[this.#segIndex]!.byteLength) {
+      this.#segIndex++;
+      this.#segOffset = 0;
+    }
+    if (this.#segIndex === this.#segmentCount) this.#finish();
+  }
+
+  #copyBody(chunk: Uint8Array, pos: number): number {
+    const view = this.#views[this.#segIndex]!;
+    const take = Math.min(view.byteLength - this.#segOffset, chunk.byteLength - pos);
+    view.set(chunk.subarray(pos, pos + take), this.#segOffset);
+    this.#segOffset += take;
+    this.#bodyReceived += take;
+    this.#skipEmptySegments();
+    return pos + take;
+  }
+
+  #finish(): void {
+    const segments = this.#segments;
+    this.#reset();
+    const message = wrapSegments(segments, this.limits);
+    this.onMessage(message);
+  }
+
+  #reset(): void {
+    this.#state = State.Count;
+    this.#headerLen = 0;
+    this.#headerNeed = 4;
+    this.#segmentCount = 0;
+    this.#release();
+  }
+
+  #release(): void {
+    this.#segments = [];
+    this.#views = [];
+    this.#segIndex = 0;
+    this.#segOffset = 0;
+    this.#bodyBytes = 0;
+    this.#bodyReceived = 0;
+  }
+}
+
+/**
+ * Decodes exactly one frame from `bytes` (which must contain nothing else).
+ * Copies the body once, like FrameDecoder.
+ */
+export function decodeFrame(bytes: Uint8Array, limits?: Partial<TransportLimits>): InboundMessage {
+  const messages: InboundMessage[] = [];
+  const decoder = new FrameDecoder(limits, (m) => messages.push(m));
+  decoder.push(bytes);
+  decoder.end();
+  if (messages.length !== 1) {
+    throw new FrameError("malformed", `expected exactly one Cap'n Proto frame, found ${messages.length}`);
+  }
+  return messages[0]!;
+}

@@ -1,0 +1,418 @@
+// The connection-level transport: a duplex byte stream carrying framed
+// Cap'n Proto messages, as the RPC engine sees it.
+
+import { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { Message } from "capnp-es";
+import { formatAddress } from "./address.js";
+import { FrameDecoder, FrameError, encodeFrame } from "./framing.js";
+import { resolveLimits, type TransportLimits } from "./limits.js";
+
+export interface MessageStream {
+  /**
+   * Queues `message` for sending. All sends made in one tick go out in one
+   * corked write. The stream keeps references to the message's segment
+   * buffers until they are written: do not modify a message after sending it.
+   * Dropped silently once the stream is closed.
+   */
+  send(message: Message): void;
+  /**
+   * Receives every message, in order. Set it right after creating the
+   * stream; nothing is read from the peer until it is set. If it throws, the
+   * stream is closed and onClose gets the thrown error.
+   */
+  onMessage: (message: Message) => void;
+  /**
+   * Called exactly once when the stream is finished: `undefined` after a
+   * clean end (either side closed it without error), otherwise the error
+   * (FrameError, socket error, peer reset, the error passed to close(), or
+   * the one thrown by onMessage). Must not throw.
+   */
+  onClose: (error: Error | undefined) => void;
+  /**
+   * Optional: called when the writable side has drained after bufferedBytes
+   * had grown past its high-water mark.
+   */
+  onDrain?: (() => void) | undefined;
+  /**
+   * Flushes queued sends, then ends the stream. Idempotent. Messages that
+   * arrive afterwards are dropped. An error given here is what onClose
+   * reports (unless another error came first).
+   */
+  close(error?: Error): void;
+  /** True once close() was called or the stream ended or failed. */
+  readonly closed: boolean;
+  /** Bytes queued but not yet handed to the operating system. */
+  readonly bufferedBytes: number;
+  /** Printable description of the peer, e.g. tcp://127.0.0.1:4000. */
+  readonly remoteAddress: string;
+}
+
+export interface StreamOptions {
+  /** Overrides the peer description (remoteAddress). */
+  remoteAddress?: string;
+  /**
+   * After close(), how long to wait for the peer to finish its side before
+   * destroying the duplex. Default 10 s.
+   */
+  closeTimeoutMs?: number;
+}
+
+// Peer descriptions for sockets whose own remoteAddress is not useful (unix
+// sockets have none). Set by socket.ts.
+const remoteLabels = new WeakMap<object, string>();
+
+/** Records a printable peer description for `duplex` (used by streamFromDuplex). */
+export function setRemoteLabel(duplex: object, label: string): void {
+  remoteLabels.set(duplex, label);
+}
+
+function describeRemote(duplex: Duplex): string {
+  const label = remoteLabels.get(duplex);
+  if (label !== undefined) return label;
+  if (duplex instanceof Socket) {
+    if (typeof duplex.remoteAddress === "string" && typeof duplex.remotePort === "number") {
+      return formatAddress({ kind: "tcp", host: duplex.remoteAddress, port: duplex.remotePort });
+    }
+    return "unix:(peer)";
+  }
+  const own = (duplex as { remoteAddress?: unknown }).remoteAddress;
+  return typeof own === "string" ? own : "unknown";
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(`non-Error value thrown: ${String(e)}`);
+}
+
+const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
+
+function noMessageHandler(): void {
+  throw new Error("a message arrived but the stream's onMessage handler was never set");
+}
+
+class DuplexMessageStream implements MessageStream {
+  readonly remoteAddress: string;
+  onClose: (error: Error | undefined) => void = () => {};
+  onDrain: (() => void) | undefined = undefined;
+
+  readonly #duplex: Duplex;
+  readonly #decoder: FrameDecoder;
+  readonly #closeTimeoutMs: number;
+  #onMessage: (message: Message) => void = noMessageHandler;
+  #reading = false;
+  #closed = false;
+  #corked = false;
+  #error: Error | undefined;
+  #reported = false;
+  #closeTimer: NodeJS.Timeout | undefined;
+
+  constructor(duplex: Duplex, limits: TransportLimits, options: StreamOptions) {
+    this.#duplex = duplex;
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.remoteAddress = options.remoteAddress ?? describeRemote(duplex);
+    this.#decoder = new FrameDecoder(limits, (m) => this.#deliver(m));
+    duplex.on("error", this.#handleError);
+    duplex.on("end", this.#handleEnd);
+    duplex.on("close", this.#handleClose);
+    duplex.on("drain", this.#handleDrain);
+    if (duplex.destroyed) {
+      this.#closed = true;
+      this.#error = duplex.errored ?? new Error(`the stream to ${this.remoteAddress} was already destroyed`);
+      this.#report();
+    }
+  }
+
+  get onMessage(): (message: Message) => void {
+    return this.#onMessage;
+  }
+
+  set onMessage(handler: (message: Message) => void) {
+    this.#onMessage = handler;
+    this.#startReading();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get bufferedBytes(): number {
+    return this.#duplex.writableLength;
+  }
+
+  send(message: Message): void {
+    if (this.#closed) return;
+    const chunks = encodeFrame(message);
+    const duplex = this.#duplex;
+    if (!this.#corked) {
+      this.#corked = true;
+      duplex.cork();
+      process.nextTick(this.#uncork);
+    }
+    // write() returning false only advises us to slow down; the chunks are
+    // queued regardless. bufferedBytes and onDrain let the engine react.
+    for (const chunk of chunks) duplex.write(chunk);
+  }
+
+  close(error?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (error !== undefined && this.#error === undefined) this.#error = asError(error);
+    this.#endWriting();
+  }
+
+  // Flush and end our side; keep reading (discarding) so the peer's end of
+  // stream can arrive and the duplex can close.
+  #endWriting(): void {
+    this.#startReading();
+    this.#corked = false; // end() uncorks
+    const duplex = this.#duplex;
+    if (!duplex.writableEnded && !duplex.destroyed) duplex.end();
+    if (this.#closeTimer === undefined && !duplex.destroyed) {
+      this.#closeTimer = setTimeout(() => duplex.destroy(), this.#closeTimeoutMs);
+      this.#closeTimer.unref();
+    }
+  }
+
+  #startReading(): void {
+    if (this.#reading) return;
+    this.#reading = true;
+    this.#duplex.on("data", this.#handleData);
+  }
+
+  #uncork = (): void => {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.#duplex.uncork();
+  };
+
+  #deliver(message: Message): void {
+    if (this.#closed) return;
+    this.#onMessage(message);
+  }
+
+  #fail(error: Error): void {
+    if (this.#error === undefined) this.#error = error;
+    this.#closed = true;
+    this.#corked = false;
+    this.#duplex.destroy();
+    this.#report();
+  }
+
+  #report(): void {
+    if (this.#reported) return;
+    this.#reported = true;
+    if (this.#closeTimer !== undefined) clearTimeout(this.#closeTimer);
+    const error = this.#error;
+    queueMicrotask(() => this.onClose(error));
+  }
+
+  #handleData = (chunk: Buffer | string): void => {
+    if (this.#closed) return;
+    if (typeof chunk === "string") {
+      this.#fail(new TypeError("the duplex delivers strings; it must not have an encoding set"));
+      return;
+    }
+    try {
+      this.#decoder.push(chunk);
+    } catch (e) {
+      this.#fail(asError(e));
+    }
+  };
+
+  #handleEnd = (): void => {
+    if (!this.#closed) {
+      try {
+        this.#decoder.end();
+      } catch (e) {
+        this.#fail(asError(e));
+        return;
+      }
+      this.#closed = true;
+    }
+    this.#endWriting();
+  };
+
+  #handleError = (error: Error): void => {
+    this.#fail(error);
+  };
+
+  #handleClose = (): void => {
+    if (this.#closeTimer !== undefined) clearTimeout(this.#closeTimer);
+    if (!this.#closed) {
+      // Destroyed without an end of stream or an error of its own.
+      this.#closed = true;
+      if (this.#error === undefined) {
+        this.#error = this.#decoder.midFrame
+          ? new FrameError("truncated", `the connection to ${this.remoteAddress} was closed in the middle of a frame`)
+          : new Error(`the connection to ${this.remoteAddress} was closed abruptly (no end of stream)`);
+      }
+    }
+    this.#report();
+  };
+
+  #handleDrain = (): void => {
+    this.onDrain?.();
+  };
+}
+
+/**
+ * Wraps a byte Duplex (a net.Socket, or any other duplex in binary mode that
+ * emits 'close' once finished, as Node streams do by default).
+ */
+export function streamFromDuplex(
+  duplex: Duplex,
+  limits?: Partial<TransportLimits>,
+  options: StreamOptions = {},
+): MessageStream {
+  return new DuplexMessageStream(duplex, resolveLimits(limits), options);
+}
+
+// ---------------------------------------------------------------------------
+// In-memory pair, for tests of the RPC state machine.
+
+type Delivery =
+  | { kind: "frame"; chunks: Uint8Array[]; bytes: number }
+  | { kind: "end" }
+  | { kind: "reset" };
+
+class MemoryMessageStream implements MessageStream {
+  readonly remoteAddress: string;
+  onClose: (error: Error | undefined) => void = () => {};
+  onDrain: (() => void) | undefined = undefined;
+  peer!: MemoryMessageStream;
+
+  readonly #decoder: FrameDecoder;
+  #onMessage: (message: Message) => void = noMessageHandler;
+  #reading = false;
+  #inbox: Delivery[] = [];
+  #closed = false;
+  #error: Error | undefined;
+  #reported = false;
+  #inFlight = 0;
+
+  constructor(limits: TransportLimits, name: string) {
+    this.remoteAddress = name;
+    this.#decoder = new FrameDecoder(limits, (m) => {
+      if (!this.#closed) this.#onMessage(m);
+    });
+  }
+
+  get onMessage(): (message: Message) => void {
+    return this.#onMessage;
+  }
+
+  set onMessage(handler: (message: Message) => void) {
+    this.#onMessage = handler;
+    if (!this.#reading) {
+      this.#reading = true;
+      if (this.#inbox.length > 0) queueMicrotask(() => this.#drainInbox());
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get bufferedBytes(): number {
+    return this.#inFlight;
+  }
+
+  send(message: Message): void {
+    if (this.#closed) return;
+    const chunks = encodeFrame(message);
+    let bytes = 0;
+    for (const c of chunks) bytes += c.byteLength;
+    this.#inFlight += bytes;
+    this.#post({ kind: "frame", chunks, bytes });
+  }
+
+  close(error?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (error !== undefined && this.#error === undefined) this.#error = asError(error);
+    this.#post({ kind: "end" });
+    // Report after everything queued so far has been delivered.
+    queueMicrotask(() => this.#report());
+  }
+
+  #post(d: Delivery): void {
+    const peer = this.peer;
+    queueMicrotask(() => {
+      if (d.kind === "frame") {
+        this.#inFlight -= d.bytes;
+        if (this.#inFlight === 0) this.onDrain?.();
+      }
+      peer.#accept(d);
+    });
+  }
+
+  // Deliveries that arrive before onMessage is set wait in the inbox; while
+  // it is not empty, later ones queue behind them to keep the order.
+  #accept(d: Delivery): void {
+    if (this.#reading && this.#inbox.length === 0) this.#receive(d);
+    else this.#inbox.push(d);
+  }
+
+  #drainInbox(): void {
+    while (this.#inbox.length > 0) this.#receive(this.#inbox.shift()!);
+  }
+
+  #receive(d: Delivery): void {
+    if (d.kind === "reset") {
+      this.#fail(new Error(`connection reset by peer (${this.remoteAddress})`), false);
+      return;
+    }
+    if (d.kind === "end") {
+      if (this.#closed) {
+        this.#report();
+        return;
+      }
+      try {
+        this.#decoder.end();
+      } catch (e) {
+        this.#fail(asError(e), true);
+        return;
+      }
+      this.#closed = true;
+      this.#post({ kind: "end" });
+      this.#report();
+      return;
+    }
+    if (this.#closed) return;
+    try {
+      for (const chunk of d.chunks) this.#decoder.push(chunk);
+    } catch (e) {
+      this.#fail(asError(e), true);
+    }
+  }
+
+  #fail(error: Error, resetPeer: boolean): void {
+    if (this.#error === undefined) this.#error = error;
+    this.#closed = true;
+    if (resetPeer) this.#post({ kind: "reset" });
+    this.#report();
+  }
+
+  #report(): void {
+    if (this.#reported) return;
+    this.#reported = true;
+    const error = this.#error;
+    queueMicrotask(() => this.onClose(error));
+  }
+}
+
+/**
+ * Two connected in-memory streams. Every message goes through encodeFrame
+ * and a FrameDecoder (so framing and limits are exercised) and is delivered
+ * asynchronously (microtasks), in order. close() on one side ends the other
+ * cleanly after delivering what was sent before it; a decode error or a
+ * throwing onMessage on one side resets the other.
+ */
+export function memoryStreamPair(limits?: Partial<TransportLimits>): [MessageStream, MessageStream] {
+  const resolved = resolveLimits(limits);
+  const a = new MemoryMessageStream(resolved, "memory:b");
+  const b = new MemoryMessageStream(resolved, "memory:a");
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
