@@ -63,6 +63,11 @@ export class RpcConnection {
     this.name = options.name ?? stream.remoteAddress ?? "peer";
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     stream.onMessage = (message) => this.handleMessage(message);
+    stream.onFrameError = (err) => {
+      const { message, root } = newRpcMessage();
+      writeException(new ProtocolError(`bad frame: ${err.message}`), root._initAbort());
+      return message;
+    };
     stream.onClose = (err) =>
       this.disconnect(
         err
@@ -370,7 +375,7 @@ export class RpcConnection {
       }
     } catch (err) {
       const protocolError =
-        err instanceof ProtocolError ? err : new ProtocolError(`malformed message from ${this.name}: ${describe(err)}`);
+        err instanceof ProtocolError ? err : new ProtocolError(`malformed message: ${describe(err)}`);
       this.abort(protocolError);
     }
   }

@@ -35,6 +35,12 @@ export interface MessageStream {
    */
   onDrain?: (() => void) | undefined;
   /**
+   * Optional: called when the peer's bytes break the framing rules. May
+   * return a last message (an rpc Abort naming the fault) to send before the
+   * stream ends; the stream then closes and onClose gets the FrameError.
+   */
+  onFrameError?: ((error: FrameError) => Message | null) | undefined;
+  /**
    * Flushes queued sends, then ends the stream. Idempotent. Messages that
    * arrive afterwards are dropped. An error given here is what onClose
    * reports (unless another error came first).
@@ -94,6 +100,7 @@ class DuplexMessageStream implements MessageStream {
   readonly remoteAddress: string;
   onClose: (error: Error | undefined) => void = () => {};
   onDrain: (() => void) | undefined = undefined;
+  onFrameError: ((error: FrameError) => Message | null) | undefined = undefined;
 
   readonly #duplex: Duplex;
   readonly #decoder: FrameDecoder;
@@ -215,16 +222,41 @@ class DuplexMessageStream implements MessageStream {
     try {
       this.#decoder.push(chunk);
     } catch (e) {
-      this.#fail(asError(e));
+      const error = asError(e);
+      if (error instanceof FrameError && this.onFrameError) this.#failWithGoodbye(error, this.onFrameError(error));
+      else this.#fail(error);
     }
   };
+
+  /** Tells the peer why (one last message), then ends instead of resetting. */
+  #failWithGoodbye(error: FrameError, last: Message | null): void {
+    if (this.#error === undefined) this.#error = error;
+    this.#closed = true;
+    try {
+      if (last) for (const chunk of encodeFrame(last)) this.#duplex.write(chunk);
+      if (this.#corked) {
+        this.#corked = false;
+        this.#duplex.uncork();
+      }
+      this.#duplex.end();
+      const timer = setTimeout(() => this.#duplex.destroy(), 2_000);
+      timer.unref();
+      this.#duplex.once("close", () => clearTimeout(timer));
+    } catch {
+      this.#duplex.destroy();
+    }
+    this.#report();
+  }
 
   #handleEnd = (): void => {
     if (!this.#closed) {
       try {
         this.#decoder.end();
       } catch (e) {
-        this.#fail(asError(e));
+        const error = asError(e);
+        // The peer half-closed mid-frame; it may still read our reason.
+        if (error instanceof FrameError && this.onFrameError) this.#failWithGoodbye(error, this.onFrameError(error));
+        else this.#fail(error);
         return;
       }
       this.#closed = true;
@@ -279,6 +311,7 @@ class MemoryMessageStream implements MessageStream {
   readonly remoteAddress: string;
   onClose: (error: Error | undefined) => void = () => {};
   onDrain: (() => void) | undefined = undefined;
+  onFrameError: ((error: FrameError) => Message | null) | undefined = undefined;
   peer!: MemoryMessageStream;
 
   readonly #decoder: FrameDecoder;

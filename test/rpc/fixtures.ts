@@ -2,7 +2,7 @@
 // engine's state machine can be tested independently of the generator.
 import { ObjectSize, utils, type Struct } from "capnp-es";
 import type { CapTableReader, CapTableWriter, InterfaceDef, StructCodec } from "../../src/codec/types.js";
-import { defineInterface, type Capability, type CallContext, type CallOptions, type RpcPromise } from "../../src/rpc/index.js";
+import { defineInterface, type InterfaceHandle, type Capability, type CallContext, type CallOptions, type RpcPromise } from "../../src/rpc/index.js";
 import type { TailCall } from "../../src/rpc/types.js";
 
 function codec<T>(name: string, data: number, ptrs: number, encode: StructCodec<T>["encode"], decode: StructCodec<T>["decode"], pipeline: StructCodec<T>["pipeline"] = {}): StructCodec<T> {
@@ -59,7 +59,7 @@ const failParams = codec<{ reason?: string }>(
   (s) => ({ reason: utils.getText(0, s) }),
 );
 
-const forwardParams = codec<{ cap?: Counter | null; delta?: bigint }>(
+const forwardParams: StructCodec<{ cap?: Counter | null; delta?: bigint }> = codec(
   "forward$Params",
   8,
   1,
@@ -70,7 +70,7 @@ const forwardParams = codec<{ cap?: Counter | null; delta?: bigint }>(
   (s, caps) => ({ cap: readCap(s, 0, caps, Counter), delta: utils.getInt64(0, s) }),
 );
 
-export const Counter = defineInterface<Counter, CounterServer>({
+export const Counter: InterfaceHandle<Counter, CounterServer> = defineInterface<Counter, CounterServer>({
   name: "Counter",
   id: 0xd7e3f1a0b2c4e6f8n,
   methods: [

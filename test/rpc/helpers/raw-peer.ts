@@ -18,12 +18,14 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
 }
 
 /** Waits for `condition`, giving the event loop up to `turns` setImmediate turns. */
-export async function until(condition: () => boolean, what: string, turns = 5000): Promise<void> {
+export async function until(condition: () => boolean, what: string | (() => string), turns = 5000): Promise<void> {
   for (let i = 0; i < turns; i++) {
     if (condition()) return;
     await new Promise((resolve) => setImmediate(resolve));
   }
-  if (!condition()) throw new Error(`condition not reached after ${turns} event-loop turns: ${what}`);
+  if (!condition()) {
+    throw new Error(`condition not reached after ${turns} event-loop turns: ${typeof what === "string" ? what : what()}`);
+  }
 }
 
 /** Deterministic bytes (mulberry32). */
