@@ -17,6 +17,18 @@ export class Answer {
   redirected: Promise<Response> | null = null;
 
   constructor(readonly id: number) {}
+
+  /**
+   * Cancels the server's work. Deferred past delivery: old C++ peers send
+   * Finish right after pipelining on a call (and after every streaming
+   * call) and still expect it to run, so the call is always delivered and
+   * its signal fires afterwards (rpc.capnp Finish.requireEarlyCancellationWorkaround).
+   */
+  cancel(reason: Error): void {
+    const abort = this.abort;
+    this.abort = null;
+    if (abort) setImmediate(() => abort.abort(reason));
+  }
 }
 
 export class AnswerTable {

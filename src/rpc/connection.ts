@@ -660,7 +660,7 @@ export class RpcConnection {
     if (!answer.returnSent) {
       // Canceled by the caller: the server's signal fires, and the Return
       // says so now (C++ sends `canceled` too) instead of waiting.
-      answer.abort?.abort(new RpcError("failed", "call canceled by the caller"));
+      answer.cancel(new RpcError("failed", "call canceled by the caller"));
       const { message, root } = newRpcMessage();
       const ret = root._initReturn();
       ret.answerId = id;
@@ -893,7 +893,7 @@ export class RpcConnection {
     const answers = [...this.answers.values()];
     this.answers.clear();
     for (const a of answers) {
-      a.abort?.abort(broken);
+      a.cancel(broken);
       a.pipeline = null;
       a.response?.release();
       a.response = null;

@@ -54,12 +54,7 @@ export class LocalServerHook extends RefCounted implements CapHook {
     // caller drops its reference right after calling.
     this.addRef();
     const promise = Promise.resolve()
-      .then(() => {
-        // Canceled before delivery (Call and Finish in one read, or the
-        // connection died): never start it, as C++ does.
-        if (ctx.signal.aborted) throw new RpcError("failed", "call canceled before it started");
-        return this.server.dispatch(interfaceId, methodId, params, ctx);
-      })
+      .then(() => this.server.dispatch(interfaceId, methodId, params, ctx))
       .then((out) => {
         if (!isTailCall(out)) return out;
         // A tail call: our results (and pipelining on them) are the other call's.

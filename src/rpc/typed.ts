@@ -14,7 +14,7 @@ import {
   type Response,
   type TailCallRequest,
 } from "./hook.js";
-import { LocalServerHook, OwnedResponse, type ServerCallContext, type ServerDispatch } from "./local.js";
+import { LocalServerHook, OwnedResponse, QueuedHook, type ServerCallContext, type ServerDispatch } from "./local.js";
 import { capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
 import type { CallContext, CallOptions, Capability } from "./types.js";
 import type { Message } from "capnp-es";
@@ -133,10 +133,11 @@ function clientClassFor(iface: InterfaceDef): new (hook: CapHook) => CapabilityC
 // ---------------------------------------------------------------------------
 // Cap tables as the codecs see them
 
-function capWriter(message: Message): CapTableWriter {
+function capWriter(message: Message, moved?: CapabilityClient[]): CapTableWriter {
   return {
     add(value: unknown, iface: InterfaceDef | null): number {
       if (value === null || value === undefined) return -1;
+      if (moved && value instanceof CapabilityClient) moved.push(value);
       return capTableOf(message).push(toHook(value, iface)) - 1;
     },
   };
@@ -494,12 +495,17 @@ class TypedDispatch implements ServerDispatch {
       const returned: unknown = await fn.call(this.impl, decoded, context);
       if (isTailCall(returned)) return returned;
       const { message, content } = newPayloadMessage();
+      // Capabilities a server returns are moved into the results (as in the
+      // C++ API): the server's clients are released once encoded. A server
+      // that keeps one returns cap.dup().
+      const moved: CapabilityClient[] = [];
       try {
-        method.results.encode(returned ?? {}, initStructIn(content, method.results.size), capWriter(message));
+        method.results.encode(returned ?? {}, initStructIn(content, method.results.size), capWriter(message, moved));
       } catch (err) {
         releaseCapTable(message);
         throw err;
       }
+      for (const client of moved) client.release();
       return new OwnedResponse(message, content);
     } finally {
       for (const c of borrowed) c.release();
@@ -549,6 +555,12 @@ export type InterfaceHandle<C extends Capability, S> = InterfaceDef & {
   server(impl: S): C;
   /** Wraps an engine hook (taking ownership). */
   wrap(hook: CapHook): C;
+  /**
+   * A capability that stands for one not known yet: calls queue until the
+   * promise settles (and fail if it rejects). Sent to a peer, it travels as
+   * a promise (senderPromise) and the peer is told when it resolves.
+   */
+  fromPromise(promise: Promise<C>): C;
   readonly __client?: C;
   readonly __server?: S;
 };
@@ -559,6 +571,19 @@ export function defineInterface<C extends Capability, S>(def: InterfaceDef): Int
     value: (impl: S) => wrapHook(serverHook(impl as object, def), def) as unknown as C,
   });
   Object.defineProperty(handle, "wrap", { value: (hook: CapHook) => wrapHook(hook, def) as unknown as C });
+  Object.defineProperty(handle, "fromPromise", {
+    value: (promise: Promise<C>) => {
+      const hook = new QueuedHook(
+        promise.then((client) => {
+          // The promise's value is handed over: its reference becomes ours.
+          const h = hookOf(client as unknown as Capability).addRef();
+          (client as unknown as Capability).release();
+          return h;
+        }),
+      );
+      return wrapHook(hook, def) as unknown as C;
+    },
+  });
   return handle;
 }
 
