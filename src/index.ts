@@ -2,3 +2,4 @@
 export * from "./rpc/index.js";
 export { parseAddress, formatAddress, type Address } from "./transport/address.js";
 export { DEFAULT_LIMITS, type TransportLimits } from "./transport/limits.js";
+export * from "./codec/runtime.js";

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// The capmesh command line.
+const HELP = `capmesh — a plugin mesh on Cap'n Proto capability RPC
+
+usage: capmesh <command> [options]
+
+commands:
+  demo                      run a two-party demo (server + client processes)
+  gen --out DIR [--runtime SPEC] schema.capnp...
+                            generate TypeScript for schemas (needs the capnp tool)
+  help                      show this help
+
+Set DEBUG=capmesh:* for structured debug logs on stderr.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "demo": {
+      const { demo } = await import("./demo.js");
+      return demo();
+    }
+    case "gen": {
+      const { runCli } = await import("../codegen/cli.js");
+      return runCli(rest.includes("--runtime") ? rest : ["--runtime", "capmesh", ...rest]);
+    }
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(HELP);
+      return command === undefined ? 2 : 0;
+    default:
+      console.error(`capmesh: unknown command ${JSON.stringify(command)}\n\n${HELP}`);
+      return 2;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

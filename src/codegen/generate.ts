@@ -1,0 +1,981 @@
+// The schema code generator: CodeGeneratorRequest in, one TypeScript module
+// per requested schema file out.
+//
+// Each module holds, in this order: constants and enums; for every struct
+// (including groups and method param/result structs) a plain-object type and
+// a `Foo$codec`; for every interface a client type, a server type and the
+// `defineInterface` value; last, the list element descriptors. Codecs refer to
+// one another only inside functions (and pipeline tables are built on first
+// use), so declaration order never matters for structs; interface values come
+// after every codec because they hold codecs directly, superclasses first.
+import { posix } from "node:path";
+import {
+  readRequest,
+  type FieldModel,
+  type MethodModel,
+  type NodeModel,
+  type RequestModel,
+  type RequestedFileModel,
+  type TypeModel,
+  type ValueModel,
+} from "./model.js";
+import { fieldName, jsdoc, methodName, nestedName, stringLiteral } from "./names.js";
+
+export interface GenerateOptions {
+  /**
+   * Module specifier for `defineInterface` and the RPC types (Capability,
+   * RpcPromise, ...). A relative specifier is relative to the output
+   * directory (it is adjusted for modules in subdirectories).
+   */
+  runtimeImport: string;
+  /** Module specifier for the codec helpers (src/codec/runtime.ts). Defaults to runtimeImport. */
+  codecImport?: string;
+  /** Directory the schema file names are relative to; only used in the header comment. */
+  srcPrefix?: string;
+}
+
+/** `capnp/stream.capnp`'s StreamResult: the result type of `-> stream` methods. */
+const STREAM_RESULT_ID = 0x995f9a3377c0b16en;
+
+/** Generates one module per requested file, keyed by output path (`a/b.ts` for `a/b.capnp`). */
+export function generate(requestBytes: Uint8Array, options: GenerateOptions): Map<string, string> {
+  const schema = new SchemaGraph(readRequest(requestBytes));
+  const out = new Map<string, string>();
+  for (const file of schema.request.files) {
+    out.set(outputPath(file.filename), new FileEmitter(schema, file, options).emit());
+  }
+  return out;
+}
+
+export function outputPath(schemaFile: string): string {
+  return schemaFile.replace(/^\/+/, "").replace(/\.capnp$/, "") + ".ts";
+}
+
+// ---------------------------------------------------------------------------
+
+interface MethodOwner {
+  readonly iface: bigint;
+  readonly method: string;
+  readonly role: "Params" | "Results";
+}
+
+/** Whole-request facts: names, which file a node belongs to, a stable order. */
+class SchemaGraph {
+  readonly nodes: ReadonlyMap<bigint, NodeModel>;
+  /** Param/result structs that capnp generated for a method (scope 0). */
+  readonly methodOwners = new Map<bigint, MethodOwner>();
+  /** Depth-first declaration order over all files. */
+  readonly order = new Map<bigint, number>();
+  readonly #names = new Map<bigint, string>();
+  readonly #files = new Map<bigint, bigint>();
+
+  constructor(readonly request: RequestModel) {
+    this.nodes = request.nodes;
+    for (const id of request.order) {
+      const node = this.node(id);
+      for (const m of node.iface?.methods ?? []) {
+        for (const [struct, role] of [
+          [m.params, "Params"],
+          [m.results, "Results"],
+        ] as const) {
+          const target = this.nodes.get(struct);
+          if (target !== undefined && target.scopeId === 0n && target.kind === "struct") {
+            this.methodOwners.set(struct, { iface: id, method: m.name, role });
+          }
+        }
+      }
+    }
+    for (const id of request.order) if (this.node(id).kind === "file") this.#visit(id);
+    for (const id of request.order) this.#visit(id);
+    this.#findRecursiveFields();
+  }
+
+  /**
+   * Struct fields that decode as `T | null` rather than `T`. Decoding turns a
+   * null struct pointer into a default-valued struct, which decodes its own
+   * struct fields (and groups, and the union's first member) the same way:
+   * for recursive types that never ends. So every struct field on a cycle of
+   * such edges (both ends in one strongly connected component) is nullable,
+   * which breaks every cycle.
+   */
+  readonly nullableFields = new Set<string>();
+
+  #findRecursiveFields(): void {
+    const edges = new Map<bigint, { to: bigint; field: string | null }[]>();
+    for (const [id, node] of this.nodes) {
+      const s = node.struct;
+      if (s === undefined) continue;
+      const out: { to: bigint; field: string | null }[] = [];
+      for (const f of s.fields) {
+        // Union members other than the first are never decoded from an empty struct.
+        if (f.discriminant !== null && f.discriminant !== 0) continue;
+        if (f.group !== undefined) out.push({ to: f.group, field: null });
+        else if (f.slot!.type.kind === "struct") out.push({ to: f.slot!.type.id, field: fieldKey(id, f) });
+      }
+      edges.set(id, out);
+    }
+    // Tarjan's strongly connected components.
+    const index = new Map<bigint, number>();
+    const low = new Map<bigint, number>();
+    const component = new Map<bigint, number>();
+    const stack: bigint[] = [];
+    const onStack = new Set<bigint>();
+    let next = 0;
+    let components = 0;
+    const connect = (v: bigint): void => {
+      index.set(v, next);
+      low.set(v, next);
+      next++;
+      stack.push(v);
+      onStack.add(v);
+      for (const { to } of edges.get(v) ?? []) {
+        if (!edges.has(to)) continue;
+        if (!index.has(to)) {
+          connect(to);
+          low.set(v, Math.min(low.get(v)!, low.get(to)!));
+        } else if (onStack.has(to)) {
+          low.set(v, Math.min(low.get(v)!, index.get(to)!));
+        }
+      }
+      if (low.get(v) === index.get(v)) {
+        let w: bigint;
+        do {
+          w = stack.pop()!;
+          onStack.delete(w);
+          component.set(w, components);
+        } while (w !== v);
+        components++;
+      }
+    };
+    for (const id of edges.keys()) if (!index.has(id)) connect(id);
+    for (const [from, out] of edges) {
+      for (const { to, field } of out) {
+        if (field !== null && component.get(from) === component.get(to)) this.nullableFields.add(field);
+      }
+    }
+  }
+
+  isNullable(struct: bigint, f: FieldModel): boolean {
+    return this.nullableFields.has(fieldKey(struct, f));
+  }
+
+  #visit(id: bigint): void {
+    if (this.order.has(id) || !this.nodes.has(id)) return;
+    this.order.set(id, this.order.size);
+    const node = this.node(id);
+    for (const f of byCodeOrder(node.struct?.fields ?? [])) if (f.group !== undefined) this.#visit(f.group);
+    for (const m of node.iface?.methods ?? []) {
+      for (const s of [m.params, m.results]) if (this.methodOwners.get(s)?.iface === id) this.#visit(s);
+    }
+    for (const n of node.nested) this.#visit(n.id);
+  }
+
+  node(id: bigint): NodeModel {
+    const node = this.nodes.get(id);
+    if (node === undefined) throw new Error(`capmesh codegen: node 0x${id.toString(16)} missing from the request`);
+    return node;
+  }
+
+  /** The TypeScript name of a struct, enum, interface or constant. */
+  name(id: bigint): string {
+    let name = this.#names.get(id);
+    if (name === undefined) {
+      const node = this.node(id);
+      const owner = this.methodOwners.get(id);
+      if (owner !== undefined) {
+        name = `${this.name(owner.iface)}$${owner.method}$${owner.role}`;
+      } else {
+        name = nestedName(node.displayName.slice(node.displayName.indexOf(":") + 1));
+        // Only top-level constants can be lower case; they must not be keywords.
+        if (RESERVED_WORDS.has(name)) name = `${name}_`;
+      }
+      this.#names.set(id, name);
+    }
+    return name;
+  }
+
+  /** The schema-level name (e.g. `Outer.Inner`), for messages and InterfaceDef.name. */
+  schemaName(id: bigint): string {
+    const node = this.node(id);
+    return node.displayName.slice(node.displayName.indexOf(":") + 1);
+  }
+
+  /** The file node a node is declared in. */
+  fileOf(id: bigint): bigint {
+    let file = this.#files.get(id);
+    if (file === undefined) {
+      const node = this.node(id);
+      const owner = this.methodOwners.get(id);
+      if (node.kind === "file") file = id;
+      else if (owner !== undefined) file = this.fileOf(owner.iface);
+      else if (node.scopeId === 0n) file = id;
+      else file = this.fileOf(node.scopeId);
+      this.#files.set(id, file);
+    }
+    return file;
+  }
+
+  /** Nodes a node's generated code refers to. */
+  references(node: NodeModel): bigint[] {
+    const refs: bigint[] = [];
+    const type = (t: TypeModel): void => {
+      if (t.kind === "list") type(t.element);
+      else if (t.kind === "enum" || t.kind === "struct" || t.kind === "interface") refs.push(t.id);
+    };
+    for (const f of node.struct?.fields ?? []) {
+      if (f.group !== undefined) refs.push(f.group);
+      if (f.slot !== undefined) type(f.slot.type);
+    }
+    for (const m of node.iface?.methods ?? []) refs.push(m.params, m.results);
+    refs.push(...(node.iface?.superclasses ?? []));
+    if (node.constant !== undefined) type(node.constant.type);
+    return refs;
+  }
+}
+
+/** Words that cannot name a `const`. */
+const RESERVED_WORDS = new Set(
+  (
+    "break case catch class const continue debugger default delete do else enum export extends false finally for " +
+    "function if import in instanceof new null return super switch this throw true try typeof var void while with " +
+    "yield let static implements interface package private protected public await arguments eval undefined NaN Infinity"
+  ).split(" "),
+);
+
+function fieldKey(struct: bigint, f: FieldModel): string {
+  return `${struct.toString(16)}:${f.index}`;
+}
+
+function byCodeOrder<T extends { readonly codeOrder: number }>(items: readonly T[]): T[] {
+  return [...items].sort((a, b) => a.codeOrder - b.codeOrder);
+}
+
+function hex(id: bigint): string {
+  return `0x${id.toString(16).padStart(16, "0")}n`;
+}
+
+function numberLiteral(x: number): string {
+  if (Number.isNaN(x)) return "Number.NaN";
+  if (x === Number.POSITIVE_INFINITY) return "Number.POSITIVE_INFINITY";
+  if (x === Number.NEGATIVE_INFINITY) return "Number.NEGATIVE_INFINITY";
+  if (Object.is(x, -0)) return "-0";
+  return String(x);
+}
+
+function hex32(x: number): string {
+  return `0x${(x >>> 0).toString(16).padStart(8, "0")}`;
+}
+
+function bytesLiteral(bytes: Uint8Array): string {
+  return `new Uint8Array([${Array.from(bytes, (b) => `0x${b.toString(16).padStart(2, "0")}`).join(", ")}])`;
+}
+
+/** How a primitive field is read/written: helper suffix and byte size. */
+const PRIMITIVE_ACCESS: Record<string, { readonly fn: string; readonly bytes: number; readonly ts: string }> = {
+  int8: { fn: "Int8", bytes: 1, ts: "number" },
+  int16: { fn: "Int16", bytes: 2, ts: "number" },
+  int32: { fn: "Int32", bytes: 4, ts: "number" },
+  int64: { fn: "Int64", bytes: 8, ts: "bigint" },
+  uint8: { fn: "Uint8", bytes: 1, ts: "number" },
+  uint16: { fn: "Uint16", bytes: 2, ts: "number" },
+  uint32: { fn: "Uint32", bytes: 4, ts: "number" },
+  uint64: { fn: "Uint64", bytes: 8, ts: "bigint" },
+  float32: { fn: "Float32", bytes: 4, ts: "number" },
+  float64: { fn: "Float64", bytes: 8, ts: "number" },
+};
+
+const LIST_CONSTANTS: Record<string, string> = {
+  void: "LIST_VOID",
+  bool: "LIST_BOOL",
+  int8: "LIST_INT8",
+  int16: "LIST_INT16",
+  int32: "LIST_INT32",
+  int64: "LIST_INT64",
+  uint8: "LIST_UINT8",
+  uint16: "LIST_UINT16",
+  uint32: "LIST_UINT32",
+  uint64: "LIST_UINT64",
+  float32: "LIST_FLOAT32",
+  float64: "LIST_FLOAT64",
+  text: "LIST_TEXT",
+  data: "LIST_DATA",
+};
+
+type ImportKind = "value" | "type";
+
+/** Generates one module. */
+class FileEmitter {
+  readonly #g: SchemaGraph;
+  readonly #file: RequestedFileModel;
+  readonly #options: GenerateOptions;
+  /** Nodes whose declarations go into this module (own and vendored). */
+  readonly #local = new Set<bigint>();
+  /** module specifier → local name → kind */
+  readonly #imports = new Map<string, Map<string, ImportKind>>();
+  /** Runtime import name → identifier used in this module. */
+  readonly #runtimeNames = new Map<string, string>();
+  /** Top-level names this module declares or imports from generated modules. */
+  readonly #taken = new Set<string>();
+  readonly #defaults: string[] = [];
+  readonly #lists = new Map<string, string>();
+  readonly #listDecls: string[] = [];
+
+  constructor(g: SchemaGraph, file: RequestedFileModel, options: GenerateOptions) {
+    this.#g = g;
+    this.#file = file;
+    this.#options = options;
+    this.#collectLocal();
+  }
+
+  // ---- what belongs here -------------------------------------------------
+
+  #collectLocal(): void {
+    const g = this.#g;
+    const queue: bigint[] = [];
+    const add = (id: bigint): void => {
+      const node = g.nodes.get(id);
+      if (node === undefined || this.#local.has(id)) return;
+      if (node.kind === "file" || node.kind === "annotation" || node.kind === "unknown") return;
+      this.#local.add(id);
+      queue.push(id);
+    };
+    for (const [id] of g.nodes) if (g.fileOf(id) === this.#file.id) add(id);
+    // Types from files we cannot import a generated module for (the capnp
+    // distribution's /capnp/*.capnp, e.g. stream.capnp's StreamResult) are
+    // emitted here too.
+    while (queue.length > 0) {
+      const node = g.node(queue.shift()!);
+      for (const ref of g.references(node)) {
+        if (!this.#local.has(ref) && this.#moduleFor(g.fileOf(ref)) === null) add(ref);
+      }
+    }
+    for (const id of this.#local) {
+      this.#taken.add(g.name(id));
+      // Names imported from other generated modules are taken too.
+      for (const ref of g.references(g.node(id))) if (!this.#local.has(ref)) this.#taken.add(g.name(ref));
+    }
+  }
+
+  /** The module specifier of another schema file's generated code, or null to vendor its types. */
+  #moduleFor(fileId: bigint): string | null {
+    if (fileId === this.#file.id) return null;
+    const importName = this.#file.imports.get(fileId);
+    let target: string;
+    if (importName !== undefined) {
+      if (importName.startsWith("/")) return null;
+      target = posix.join(posix.dirname(this.#file.filename), importName);
+    } else {
+      const requested = this.#g.request.files.find((f) => f.id === fileId);
+      if (requested === undefined) return null;
+      target = requested.filename;
+    }
+    let rel = posix.relative(posix.dirname(this.#file.filename), outputPath(target).replace(/\.ts$/, ".js"));
+    if (!rel.startsWith(".")) rel = `./${rel}`;
+    return rel;
+  }
+
+  /**
+   * Local nodes of the given kinds in declaration order: this file's first,
+   * then copied ones by file name (independent of what else was requested).
+   */
+  #sortedLocal(...kinds: NodeModel["kind"][]): NodeModel[] {
+    const g = this.#g;
+    const fileKey = (n: NodeModel): string => {
+      const file = g.fileOf(n.id);
+      return file === this.#file.id ? "" : `/${g.nodes.get(file)?.displayName ?? file.toString(16)}`;
+    };
+    return [...this.#local]
+      .map((id) => g.node(id))
+      .filter((n) => kinds.includes(n.kind))
+      .sort((a, b) => {
+        const fa = fileKey(a);
+        const fb = fileKey(b);
+        if (fa !== fb) return fa < fb ? -1 : 1;
+        return g.order.get(a.id)! - g.order.get(b.id)!;
+      });
+  }
+
+  // ---- identifiers ---------------------------------------------------------
+
+  #addImport(module: string, name: string, kind: ImportKind): void {
+    let names = this.#imports.get(module);
+    if (names === undefined) this.#imports.set(module, (names = new Map()));
+    if (names.get(name) !== "value") names.set(name, kind);
+  }
+
+  /**
+   * A runtime module specifier as seen from this module: relative ones are
+   * given relative to the output directory, so modules in subdirectories
+   * need them re-rooted.
+   */
+  #runtimeModule(spec: string): string {
+    if (!spec.startsWith("./") && !spec.startsWith("../")) return spec;
+    const dir = posix.dirname(outputPath(this.#file.filename));
+    if (dir === ".") return spec;
+    return posix.normalize("../".repeat(dir.split("/").length) + spec);
+  }
+
+  /** A helper from the codec runtime. */
+  #rt(name: string, kind: ImportKind = "value"): string {
+    return this.#runtimeName(this.#runtimeModule(this.#options.codecImport ?? this.#options.runtimeImport), name, kind);
+  }
+
+  /** A name from the RPC runtime. */
+  #rpc(name: string, kind: ImportKind = "value"): string {
+    return this.#runtimeName(this.#runtimeModule(this.#options.runtimeImport), name, kind);
+  }
+
+  #runtimeName(module: string, name: string, kind: ImportKind): string {
+    const key = `${module}\0${name}`;
+    let local = this.#runtimeNames.get(key);
+    if (local === undefined) {
+      // Schema names never start with `$`, so `$name` cannot clash.
+      local = this.#taken.has(name) ? `$${name}` : name;
+      this.#runtimeNames.set(key, local);
+    }
+    this.#addImport(module, local === name ? name : `${name} as ${local}`, kind);
+    return local;
+  }
+
+  /**
+   * The identifier for `id`'s declaration `suffix` ("" for the type, "$codec",
+   * "Server"), importing it when it lives in another generated module.
+   */
+  #ref(id: bigint, suffix: "" | "$codec" | "Server", kind: ImportKind): string {
+    const name = this.#g.name(id) + suffix;
+    if (!this.#local.has(id)) {
+      const module = this.#moduleFor(this.#g.fileOf(id));
+      if (module === null) throw new Error(`capmesh codegen: cannot place ${this.#g.schemaName(id)}`);
+      this.#addImport(module, name, kind);
+    }
+    return name;
+  }
+
+  #typeRef(id: bigint): string {
+    return this.#ref(id, "", "type");
+  }
+
+  #valueRef(id: bigint): string {
+    return this.#ref(id, "", "value");
+  }
+
+  // ---- types ---------------------------------------------------------------
+
+  #tsType(t: TypeModel): string {
+    switch (t.kind) {
+      case "void":
+        return "true";
+      case "bool":
+        return "boolean";
+      case "text":
+        return "string";
+      case "data":
+        return "Uint8Array";
+      case "list": {
+        const element = this.#tsType(t.element);
+        return element.includes("|") ? `(${element})[]` : `${element}[]`;
+      }
+      case "enum":
+      case "struct":
+        return this.#typeRef(t.id);
+      case "interface":
+        return `${this.#typeRef(t.id)} | null`;
+      case "anyPointer":
+        return t.capability ? `${this.#rpc("Capability", "type")} | null` : `${this.#pointerType()} | null`;
+      default:
+        return PRIMITIVE_ACCESS[t.kind]!.ts;
+    }
+  }
+
+  #pointerType(): string {
+    return this.#runtimeName("capnp-es", "Pointer", "type");
+  }
+
+  /** The ListType expression for elements of type `t`. */
+  #listType(t: TypeModel): string {
+    const constant = LIST_CONSTANTS[t.kind];
+    if (constant !== undefined) return this.#rt(constant);
+    if (t.kind === "anyPointer" && !t.capability) return this.#rt("LIST_ANY_POINTER");
+    let key: string;
+    let init: string;
+    switch (t.kind) {
+      case "struct":
+        key = this.#typeKey(t);
+        init = `${this.#rt("listOfStruct")}(${this.#ref(t.id, "$codec", "value")})`;
+        break;
+      case "enum":
+        key = this.#typeKey(t);
+        init = `${this.#rt("listOfEnum")}(${this.#valueRef(t.id)})`;
+        break;
+      case "interface":
+        key = this.#typeKey(t);
+        init = `${this.#rt("listOfCap")}<${this.#typeRef(t.id)}>(${this.#valueRef(t.id)})`;
+        break;
+      case "anyPointer":
+        key = this.#typeKey(t);
+        init = `${this.#rt("listOfCap")}<${this.#rpc("Capability", "type")}>(null)`;
+        break;
+      case "list":
+        key = `list_${this.#typeKey(t.element)}`;
+        init = `${this.#rt("listOfList")}(${this.#listType(t.element)})`;
+        break;
+      default:
+        throw new Error(`capmesh codegen: no list type for ${t.kind}`);
+    }
+    const name = `$list_${key}`;
+    if (!this.#lists.has(name)) {
+      this.#lists.set(name, init);
+      this.#listDecls.push(`const ${name} = ${init};`);
+    }
+    return name;
+  }
+
+  /** A readable, unique-per-type fragment for list descriptor names. */
+  #typeKey(t: TypeModel): string {
+    switch (t.kind) {
+      case "list":
+        return `list_${this.#typeKey(t.element)}`;
+      case "struct":
+      case "enum":
+      case "interface":
+        return this.#g.name(t.id);
+      case "anyPointer":
+        return t.capability ? "Capability" : "AnyPointer";
+      default:
+        return t.kind[0]!.toUpperCase() + t.kind.slice(1);
+    }
+  }
+
+  #pointerDefault(value: ValueModel): string | null {
+    if (value.kind === "pointer") {
+      const name = `$default${this.#defaults.length}`;
+      this.#defaults.push(`const ${name} = ${this.#rt("defaultValue")}(${stringLiteral(value.hex)});`);
+      return name;
+    }
+    if (value.kind === "data") {
+      const name = `$default${this.#defaults.length}`;
+      this.#defaults.push(`const ${name} = ${bytesLiteral(value.value)};`);
+      return name;
+    }
+    return null;
+  }
+
+  // ---- field access code -----------------------------------------------------
+
+  /** Expression reading slot field `f` from view `v`. */
+  #readExpr(struct: bigint, f: FieldModel): string {
+    const { offset, type: t, defaultValue: d } = f.slot!;
+    const args = (...xs: (string | null)[]): string => xs.filter((x) => x !== null).join(", ");
+    switch (t.kind) {
+      case "void":
+        return "true";
+      case "bool":
+        return `${this.#rt("readBool")}(${args("v", String(offset), d.kind === "bool" ? "true" : null)})`;
+      case "enum":
+        return `${this.#rt("readEnum")}(${args("v", String(offset * 2), this.#valueRef(t.id), d.kind === "number" ? String(d.value) : null)})`;
+      case "float32":
+        return `${this.#rt("readFloat32")}(${args("v", String(offset * 4), d.kind === "float32" ? hex32(d.bits) : null)})`;
+      case "float64":
+        return `${this.#rt("readFloat64")}(${args("v", String(offset * 8), ...(d.kind === "float64" ? [hex32(d.lo), hex32(d.hi)] : []))})`;
+      case "text":
+        return `${this.#rt("readText")}(${args("v", String(offset), d.kind === "text" ? stringLiteral(d.value) : null)})`;
+      case "data":
+        return `${this.#rt("readData")}(${args("v", String(offset), this.#pointerDefault(d))})`;
+      case "struct": {
+        const fn = this.#g.isNullable(struct, f) ? "readStructFieldOrNull" : "readStructField";
+        return `${this.#rt(fn)}(${args("v", String(offset), this.#ref(t.id, "$codec", "value"), "caps", this.#pointerDefault(d))})`;
+      }
+      case "list":
+        return `${this.#rt("readList")}(${args("v", String(offset), this.#listType(t.element), "caps", this.#pointerDefault(d))})`;
+      case "interface":
+        return `${this.#rt("readCap")}<${this.#typeRef(t.id)}>(v, ${offset}, ${this.#valueRef(t.id)}, caps)`;
+      case "anyPointer":
+        if (t.capability) return `${this.#rt("readCap")}<${this.#rpc("Capability", "type")}>(v, ${offset}, null, caps)`;
+        return `${this.#rt("readAnyPointer")}(v, ${offset})`;
+      default: {
+        const p = PRIMITIVE_ACCESS[t.kind]!;
+        const def = d.kind === "number" ? String(d.value) : d.kind === "bigint" ? `${d.value}n` : null;
+        return `${this.#rt(`read${p.fn}`)}(${args("v", String(offset * p.bytes), def)})`;
+      }
+    }
+  }
+
+  /** Statement writing slot field `f` (value expression `x`) into view `v`, or null for Void. */
+  #writeStmt(f: FieldModel, x: string): string | null {
+    const { offset, type: t, defaultValue: d } = f.slot!;
+    const args = (...xs: (string | null)[]): string => xs.filter((a) => a !== null).join(", ");
+    switch (t.kind) {
+      case "void":
+        return null;
+      case "bool":
+        return `${this.#rt("writeBool")}(${args("v", String(offset), x, d.kind === "bool" ? "true" : null)});`;
+      case "enum":
+        return `${this.#rt("writeEnum")}(${args("v", String(offset * 2), this.#valueRef(t.id), x, d.kind === "number" ? String(d.value) : null)});`;
+      case "float32":
+        return `${this.#rt("writeFloat32")}(${args("v", String(offset * 4), x, d.kind === "float32" ? hex32(d.bits) : null)});`;
+      case "float64":
+        return `${this.#rt("writeFloat64")}(${args("v", String(offset * 8), x, ...(d.kind === "float64" ? [hex32(d.lo), hex32(d.hi)] : []))});`;
+      case "text":
+        return `${this.#rt("writeText")}(v, ${offset}, ${x});`;
+      case "data":
+        return `${this.#rt("writeData")}(v, ${offset}, ${x});`;
+      case "struct":
+        return `${this.#rt("writeStructField")}(v, ${offset}, ${this.#ref(t.id, "$codec", "value")}, ${x}, caps);`;
+      case "list":
+        return `${this.#rt("writeList")}(v, ${offset}, ${this.#listType(t.element)}, ${x}, caps);`;
+      case "interface":
+        return `${this.#rt("writeCap")}(v, ${offset}, ${this.#valueRef(t.id)}, ${x}, caps);`;
+      case "anyPointer":
+        if (t.capability) return `${this.#rt("writeCap")}(v, ${offset}, null, ${x}, caps);`;
+        return `${this.#rt("writeAnyPointer")}(v, ${offset}, ${x});`;
+      default: {
+        const p = PRIMITIVE_ACCESS[t.kind]!;
+        const def = d.kind === "number" ? String(d.value) : d.kind === "bigint" ? `${d.value}n` : null;
+        return `${this.#rt(`write${p.fn}`)}(${args("v", String(offset * p.bytes), x, def)});`;
+      }
+    }
+  }
+
+  #fieldType(struct: bigint, f: FieldModel): string {
+    if (f.group !== undefined) return this.#typeRef(f.group);
+    const type = this.#tsType(f.slot!.type);
+    return this.#g.isNullable(struct, f) ? `${type} | null` : type;
+  }
+
+  #fieldRead(struct: bigint, f: FieldModel): string {
+    return f.group !== undefined ? `${this.#ref(f.group, "$codec", "value")}.read(v, caps)` : this.#readExpr(struct, f);
+  }
+
+  #fieldWrite(f: FieldModel, x: string): string | null {
+    return f.group !== undefined ? `${this.#ref(f.group, "$codec", "value")}.write(${x}, v, caps);` : this.#writeStmt(f, x);
+  }
+
+  // ---- declarations ----------------------------------------------------------
+
+  /** A node's doc comment; for types copied from another schema file, where they come from. */
+  #doc(node: NodeModel): string[] {
+    const file = this.#g.fileOf(node.id);
+    if (file === this.#file.id) return jsdoc(node.doc, "");
+    const fileName = this.#g.nodes.get(file)?.displayName ?? "another schema file";
+    return jsdoc(`\`${this.#g.schemaName(node.id)}\` from ${fileName} (copied here: no module is generated for it).`, "");
+  }
+
+  #emitConst(node: NodeModel, out: string[]): void {
+    const name = this.#g.name(node.id);
+    const { type, value } = node.constant!;
+    let literal: string | null = null;
+    let annotation = "";
+    switch (type.kind) {
+      case "bool":
+        literal = String(value.kind === "bool" && value.value);
+        break;
+      case "int8":
+      case "int16":
+      case "int32":
+      case "uint8":
+      case "uint16":
+      case "uint32":
+        literal = String(value.kind === "number" ? value.value : 0);
+        break;
+      case "int64":
+      case "uint64":
+        literal = `${value.kind === "bigint" ? value.value : 0n}n`;
+        break;
+      case "float32":
+      case "float64":
+        literal = numberLiteral(value.kind === "float32" || value.kind === "float64" ? value.value : 0);
+        break;
+      case "text":
+        literal = stringLiteral(value.kind === "text" ? value.value : "");
+        break;
+      case "data":
+        literal = value.kind === "data" ? bytesLiteral(value.value) : "new Uint8Array(0)";
+        break;
+      case "enum": {
+        const e = this.#g.node(type.id);
+        const ordinal = value.kind === "number" ? value.value : 0;
+        const enumerant = e.enumerants?.[ordinal]?.name;
+        literal = enumerant !== undefined ? stringLiteral(enumerant) : String(ordinal);
+        annotation = `: ${this.#typeRef(type.id)}`;
+        break;
+      }
+    }
+    out.push(...jsdoc(node.doc, ""));
+    if (literal === null) {
+      out.push(`// ${this.#g.schemaName(node.id)}: ${type.kind} constants are not generated.`, "");
+      return;
+    }
+    out.push(`export const ${name}${annotation} = ${literal};`, "");
+  }
+
+  #emitEnum(node: NodeModel, out: string[]): void {
+    const name = this.#g.name(node.id);
+    const names = node.enumerants!.map((e) => e.name);
+    out.push(...this.#doc(node));
+    out.push(`export type ${name} = ${[...names.map(stringLiteral), "number"].join(" | ")};`);
+    const docs = node.enumerants!.some((e) => e.doc.trim() !== "");
+    if (!docs) {
+      out.push(`export const ${name} = ${this.#rt("defineEnum")}(${stringLiteral(this.#g.schemaName(node.id))}, [${names.map(stringLiteral).join(", ")}]);`);
+    } else {
+      out.push(`export const ${name} = ${this.#rt("defineEnum")}(${stringLiteral(this.#g.schemaName(node.id))}, [`);
+      for (const e of node.enumerants!) {
+        out.push(...jsdoc(e.doc, "  "), `  ${stringLiteral(e.name)},`);
+      }
+      out.push("]);");
+    }
+    out.push("");
+  }
+
+  #emitStruct(node: NodeModel, out: string[]): void {
+    const s = node.struct!;
+    const name = this.#g.name(node.id);
+    const hasUnion = s.discriminantCount > 0;
+    const fields = byCodeOrder(s.fields).map((f) => ({ f, key: fieldName(f.name, hasUnion) }));
+    const common = fields.filter(({ f }) => f.discriminant === null);
+    const members = fields.filter(({ f }) => f.discriminant !== null);
+
+    // The plain-object type.
+    const owner = this.#g.methodOwners.get(node.id);
+    if (owner !== undefined) {
+      out.push(`/** ${owner.role === "Params" ? "Parameters" : "Results"} of \`${this.#g.schemaName(owner.iface)}.${owner.method}\`. */`);
+    } else {
+      out.push(...this.#doc(node));
+    }
+    const commonBody = common.flatMap(({ f, key }) => [...jsdoc(f.doc, "  "), `  ${key}: ${this.#fieldType(node.id, f)};`]);
+    const unionBody = members.map(({ f, key }) => {
+      const doc = jsdoc(f.doc, "      ");
+      const which = `which: ${stringLiteral(f.name)}`;
+      if (doc.length === 0) return `  | { ${which}; ${key}: ${this.#fieldType(node.id, f)} }`;
+      return [`  | {`, `      ${which};`, ...doc, `      ${key}: ${this.#fieldType(node.id, f)};`, `    }`].join("\n");
+    });
+    if (!hasUnion) {
+      out.push(common.length === 0 ? `export type ${name} = Record<never, never>;` : `export type ${name} = {`);
+      if (common.length > 0) out.push(...commonBody, "};");
+    } else if (common.length === 0) {
+      out.push(`export type ${name} =`, ...unionBody.slice(0, -1), `${unionBody.at(-1)};`);
+    } else {
+      out.push(`export type ${name} = {`, ...commonBody, "} & (", ...unionBody, ");");
+    }
+    out.push("");
+
+    // The codec.
+    // The annotation keeps TypeScript from inferring through self-references.
+    out.push(`export const ${name}$codec: ${this.#rt("Codec", "type")}<${name}> = ${this.#rt("defineStruct")}<${name}>({`);
+    out.push(`  name: ${stringLiteral(name)},`);
+    out.push(`  dataWords: ${s.dataWords},`);
+    out.push(`  pointers: ${s.pointers},`);
+
+    // read
+    if (fields.length === 0) {
+      out.push("  read() {", "    return {};", "  },");
+    } else if (!hasUnion) {
+      out.push("  read(v, caps) {", "    return {");
+      for (const { f, key } of common) out.push(`      ${key}: ${this.#fieldRead(node.id, f)},`);
+      out.push("    };", "  },");
+    } else {
+      const tagOffset = s.discriminantOffset * 2;
+      out.push("  read(v, caps) {");
+      for (const { f, key } of common) out.push(`    const $${key} = ${this.#fieldRead(node.id, f)};`);
+      const prefix = common.map(({ key }) => `${key}: $${key}, `).join("");
+      out.push(`    const $which = ${this.#rt("readUint16")}(v, ${tagOffset});`);
+      out.push("    switch ($which) {");
+      for (const { f, key } of members) {
+        out.push(`      case ${f.discriminant}:`);
+        out.push(`        return { ${prefix}which: ${stringLiteral(f.name)}, ${key}: ${this.#fieldRead(node.id, f)} };`);
+      }
+      out.push("      default:");
+      out.push(`        // A member this schema does not know: \`which\` is its number.`);
+      out.push(`        return { ${prefix}which: $which } as unknown as ${name};`);
+      out.push("    }", "  },");
+    }
+
+    // write
+    const writes: string[] = [];
+    for (const { f, key } of common) {
+      const stmt = this.#fieldWrite(f, `x.${key}`);
+      if (stmt !== null) writes.push(`    if (x.${key} != null) ${stmt}`);
+    }
+    if (hasUnion) {
+      const tagOffset = s.discriminantOffset * 2;
+      const writeTag = this.#rt("writeUint16");
+      writes.push("    let which = x.which;");
+      writes.push("    if (which === undefined) {");
+      members.forEach(({ f, key }, i) => {
+        writes.push(`      ${i === 0 ? "if" : "else if"} (x.${key} !== undefined) which = ${stringLiteral(f.name)};`);
+      });
+      writes.push("    }");
+      writes.push("    switch (which) {");
+      for (const { f, key } of members) {
+        writes.push(`      case ${stringLiteral(f.name)}:`);
+        writes.push(`        ${writeTag}(v, ${tagOffset}, ${f.discriminant});`);
+        const stmt = this.#fieldWrite(f, `x.${key}`);
+        if (stmt !== null) writes.push(`        if (x.${key} != null) ${stmt}`);
+        writes.push("        break;");
+      }
+      writes.push("      case undefined:", "        break;");
+      writes.push("      default:");
+      writes.push(`        if (typeof which !== "number") throw ${this.#rt("badUnionMember")}(${stringLiteral(name)}, which);`);
+      writes.push(`        ${writeTag}(v, ${tagOffset}, which);`);
+      writes.push("    }");
+    }
+    if (writes.length === 0) out.push("  write() {},");
+    else out.push("  write(x, v, caps) {", ...writes, "  },");
+
+    // pipeline
+    const pipeline: string[] = [];
+    for (const { f, key } of fields) {
+      if (f.group !== undefined) {
+        pipeline.push(`    ${key}: { kind: "group", codec: ${this.#ref(f.group, "$codec", "value")} },`);
+        continue;
+      }
+      const t = f.slot!.type;
+      if (t.kind === "struct") {
+        pipeline.push(`    ${key}: { kind: "struct", pointer: ${f.slot!.offset}, codec: ${this.#ref(t.id, "$codec", "value")} },`);
+      } else if (t.kind === "interface") {
+        pipeline.push(`    ${key}: { kind: "interface", pointer: ${f.slot!.offset}, iface: ${this.#valueRef(t.id)} },`);
+      } else if (t.kind === "anyPointer" && t.capability) {
+        pipeline.push(`    ${key}: { kind: "interface", pointer: ${f.slot!.offset}, iface: null },`);
+      }
+    }
+    if (pipeline.length > 0) out.push("  pipeline: () => ({", ...pipeline, "  }),");
+    out.push("});", "");
+  }
+
+  #isStream(m: MethodModel): boolean {
+    return m.results === STREAM_RESULT_ID;
+  }
+
+  #emitInterfaceTypes(node: NodeModel, out: string[]): void {
+    const name = this.#g.name(node.id);
+    const { methods, superclasses } = node.iface!;
+    const init = this.#rt("Init", "type");
+    const supers = superclasses.map((id) => this.#typeRef(id));
+    const serverSupers = superclasses.map((id) => this.#ref(id, "Server", "type"));
+
+    out.push(...this.#doc(node));
+    const clientBase = supers.length > 0 ? supers.join(", ") : this.#rpc("Capability", "type");
+    out.push(`export interface ${name} extends ${clientBase} {`);
+    for (const m of byCodeOrder(methods)) {
+      const params = this.#typeRef(m.params);
+      const opts = this.#rpc("CallOptions", "type");
+      out.push(...jsdoc(m.doc, "  "));
+      if (this.#isStream(m)) {
+        out.push(`  ${methodName(m.name)}(params?: ${init}<${params}>, opts?: ${opts}): Promise<void>;`);
+      } else {
+        const results = this.#typeRef(m.results);
+        out.push(`  ${methodName(m.name)}(params?: ${init}<${params}>, opts?: ${opts}): ${this.#rpc("RpcPromise", "type")}<${results}>;`);
+      }
+    }
+    out.push("}", "");
+
+    out.push(`/** What a server of \`${this.#g.schemaName(node.id)}\` implements. */`);
+    out.push(`export interface ${name}Server${serverSupers.length > 0 ? ` extends ${serverSupers.join(", ")}` : ""} {`);
+    for (const m of byCodeOrder(methods)) {
+      const params = this.#typeRef(m.params);
+      const ctx = this.#rpc("CallContext", "type");
+      const resultNode = this.#g.node(m.results);
+      let ret: string;
+      if (this.#isStream(m) || (resultNode.struct?.fields.length ?? 0) === 0) {
+        ret = "void | Promise<void>";
+      } else {
+        const results = `${init}<${this.#typeRef(m.results)}>`;
+        ret = `${results} | Promise<${results}>`;
+      }
+      out.push(...jsdoc(m.doc, "  "));
+      out.push(`  ${methodName(m.name)}(params: ${params}, ctx: ${ctx}): ${ret};`);
+    }
+    out.push("}", "");
+  }
+
+  #emitInterfaceDef(node: NodeModel, out: string[]): void {
+    const name = this.#g.name(node.id);
+    const { methods, superclasses } = node.iface!;
+    out.push(
+      `export const ${name} = ${this.#rpc("defineInterface")}<${name}, ${name}Server>({`,
+      `  name: ${stringLiteral(this.#g.schemaName(node.id))},`,
+      `  id: ${hex(node.id)},`,
+    );
+    if (methods.length === 0) {
+      out.push("  methods: [],");
+    } else {
+      out.push("  methods: [");
+      for (const m of methods) {
+        const params = this.#ref(m.params, "$codec", "value");
+        const results = this.#ref(m.results, "$codec", "value");
+        out.push(
+          `    { name: ${stringLiteral(m.name)}, ordinal: ${m.ordinal}, params: ${params}, results: ${results}, stream: ${this.#isStream(m)} },`,
+        );
+      }
+      out.push("  ],");
+    }
+    out.push(`  superclasses: [${superclasses.map((id) => this.#valueRef(id)).join(", ")}],`, "});", "");
+  }
+
+  /** Interfaces ordered so that local superclasses come first. */
+  #interfaceOrder(): NodeModel[] {
+    const all = this.#sortedLocal("interface");
+    const done = new Set<bigint>();
+    const ordered: NodeModel[] = [];
+    const visit = (n: NodeModel): void => {
+      if (done.has(n.id)) return;
+      done.add(n.id);
+      for (const s of n.iface!.superclasses) if (this.#local.has(s)) visit(this.#g.node(s));
+      ordered.push(n);
+    };
+    all.forEach(visit);
+    return ordered;
+  }
+
+  // ---- the module --------------------------------------------------------------
+
+  emit(): string {
+    const body: string[] = [];
+    for (const n of this.#sortedLocal("const")) this.#emitConst(n, body);
+    for (const n of this.#sortedLocal("enum")) this.#emitEnum(n, body);
+
+    const structs: string[] = [];
+    for (const n of this.#sortedLocal("struct", "interface")) {
+      if (n.kind === "struct") this.#emitStruct(n, structs);
+      else this.#emitInterfaceTypes(n, structs);
+    }
+
+    const interfaces: string[] = [];
+    for (const n of this.#interfaceOrder()) this.#emitInterfaceDef(n, interfaces);
+
+    const schemaPath = this.#options.srcPrefix
+      ? posix.join(this.#options.srcPrefix, this.#file.filename)
+      : this.#file.filename;
+    const lines: string[] = [`// Generated by capmesh from ${schemaPath} — do not edit.`];
+    const fileDoc = this.#g.nodes.get(this.#file.id)?.doc ?? "";
+    if (fileDoc.trim() !== "") lines.push("//", ...fileDoc.trim().split("\n").map((l) => (l === "" ? "//" : `// ${l}`)));
+    lines.push("");
+    lines.push(...this.#importLines(), "");
+    if (this.#defaults.length > 0) lines.push("// Schema defaults of pointer fields.", ...this.#defaults, "");
+    lines.push(...body, ...structs, ...interfaces);
+    if (this.#listDecls.length > 0) lines.push("// List element types.", ...this.#listDecls, "");
+    while (lines.at(-1) === "") lines.pop();
+    return lines.join("\n") + "\n";
+  }
+
+  #importLines(): string[] {
+    const runtime = this.#runtimeModule(this.#options.runtimeImport);
+    const codec = this.#runtimeModule(this.#options.codecImport ?? this.#options.runtimeImport);
+    const rank = (m: string): number => (m === "capnp-es" ? 0 : m === runtime ? 1 : m === codec ? 2 : 3);
+    const modules = [...this.#imports.keys()].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+    const lines: string[] = [];
+    const sortKey = (s: string): string => s.replace(/^\$/, "").toLowerCase();
+    for (const module of modules) {
+      const names = this.#imports.get(module)!;
+      for (const kind of ["value", "type"] as const) {
+        const list = [...names].filter(([, k]) => k === kind).map(([n]) => n);
+        if (list.length === 0) continue;
+        list.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : a < b ? -1 : 1));
+        const keyword = kind === "type" ? "import type" : "import";
+        const one = `${keyword} { ${list.join(", ")} } from ${stringLiteral(module)};`;
+        if (one.length <= 100) lines.push(one);
+        else lines.push(`${keyword} {`, ...list.map((n) => `  ${n},`), `} from ${stringLiteral(module)};`);
+      }
+    }
+    return lines;
+  }
+}

@@ -1,0 +1,2 @@
+// The schema code generator. See generate.ts; cli.ts is the command line.
+export { generate, outputPath, type GenerateOptions } from "./generate.js";
