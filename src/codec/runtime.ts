@@ -1178,6 +1178,19 @@ export const noCaps: CapTableReader & CapTableWriter = {
   },
 };
 
+/** The root struct of a message (an empty view for a null root). */
+export function viewOfMessageRoot(message: Message): StructView {
+  const limit = (message as { nestingLimit?: number }).nestingLimit ?? NESTING_LIMIT;
+  return structAt(message.getSegment(0), 0, limit) ?? EMPTY_VIEW;
+}
+
+/** Allocates a struct for pointer field `i` of `v` and returns a view of it. */
+export function initStructField(v: StructView, i: number, dataWords: number, pointers: number): StructView {
+  const dataLen = dataWords * 8;
+  allocate(v.seg, v.ptrs + i * 8, dataLen + pointers * 8, 0, dataWords | (pointers << 16));
+  return new StructView(aSeg, aOff, dataLen, aOff + dataLen, pointers, NESTING_LIMIT);
+}
+
 /** Decodes the struct the capnp-es pointer `p` points to (e.g. Payload.content). */
 export function readPointer<T>(codec: Codec<T>, p: Pointer, caps: CapTableReader): T {
   return codec.read(structAt(p.segment, p.byteOffset, depthOf(p)) ?? EMPTY_VIEW, caps);

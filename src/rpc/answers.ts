@@ -1,6 +1,7 @@
 // The answer table: calls the peer sent us, by the peer's question ID. An
 // entry lives until we have sent the Return and the peer has sent Finish.
 import type { PipelineSource, Response } from "./hook.js";
+import type { OutgoingEnvelope } from "./wire.js";
 
 export class Answer {
   /** What promisedAnswer targets resolve against (null: no caps to pipeline on). */
@@ -11,8 +12,13 @@ export class Answer {
   resultExports: number[] = [];
   returnSent = false;
   finishReceived = false;
-  /** Fired when the caller cancels (Finish before Return) or the connection dies. */
-  abort: AbortController | null = null;
+  /** Made on first use of `signal`: most calls never look at it. */
+  private abort: AbortController | null = null;
+  private canceledWith: Error | null = null;
+  /** Set once the call is done: cancellation no longer applies. */
+  settled = false;
+  /** The Return message the server writes its results into (see connection.ts). */
+  prepared: OutgoingEnvelope | null = null;
   /** For `sendResultsTo.yourself`: the results, for a later takeFromOtherQuestion. */
   redirected: Promise<Response> | null = null;
 
@@ -25,9 +31,23 @@ export class Answer {
    * its signal fires afterwards (rpc.capnp Finish.requireEarlyCancellationWorkaround).
    */
   cancel(reason: Error): void {
+    if (this.settled || this.canceledWith) return;
+    this.canceledWith = reason;
     const abort = this.abort;
-    this.abort = null;
     if (abort) setImmediate(() => abort.abort(reason));
+  }
+
+  /** Fires when the caller cancels (Finish before Return) or the connection dies. */
+  get signal(): AbortSignal {
+    if (!this.abort) {
+      this.abort = new AbortController();
+      const reason = this.canceledWith;
+      if (reason) {
+        const abort = this.abort;
+        setImmediate(() => abort.abort(reason));
+      }
+    }
+    return this.abort.signal;
   }
 }
 

@@ -8,7 +8,7 @@ import { logger } from "../log.js";
 import type { MessageStream } from "../transport/message-stream.js";
 import { Answer, AnswerTable } from "./answers.js";
 import { EmbargoTable } from "./embargoes.js";
-import { ProtocolError, RpcError, readException, toRpcError, writeException } from "./errors.js";
+import { ProtocolError, RpcError, exceptionFromWire, readException, writeException } from "./errors.js";
 import { ExportTable } from "./exports.js";
 import {
   BrokenHook,
@@ -25,8 +25,26 @@ import {
 import { IdTable } from "./id-table.js";
 import { ImportHook, ImportTable } from "./imports.js";
 import { OwnedResponse } from "./local.js";
-import { capTableOf, releaseCapTable, setCapTable, type CapTable } from "./payload.js";
-import { Question, readTransform } from "./questions.js";
+import { capTableOf, releaseCapTable, setCapTable, sizedMessage, type CapTable } from "./payload.js";
+import { Question } from "./questions.js";
+import {
+  descriptorFrom,
+  descriptorInto,
+  newCall,
+  newFinish,
+  newRelease,
+  newResultsReturn,
+  readIncoming,
+  targetFrom,
+  targetInto,
+  type WireDescriptor,
+  type WireIncoming,
+  type WireTarget,
+} from "./wire.js";
+
+type WireCall = Extract<WireIncoming, { kind: "call" }>;
+type WireReturn = Extract<WireIncoming, { kind: "return" }>;
+type WireFinish = Extract<WireIncoming, { kind: "finish" }>;
 import { isRemoteHookOf, type RemoteHook } from "./remote-hook.js";
 import { ReflectedHook, RemotePromiseHook } from "./remote-promise.js";
 
@@ -109,41 +127,29 @@ export class RpcConnection {
 
   /** Starts a call to `target`, building params directly in the Call message. */
   newRemoteCall(target: RemoteHook, interfaceId: bigint, methodId: number): OutgoingCall {
-    const { message, root } = newRpcMessage();
-    setCapTable(message, []);
-    const call = root._initCall();
-    call.interfaceId = interfaceId;
-    call.methodId = methodId;
-    const redirect = target.writeTarget(call._initTarget());
-    if (redirect) return redirect.newCall(interfaceId, methodId);
-    const params = call._initParams();
+    const address = target.target();
+    if (!address) return innermost(target).newCall(interfaceId, methodId);
+    const call = newCall(address, interfaceId, methodId);
     return {
-      message,
-      content: params.content,
-      send: (hints) => this.sendCall(message, call, params, hints),
+      message: call.message,
+      content: call.content,
+      send: (hints) => this.sendCall(call, hints),
     };
   }
 
-  private sendCall(
-    message: Message,
-    call: rpc.Call,
-    params: rpc.Payload,
-    hints: CallHints | undefined,
-    tailFor?: Answer,
-  ): CallResult {
+  private sendCall(call: ReturnType<typeof newCall>, hints: CallHints | undefined, tailFor?: Answer): CallResult {
+    const message = call.message;
     if (this.error) {
       releaseCapTable(message);
-      return new BrokenHook(this.error).call(0n, 0, { message, content: params.content });
+      return new BrokenHook(this.error).call(0n, 0, { message, content: call.content });
     }
     const question = new Question(this);
     question.id = this.questions.add(question);
-    call.questionId = question.id;
-    if (tailFor) {
-      question.isTailCall = true;
-      call.sendResultsTo.yourself = true;
-    }
-    const table = capTableOf(message);
-    question.paramExports = this.writeDescriptors(table, params);
+    if (tailFor) question.isTailCall = true;
+    call.setQuestion(question.id, tailFor !== undefined);
+    const described = this.describeAll(capTableOf(message));
+    question.paramExports = described.exports;
+    call.setCapTable(described.descriptors);
     // The export table now holds what the params referenced.
     releaseCapTable(message);
     this.send(message);
@@ -192,70 +198,54 @@ export class RpcConnection {
     if (question.awaitingReturn && !question.canceled) return;
     question.finishSent = true;
     if (!this.error) {
-      const { message, root } = newRpcMessage();
-      const finish = root._initFinish();
-      finish.questionId = question.id;
       // Still awaiting the Return: we will ignore its caps, so the callee
       // must release them itself (as C++ does).
-      finish.releaseResultCaps = question.awaitingReturn;
-      this.send(message);
+      this.send(newFinish(question.id, question.awaitingReturn));
     }
     if (!question.awaitingReturn) this.questions.delete(question.id);
   }
 
-  /** Describes `hook` to the peer; returns the export ID it used, if any. */
-  writeDescriptor(hook: CapHook, descriptor: rpc.CapDescriptor): number | null {
+  /** Describes `hook` to the peer, exporting it if needed (exportId: the export used). */
+  describe(hook: CapHook): { descriptor: WireDescriptor; exportId: number | null } {
     const inner = innermost(hook);
-    if (isRemoteHookOf(inner, this)) {
-      inner.writeDescriptor(descriptor);
-      return null;
-    }
+    if (isRemoteHookOf(inner, this)) return { descriptor: inner.descriptor(), exportId: null };
     // Level 3 slots in here: a capability hosted by a third vat will be
     // described as thirdPartyHosted instead of being proxied (the vine).
     const existing = this.exports.idOf(inner);
     if (existing !== undefined) {
       const entry = this.exports.get(existing)!;
       entry.refcount++;
-      if (entry.isPromise) descriptor.senderPromise = existing;
-      else descriptor.senderHosted = existing;
-      return existing;
+      return { descriptor: { kind: entry.isPromise ? "senderPromise" : "senderHosted", id: existing }, exportId: existing };
     }
     const more = inner.whenMoreResolved();
     const id = this.exports.add(inner.addRef(), more !== null);
     if (more) {
-      descriptor.senderPromise = id;
       this.resolveExportedPromise(id, inner, more);
-    } else {
-      descriptor.senderHosted = id;
+      return { descriptor: { kind: "senderPromise", id }, exportId: id };
     }
-    return id;
+    return { descriptor: { kind: "senderHosted", id }, exportId: id };
   }
 
-  writeDescriptorInto(hook: CapHook, descriptor: rpc.CapDescriptor): void {
-    this.writeDescriptor(hook, descriptor);
-  }
-
-  private writeDescriptors(table: CapTable, payload: rpc.Payload): number[] {
-    const exported: number[] = [];
-    if (table.length === 0) return exported;
-    const list = payload._initCapTable(table.length);
+  /** Describes a payload's cap table; `exports` lists every export it counted. */
+  private describeAll(table: CapTable): { descriptors: WireDescriptor[]; exports: number[] } {
+    const descriptors: WireDescriptor[] = new Array(table.length);
+    const exports: number[] = [];
     for (let i = 0; i < table.length; i++) {
       const hook = table[i];
-      const descriptor = list.get(i);
       if (!hook) {
-        descriptor.none = true;
+        descriptors[i] = { kind: "none" };
         continue;
       }
-      const id = this.writeDescriptor(hook, descriptor);
-      if (id !== null) exported.push(id);
+      const { descriptor, exportId } = this.describe(hook);
+      descriptors[i] = descriptor;
+      if (exportId !== null) exports.push(exportId);
     }
-    return exported;
+    return { descriptors, exports };
   }
 
-  /** Addresses a message; returns a hook to deliver to instead, if not over this connection. */
-  writeTarget(hook: CapHook, target: rpc.MessageTarget): CapHook | null {
-    if (isRemoteHookOf(hook, this)) return hook.writeTarget(target);
-    return hook;
+  /** How to address `hook` over this connection; null if it is not reached through it. */
+  targetOf(hook: CapHook): WireTarget | null {
+    return isRemoteHookOf(hook, this) ? hook.target() : null;
   }
 
   /** The hook to put in the export table in place of `hook` (borrowed). */
@@ -286,7 +276,7 @@ export class RpcConnection {
         const { message, root } = newRpcMessage();
         const resolve = root._initResolve();
         resolve.promiseId = id;
-        this.writeDescriptor(resolution, resolve._initCap());
+        descriptorInto(this.describe(resolution).descriptor, resolve._initCap());
         this.send(message);
       },
       (err: unknown) => {
@@ -306,8 +296,9 @@ export class RpcConnection {
   startEmbargo(target: CapHook, lift: () => void): void {
     const { message, root } = newRpcMessage();
     const disembargo = root._initDisembargo();
-    const redirect = this.writeTarget(target, disembargo._initTarget());
-    if (redirect) throw new Error("capmesh internal: embargo target is not on this connection");
+    const address = this.targetOf(target);
+    if (!address) throw new Error("capmesh internal: embargo target is not on this connection");
+    targetInto(address, disembargo._initTarget());
     disembargo.context.senderLoopback = this.embargoes.start(lift);
     this.send(message);
   }
@@ -318,11 +309,7 @@ export class RpcConnection {
     if (!entry || entry.hook !== hook) return;
     this.imports.delete(hook.importId);
     if (this.error) return;
-    const { message, root } = newRpcMessage();
-    const release = root._initRelease();
-    release.id = hook.importId;
-    release.referenceCount = entry.remoteRefcount;
-    this.send(message);
+    this.send(newRelease(hook.importId, entry.remoteRefcount));
   }
 
   forgetPromiseImport(id: number, hook: RemotePromiseHook): void {
@@ -346,19 +333,22 @@ export class RpcConnection {
   private handleMessage(message: Message): void {
     if (this.error) return;
     try {
+      const incoming = readIncoming(message);
+      switch (incoming.kind) {
+        case "call":
+          return this.handleCall(message, incoming);
+        case "return":
+          return this.handleReturn(message, incoming);
+        case "finish":
+          return this.handleFinish(incoming);
+        case "release":
+          return this.releaseExportOrThrow(incoming.id, incoming.referenceCount);
+      }
       const root = message.getRoot(rpc.Message);
       const which = root.which();
       switch (which) {
-        case rpc.Message.CALL:
-          return this.handleCall(message, root.call);
-        case rpc.Message.RETURN:
-          return this.handleReturn(message, root.return);
-        case rpc.Message.FINISH:
-          return this.handleFinish(root.finish);
         case rpc.Message.RESOLVE:
           return this.handleResolve(root.resolve);
-        case rpc.Message.RELEASE:
-          return this.handleRelease(root.release);
         case rpc.Message.DISEMBARGO:
           return this.handleDisembargo(root.disembargo);
         case rpc.Message.BOOTSTRAP:
@@ -375,7 +365,9 @@ export class RpcConnection {
       }
     } catch (err) {
       const protocolError =
-        err instanceof ProtocolError ? err : new ProtocolError(`malformed message: ${describe(err)}`);
+        err instanceof ProtocolError
+          ? err
+          : new ProtocolError(`malformed message: ${describe(err).replace(/^capmesh: malformed message: /, "")}`);
       this.abort(protocolError);
     }
   }
@@ -408,9 +400,9 @@ export class RpcConnection {
       } else {
         const results = ret._initResults();
         utils.setInterfacePointer(0, results.content);
-        const descriptor = results._initCapTable(1).get(0);
-        const exported = this.writeDescriptor(hook, descriptor);
-        if (exported !== null) answer.resultExports.push(exported);
+        const { descriptor, exportId } = this.describe(hook);
+        descriptorInto(descriptor, results._initCapTable(1).get(0));
+        if (exportId !== null) answer.resultExports.push(exportId);
         const cap = hook;
         answer.pipeline = {
           getPipelinedCap: (ops) =>
@@ -423,16 +415,15 @@ export class RpcConnection {
     this.send(message);
   }
 
-  private handleCall(message: Message, call: rpc.Call): void {
+  private handleCall(message: Message, call: WireCall): void {
     const id = call.questionId;
     if (this.answers.has(id)) throw new ProtocolError(`Call uses question ID ${id}, which is still in use`);
     const target = this.getMessageTarget(call.target, "Call");
-    const sendResultsTo = call.sendResultsTo.which();
+    const sendResultsTo = call.sendResultsTo;
     const answer = new Answer(id);
     this.answers.add(answer);
-    const params = call.params;
-    setCapTable(message, this.receiveCaps(params));
-    const payload: Payload = { message, content: params.content };
+    setCapTable(message, this.receiveCaps(call.params.capTable));
+    const payload: Payload = { message, content: call.params.content };
     if (sendResultsTo === rpc.Call_SendResultsTo.THIRD_PARTY) {
       releaseCapTable(message);
       target.release();
@@ -442,13 +433,15 @@ export class RpcConnection {
       );
       return;
     }
-    answer.abort = new AbortController();
     let result: CallResult;
     try {
       result = target.call(call.interfaceId, call.methodId, payload, {
-        signal: answer.abort.signal,
+        get signal() {
+          return answer.signal;
+        },
         peer: this.options.peer,
         tailCall: (request) => this.tailCall(answer, request),
+        allocResults: () => this.prepareReturn(answer),
       });
     } finally {
       target.release();
@@ -488,50 +481,54 @@ export class RpcConnection {
     const target = innermost(request.target);
     if (!isRemoteHookOf(target, this) || this.error || answer.returnSent || answer.finishReceived) {
       return request.target.call(request.interfaceId, request.methodId, request.params, {
-        signal: answer.abort?.signal,
+        signal: answer.signal,
       });
     }
-    const { message, root } = newRpcMessage();
-    setCapTable(message, []);
-    const call = root._initCall();
-    call.interfaceId = request.interfaceId;
-    call.methodId = request.methodId;
-    const redirect = target.writeTarget(call._initTarget());
-    if (redirect) {
-      return redirect.call(request.interfaceId, request.methodId, request.params, { signal: answer.abort?.signal });
+    const address = target.target();
+    if (!address) {
+      return innermost(target).call(request.interfaceId, request.methodId, request.params, { signal: answer.signal });
     }
-    const params = call._initParams();
-    this.copyPayload(request.params, params.content, message);
-    return this.sendCall(message, call, params, undefined, answer);
+    const call = newCall(address, request.interfaceId, request.methodId);
+    this.copyPayload(request.params, call.content, call.message);
+    return this.sendCall(call, undefined, answer);
+  }
+
+  /** A Return message for `answer` whose results the server fills in directly. */
+  private prepareReturn(answer: Answer): Payload {
+    const envelope = newResultsReturn(answer.id);
+    answer.prepared = envelope;
+    return { message: envelope.message, content: envelope.content };
   }
 
   private sendResultsReturn(answer: Answer, response: Response): void {
+    answer.settled = true;
     if (answer.finishReceived || answer.returnSent || this.error) {
       response.release();
       return;
     }
-    const { message, root } = newRpcMessage();
-    const ret = root._initReturn();
-    ret.answerId = answer.id;
-    ret.releaseParamCaps = false;
-    const results = ret._initResults();
-    // The response keeps its own references (for pipelining until Finish);
-    // the Return message's cap table only borrows them to write descriptors.
-    const table = capTableOf(message);
-    try {
-      utils.copyFrom(response.content, results.content);
-      answer.resultExports = this.writeDescriptors(table, results);
-    } catch (err) {
-      setCapTable(message, []);
-      response.release();
-      this.sendExceptionReturn(answer, RpcError.failed(`could not send results: ${describe(err)}`));
-      return;
+    let envelope = answer.prepared;
+    answer.prepared = null;
+    if (!envelope || envelope.message !== response.message) {
+      // Results built elsewhere (a local promise, a forwarded call): copy
+      // them in. The Return's cap table only borrows the response's caps.
+      envelope = newResultsReturn(answer.id, responseBytes(response) + 128);
+      try {
+        utils.copyFrom(response.content, envelope.content);
+      } catch (err) {
+        setCapTable(envelope.message, []);
+        response.release();
+        this.sendExceptionReturn(answer, RpcError.failed(`could not send results: ${describe(err)}`));
+        return;
+      }
     }
-    setCapTable(message, []);
+    // The response keeps its references for pipelining until Finish.
+    const described = this.describeAll(capTableOf(envelope.message));
+    envelope.setCapTable(described.descriptors);
+    answer.resultExports = described.exports;
+    if (envelope.message !== response.message) setCapTable(envelope.message, []);
     answer.response = response;
     answer.returnSent = true;
-    answer.abort = null;
-    this.send(message);
+    this.send(envelope.message);
   }
 
   private sendExceptionReturn(answer: Answer, err: unknown): void {
@@ -546,37 +543,29 @@ export class RpcConnection {
     ret.releaseParamCaps = false;
     fill(ret);
     answer.returnSent = true;
-    answer.abort = null;
+    answer.settled = true;
     this.send(message);
   }
 
-  private getMessageTarget(target: rpc.MessageTarget, what: string): CapHook {
-    switch (target.which()) {
-      case rpc.MessageTarget.IMPORTED_CAP: {
-        const id = target.importedCap;
-        const entry = this.exports.get(id);
-        if (!entry) throw new ProtocolError(`${what} targets export ${id}, which is not in the export table`);
-        return entry.hook.addRef();
-      }
-      case rpc.MessageTarget.PROMISED_ANSWER: {
-        const promised = target.promisedAnswer;
-        const id = promised.questionId;
-        const answer = this.answers.get(id);
-        if (!answer || answer.finishReceived) {
-          throw new ProtocolError(`${what} targets answer ${id}, which is not in the answer table`);
-        }
-        const ops = readTransform(promised);
-        if (!answer.pipeline) {
-          return new BrokenHook(RpcError.failed("pipelined call on a result that has no capabilities"));
-        }
-        return answer.pipeline.getPipelinedCap(ops);
-      }
-      default:
-        throw new ProtocolError(`${what} has an unknown MessageTarget kind`);
+  private getMessageTarget(target: WireTarget, what: string): CapHook {
+    if (!target.promisedAnswer) {
+      const id = target.importedCap;
+      const entry = this.exports.get(id);
+      if (!entry) throw new ProtocolError(`${what} targets export ${id}, which is not in the export table`);
+      return entry.hook.addRef();
     }
+    const { questionId: id, transform } = target.promisedAnswer;
+    const answer = this.answers.get(id);
+    if (!answer || answer.finishReceived) {
+      throw new ProtocolError(`${what} targets answer ${id}, which is not in the answer table`);
+    }
+    if (!answer.pipeline) {
+      return new BrokenHook(RpcError.failed("pipelined call on a result that has no capabilities"));
+    }
+    return answer.pipeline.getPipelinedCap(transform);
   }
 
-  private handleReturn(message: Message, ret: rpc.Return): void {
+  private handleReturn(message: Message, ret: WireReturn): void {
     const id = ret.answerId;
     const question = this.questions.get(id);
     if (!question) throw new ProtocolError(`Return for question ${id}, which is not in the question table`);
@@ -588,7 +577,7 @@ export class RpcConnection {
 
     if (question.canceled) {
       // We already sent Finish with releaseResultCaps: ignore the results.
-      if (ret.which() === rpc.Return.TAKE_FROM_OTHER_QUESTION) {
+      if (ret.which === rpc.Return.TAKE_FROM_OTHER_QUESTION) {
         const other = this.answers.get(ret.takeFromOtherQuestion);
         other?.redirected?.then((r) => r.release(), () => {});
       }
@@ -597,16 +586,16 @@ export class RpcConnection {
       return;
     }
 
-    switch (ret.which()) {
+    switch (ret.which) {
       case rpc.Return.RESULTS: {
         if (question.isTailCall) throw new ProtocolError(`Return for tail call ${id} must be resultsSentElsewhere`);
-        const results = ret.results;
-        setCapTable(message, this.receiveCaps(results));
+        const results = ret.results!;
+        setCapTable(message, this.receiveCaps(results.capTable));
         question.fulfill(new OwnedResponse(message, results.content));
         break;
       }
       case rpc.Return.EXCEPTION:
-        question.reject(readException(ret.exception));
+        question.reject(exceptionFromWire(ret.exception!));
         break;
       case rpc.Return.CANCELED:
         throw new ProtocolError(`Return for question ${id} says canceled, but the call was not canceled`);
@@ -643,13 +632,13 @@ export class RpcConnection {
       }
       default:
         question.reject(
-          RpcError.unimplemented(`Return variant ${ret.which()} (Level 3 acceptFromThirdParty?) is not supported`),
+          RpcError.unimplemented(`Return variant ${ret.which} (Level 3 acceptFromThirdParty?) is not supported`),
         );
     }
     this.maybeFinish(question);
   }
 
-  private handleFinish(finish: rpc.Finish): void {
+  private handleFinish(finish: WireFinish): void {
     const id = finish.questionId;
     const answer = this.answers.get(id);
     if (!answer || answer.finishReceived) throw new ProtocolError(`Finish for question ${id}, which is not in the answer table`);
@@ -682,7 +671,7 @@ export class RpcConnection {
     let replacement: CapHook;
     switch (resolve.which()) {
       case rpc.Resolve.CAP: {
-        const cap = this.receiveCap(resolve.cap);
+        const cap = this.receiveCap(descriptorFrom(resolve.cap));
         if (!cap) throw new ProtocolError(`Resolve for promise ${id} contains CapDescriptor.none`);
         replacement = cap;
         break;
@@ -714,10 +703,6 @@ export class RpcConnection {
     else replacement.release();
   }
 
-  private handleRelease(release: rpc.Release): void {
-    this.releaseExportOrThrow(release.id, release.referenceCount);
-  }
-
   private releaseExportOrThrow(id: number, count: number): void {
     const problem = this.exports.release(id, count);
     if (problem) throw new ProtocolError(problem);
@@ -727,7 +712,7 @@ export class RpcConnection {
     const context = disembargo.context;
     switch (context.which()) {
       case rpc.Disembargo_Context.SENDER_LOOPBACK: {
-        let target = this.getMessageTarget(disembargo.target, "Disembargo");
+        let target = this.getMessageTarget(targetFrom(disembargo.target), "Disembargo");
         const resolvedTarget = innermost(target);
         if (!isRemoteHookOf(resolvedTarget, this)) {
           target.release();
@@ -739,10 +724,11 @@ export class RpcConnection {
         // so the echo can go out right behind them.
         const { message, root } = newRpcMessage();
         const echo = root._initDisembargo();
-        const redirect = resolvedTarget.writeTarget(echo._initTarget());
+        const address = resolvedTarget.target();
         target.release();
         target = resolvedTarget;
-        if (redirect) {
+        if (address) targetInto(address, echo._initTarget());
+        else {
           throw new ProtocolError(
             "Disembargo senderLoopback targets a promise that was never the subject of a Resolve",
           );
@@ -809,38 +795,33 @@ export class RpcConnection {
   // ---------------------------------------------------------------------
   // Capability descriptors
 
-  private receiveCaps(payload: rpc.Payload): CapTable {
-    if (!payload._hasCapTable()) return [];
-    const list = payload.capTable;
-    const table: CapTable = new Array(list.length);
-    for (let i = 0; i < list.length; i++) table[i] = this.receiveCap(list.get(i));
+  private receiveCaps(descriptors: readonly WireDescriptor[]): CapTable {
+    const table: CapTable = new Array(descriptors.length);
+    for (let i = 0; i < descriptors.length; i++) table[i] = this.receiveCap(descriptors[i]!);
     return table;
   }
 
-  private receiveCap(descriptor: rpc.CapDescriptor): CapHook | null {
-    switch (descriptor.which()) {
-      case rpc.CapDescriptor.NONE:
+  private receiveCap(descriptor: WireDescriptor): CapHook | null {
+    switch (descriptor.kind) {
+      case "none":
         return null;
-      case rpc.CapDescriptor.SENDER_HOSTED:
-        return this.importCap(descriptor.senderHosted, false);
-      case rpc.CapDescriptor.SENDER_PROMISE:
-        return this.importCap(descriptor.senderPromise, true);
-      case rpc.CapDescriptor.RECEIVER_HOSTED: {
-        const entry = this.exports.get(descriptor.receiverHosted);
-        if (!entry) return new BrokenHook(RpcError.failed(`receiverHosted names unknown export ${descriptor.receiverHosted}`));
+      case "senderHosted":
+        return this.importCap(descriptor.id, false);
+      case "senderPromise":
+        return this.importCap(descriptor.id, true);
+      case "receiverHosted": {
+        const entry = this.exports.get(descriptor.id);
+        if (!entry) return new BrokenHook(RpcError.failed(`receiverHosted names unknown export ${descriptor.id}`));
         return this.reflect(entry.hook.addRef());
       }
-      case rpc.CapDescriptor.RECEIVER_ANSWER: {
-        const promised = descriptor.receiverAnswer;
-        const answer = this.answers.get(promised.questionId);
+      case "receiverAnswer": {
+        const answer = this.answers.get(descriptor.answer.questionId);
         if (!answer || !answer.pipeline) return new BrokenHook(RpcError.failed("receiverAnswer names an unknown answer"));
-        return this.reflect(answer.pipeline.getPipelinedCap(readTransform(promised)));
+        return this.reflect(answer.pipeline.getPipelinedCap(descriptor.answer.transform));
       }
-      case rpc.CapDescriptor.THIRD_PARTY_HOSTED:
+      case "thirdPartyHosted":
         // Level 3 not negotiated on this connection: use the vine.
-        return this.importCap(descriptor.thirdPartyHosted.vineId, false);
-      default:
-        throw new ProtocolError(`unknown CapDescriptor kind ${descriptor.which()}`);
+        return this.importCap(descriptor.vineId, false);
     }
   }
 
@@ -922,14 +903,21 @@ export class RpcConnection {
   }
 }
 
-function newRpcMessage(): { message: Message; root: rpc.Message } {
-  const message = new Message();
+/** A new rpc.capnp Message; `bytes` sizes its first segment (it grows if needed). */
+function newRpcMessage(bytes = 128): { message: Message; root: rpc.Message } {
+  const message = sizedMessage(bytes);
   const root = message.initRoot(rpc.Message);
   return { message, root };
 }
 
+function responseBytes(response: Response): number {
+  let total = 0;
+  for (const segment of response.message._capnp.segments) total += segment.byteLength;
+  return total;
+}
+
 function emptyPayload(): { message: Message; content: Pointer } {
-  const message = new Message();
+  const message = sizedMessage(16);
   setCapTable(message, []);
   return { message, content: new Pointer(message.getSegment(0), 0) };
 }

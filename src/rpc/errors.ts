@@ -54,7 +54,12 @@ export function writeException(err: unknown, out: rpc.Exception): void {
 }
 
 export function readException(ex: rpc.Exception): RpcError {
-  const type = WIRE_TYPES[ex.type as number] ?? "failed";
+  return exceptionFromWire({ type: ex.type as number, reason: ex.reason });
+}
+
+/** An RpcError from an Exception read off the wire (type as its enum number). */
+export function exceptionFromWire(ex: { type: number; reason: string }): RpcError {
+  const type = WIRE_TYPES[ex.type] ?? "failed";
   let reason = ex.reason;
   if (reason.startsWith("remote exception: ")) reason = reason.slice("remote exception: ".length);
   return new RpcError(type, reason, true);

@@ -26,6 +26,11 @@ export interface CallHints {
    * call go back over that connection with `sendResultsTo.yourself`.
    */
   tailCall?: ((request: TailCallRequest) => CallResult) | undefined;
+  /**
+   * Set by a connection delivering a call it received: where the server
+   * should write its results (the Return message itself, saving a copy).
+   */
+  allocResults?: (() => Payload) | undefined;
 }
 
 /** A server's answer "my results are whatever this other call returns". */

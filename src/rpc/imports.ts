@@ -2,11 +2,11 @@
 // export ID. rpc.capnp: each time the peer sends a CapDescriptor naming an
 // export, its reference count goes up by one; we pay those back with one
 // `Release` carrying the total when our last local reference goes.
-import type * as rpc from "capnp-es/capnp/rpc";
 import { BrokenHook, RefCounted, type CallHints, type CallResult, type CapHook, type OutgoingCall, type Payload } from "./hook.js";
 import type { RpcConnection } from "./connection.js";
 import { remoteCall, type RemoteHook } from "./remote-hook.js";
 import type { RemotePromiseHook } from "./remote-promise.js";
+import type { WireDescriptor, WireTarget } from "./wire.js";
 
 export interface ImportEntry {
   /** Live hook for this import, if any local reference remains. */
@@ -93,13 +93,12 @@ export class ImportHook extends RefCounted implements RemoteHook {
     return this.conn.newRemoteCall(this, interfaceId, methodId);
   }
 
-  writeTarget(target: rpc.MessageTarget): CapHook | null {
-    target.importedCap = this.importId;
-    return null;
+  target(): WireTarget {
+    return { importedCap: this.importId };
   }
 
-  writeDescriptor(descriptor: rpc.CapDescriptor): void {
-    descriptor.receiverHosted = this.importId;
+  descriptor(): WireDescriptor {
+    return { kind: "receiverHosted", id: this.importId };
   }
 
   resolved(): CapHook | null {

@@ -32,6 +32,8 @@ export interface ServerDispatch {
 export interface ServerCallContext {
   readonly signal: AbortSignal;
   readonly peer: unknown;
+  /** Where to build the results (a fresh message when absent). */
+  readonly allocResults: (() => Payload) | undefined;
 }
 
 const neverAborted = new AbortController().signal;
@@ -47,40 +49,52 @@ export class LocalServerHook extends RefCounted implements CapHook {
 
   call(interfaceId: bigint, methodId: number, params: Payload, hints?: CallHints): CallResult {
     const pipeline = new ResponsePipeline();
-    const ctx: ServerCallContext = { signal: hints?.signal ?? neverAborted, peer: hints?.peer };
-    // Deliver on a later microtask: a call never runs inside its caller's
-    // stack, and calls made in order are delivered in order (E-order).
+    const ctx: ServerCallContext = {
+      get signal() {
+        return hints?.signal ?? neverAborted;
+      },
+      peer: hints?.peer,
+      allocResults: hints?.allocResults,
+    };
     // The call keeps the object alive until it completes, even if the
     // caller drops its reference right after calling.
     this.addRef();
-    const promise = Promise.resolve()
-      .then(() => this.server.dispatch(interfaceId, methodId, params, ctx))
-      .then((out) => {
-        if (!isTailCall(out)) return out;
-        // A tail call: our results (and pipelining on them) are the other call's.
-        const tail = hints?.tailCall
-          ? hints.tailCall(out)
-          : out.target.call(out.interfaceId, out.methodId, out.params, { signal: ctx.signal });
-        out.target.release();
-        pipeline.redirect(tail.pipeline);
-        return tail.promise;
-      })
-      .finally(() => {
-        releasePayload(params);
-        this.release();
-      })
-      .then(
-        (response) => {
-          pipeline.settle(response);
-          return response;
-        },
-        (err: unknown) => {
-          const e = toRpcError(err);
-          pipeline.fail(e);
-          throw e;
-        },
-      );
+    const promise = this.deliver(interfaceId, methodId, params, ctx, hints, pipeline);
     return { promise, pipeline };
+  }
+
+  private async deliver(
+    interfaceId: bigint,
+    methodId: number,
+    params: Payload,
+    ctx: ServerCallContext,
+    hints: CallHints | undefined,
+    pipeline: ResponsePipeline,
+  ): Promise<Response> {
+    // Deliver on a later microtask: a call never runs inside its caller's
+    // stack, and calls made in order are delivered in order (E-order).
+    await undefined;
+    try {
+      const out = await this.server.dispatch(interfaceId, methodId, params, ctx);
+      if (!isTailCall(out)) {
+        pipeline.settle(out);
+        return out;
+      }
+      // A tail call: our results (and pipelining on them) are the other call's.
+      const tail = hints?.tailCall
+        ? hints.tailCall(out)
+        : out.target.call(out.interfaceId, out.methodId, out.params, { signal: ctx.signal });
+      out.target.release();
+      pipeline.redirect(tail.pipeline);
+      return await tail.promise;
+    } catch (err) {
+      const e = toRpcError(err);
+      pipeline.fail(e);
+      throw e;
+    } finally {
+      releasePayload(params);
+      this.release();
+    }
   }
 
   newCall(interfaceId: bigint, methodId: number): OutgoingCall {

@@ -25,9 +25,22 @@ export function releaseCapTable(message: Message): void {
   for (const hook of table) hook?.release();
 }
 
+// capnp-es gives every new message a 4 KiB first segment; most RPC messages
+// need a few dozen bytes. Its arena class is not exported by name, so take it
+// from a probe message (a message built with too small an arena still works:
+// the arena grows).
+type ArenaCtor = new (buffer: ArrayBuffer) => unknown;
+const SingleSegmentArena = (new Message()._capnp.arena as unknown as { constructor: ArenaCtor }).constructor;
+
+/** A message whose first segment starts at `bytes` (rounded to words). */
+export function sizedMessage(bytes: number): Message {
+  const size = Math.max(16, (bytes + 7) & ~7);
+  return new Message(new SingleSegmentArena(new ArrayBuffer(size)) as ConstructorParameters<typeof Message>[0]);
+}
+
 /** A fresh message whose root is an AnyPointer slot for a payload. */
-export function newPayloadMessage(): { message: Message; content: Pointer } {
-  const message = new Message();
+export function newPayloadMessage(sizeHint = 256): { message: Message; content: Pointer } {
+  const message = sizedMessage(sizeHint);
   setCapTable(message, []);
   const content = new Pointer(message.getSegment(0), 0);
   return { message, content };

@@ -1,7 +1,6 @@
 // The question table: calls (and bootstraps) we sent, by our question ID.
 // An entry lives until both the Return has arrived and we have sent Finish
 // (rpc.capnp: only then may the ID be reused).
-import type * as rpc from "capnp-es/capnp/rpc";
 import { RpcError } from "./errors.js";
 import {
   BrokenHook,
@@ -17,6 +16,7 @@ import {
 import type { RpcConnection } from "./connection.js";
 import { remoteCall, type RemoteHook } from "./remote-hook.js";
 import { RemotePromiseHook } from "./remote-promise.js";
+import type { WireDescriptor, WireTarget } from "./wire.js";
 import { capFromResponse } from "./local.js";
 
 export class Question implements PipelineSource {
@@ -137,13 +137,12 @@ export class PipelineHook extends RefCounted implements RemoteHook {
     return this.conn.newRemoteCall(this, interfaceId, methodId);
   }
 
-  writeTarget(target: rpc.MessageTarget): CapHook | null {
-    writePromisedAnswer(target._initPromisedAnswer(), this.question.id, this.ops);
-    return null;
+  target(): WireTarget {
+    return { promisedAnswer: { questionId: this.question.id, transform: this.ops } };
   }
 
-  writeDescriptor(descriptor: rpc.CapDescriptor): void {
-    writePromisedAnswer(descriptor._initReceiverAnswer(), this.question.id, this.ops);
+  descriptor(): WireDescriptor {
+    return { kind: "receiverAnswer", answer: { questionId: this.question.id, transform: this.ops } };
   }
 
   resolved(): CapHook | null {
@@ -156,23 +155,4 @@ export class PipelineHook extends RefCounted implements RemoteHook {
     this.question.pipelineRefs--;
     this.conn.maybeFinish(this.question);
   }
-}
-
-export function writePromisedAnswer(pa: rpc.PromisedAnswer, questionId: number, ops: readonly number[]): void {
-  pa.questionId = questionId;
-  if (ops.length === 0) return;
-  const transform = pa._initTransform(ops.length);
-  for (let i = 0; i < ops.length; i++) transform.get(i).getPointerField = ops[i]!;
-}
-
-export function readTransform(pa: rpc.PromisedAnswer): number[] {
-  if (!pa._hasTransform()) return [];
-  const list = pa.transform;
-  const ops: number[] = [];
-  for (let i = 0; i < list.length; i++) {
-    const op = list.get(i);
-    if (op._isGetPointerField) ops.push(op.getPointerField);
-    else if (!op._isNoop) throw new Error("unknown PromisedAnswer.Op");
-  }
-  return ops;
 }

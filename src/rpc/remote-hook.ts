@@ -1,18 +1,18 @@
 // Hooks that send over a connection (C++'s RpcClient family): they know how
 // to name themselves in a MessageTarget and in a CapDescriptor.
-import type * as rpc from "capnp-es/capnp/rpc";
 import type { CallHints, CallResult, CapHook, OutgoingCall, Payload } from "./hook.js";
 import type { RpcConnection } from "./connection.js";
+import type { WireDescriptor, WireTarget } from "./wire.js";
 
 export interface RemoteHook extends CapHook {
   readonly conn: RpcConnection;
   /**
-   * Addresses a message to this capability. Returns null when the message
-   * can go over this connection, or the hook to deliver to instead.
+   * How to address a message to this capability over this connection, or
+   * null when it now lives elsewhere (a promise that resolved away).
    */
-  writeTarget(target: rpc.MessageTarget): CapHook | null;
+  target(): WireTarget | null;
   /** Describes this capability to the peer (receiverHosted / receiverAnswer). */
-  writeDescriptor(descriptor: rpc.CapDescriptor): void;
+  descriptor(): WireDescriptor;
 }
 
 export function isRemoteHookOf(hook: CapHook, conn: RpcConnection): hook is RemoteHook {

@@ -3,7 +3,6 @@
 // our own objects after we made calls through the peer, new calls must wait
 // until those earlier calls have come back around: the embargo of rpc.capnp
 // `Disembargo`, which keeps E-order.
-import type * as rpc from "capnp-es/capnp/rpc";
 import {
   RefCounted,
   type CallHints,
@@ -14,6 +13,7 @@ import {
 } from "./hook.js";
 import type { RpcConnection } from "./connection.js";
 import type { RemoteHook } from "./remote-hook.js";
+import type { WireDescriptor, WireTarget } from "./wire.js";
 import { QueuedHook } from "./local.js";
 
 type Resolution = "unresolved" | "remote" | "reflected" | "merged" | "broken";
@@ -51,14 +51,14 @@ export class RemotePromiseHook extends RefCounted implements RemoteHook {
     return this.cap.newCall(interfaceId, methodId);
   }
 
-  writeTarget(target: rpc.MessageTarget): CapHook | null {
+  target(): WireTarget | null {
     this.receivedCall = true;
-    return this.conn.writeTarget(this.cap, target);
+    return this.conn.targetOf(this.cap);
   }
 
-  writeDescriptor(descriptor: rpc.CapDescriptor): void {
+  descriptor(): WireDescriptor {
     this.receivedCall = true;
-    this.conn.writeDescriptorInto(this.cap, descriptor);
+    return this.conn.describe(this.cap).descriptor;
   }
 
   /** The hook to export in place of this one (C++ getInnermostClient). */

@@ -491,10 +491,17 @@ class TypedDispatch implements ServerDispatch {
     const borrowed: CapabilityClient[] = [];
     try {
       const decoded = method.params.decode(readStructIn(params.content), capReader(params.message, borrowed));
-      const context: CallContext = { signal: ctx.signal, peer: ctx.peer, tailCall: prepareTailCall };
-      const returned: unknown = await fn.call(this.impl, decoded, context);
+      const context: CallContext = {
+        get signal() {
+          return ctx.signal;
+        },
+        peer: ctx.peer,
+        tailCall: prepareTailCall,
+      };
+      let returned: unknown = fn.call(this.impl, decoded, context);
+      if (returned instanceof Promise) returned = await returned;
       if (isTailCall(returned)) return returned;
-      const { message, content } = newPayloadMessage();
+      const { message, content } = ctx.allocResults ? ctx.allocResults() : newPayloadMessage();
       // Capabilities a server returns are moved into the results (as in the
       // C++ API): the server's clients are released once encoded. A server
       // that keeps one returns cap.dup().

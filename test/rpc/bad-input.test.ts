@@ -181,7 +181,7 @@ describe("frame-level faults", () => {
       peer.write(seededBytes(seed, 64 * 8));
       // For these seeds the root pointer leads out of the message; capnp-es
       // throws while reading it and the engine reports a malformed message.
-      await expectAbort(srv, peer, session, /malformed message: CAPNP-TS\d+ /);
+      await expectAbort(srv, peer, session, /malformed message: (CAPNP-TS\d+ |[a-z])/);
       await expectHealthy(srv);
     },
   );
@@ -251,7 +251,7 @@ describe("malformed and illegal rpc messages", () => {
     dv.setUint32(8, (1000 << 2) | 0, true); // struct pointer, offset 1000 words
     dv.setUint32(12, 1, true); // 1 data word, 0 pointers
     peer.write(frame);
-    await expectAbort(srv, peer, session, /malformed message: CAPNP-TS019 Pointer offset .* is out of bounds/);
+    await expectAbort(srv, peer, session, /malformed message: (CAPNP-TS019 Pointer offset .* is out of bounds|.*pointer out of bounds)/);
     await expectHealthy(srv);
   });
 
