@@ -26,16 +26,28 @@ export function releaseCapTable(message: Message): void {
 }
 
 // capnp-es gives every new message a 4 KiB first segment; most RPC messages
-// need a few dozen bytes. Its arena class is not exported by name, so take it
-// from a probe message (a message built with too small an arena still works:
-// the arena grows).
+// need a few dozen bytes. Handing its constructor an arena would mark the
+// whole buffer as used (that path is for reading), so build the message
+// around an empty single-segment arena of the size we want instead. The
+// arena class is not exported by name: take it from a probe message.
 type ArenaCtor = new (buffer: ArrayBuffer) => unknown;
-const SingleSegmentArena = (new Message()._capnp.arena as unknown as { constructor: ArenaCtor }).constructor;
+const probe = new Message();
+const SingleSegmentArena = (probe._capnp.arena as unknown as { constructor: ArenaCtor }).constructor;
+const TRAVERSAL_LIMIT = probe._capnp.traversalLimit;
+if (Object.keys(probe).join() !== "_capnp" || probe._capnp.segments.length !== 0) {
+  throw new Error("capmesh: unsupported capnp-es version (Message layout changed)");
+}
 
-/** A message whose first segment starts at `bytes` (rounded to words). */
+/** A new, empty message whose first segment has room for `bytes` (it grows if needed). */
 export function sizedMessage(bytes: number): Message {
   const size = Math.max(16, (bytes + 7) & ~7);
-  return new Message(new SingleSegmentArena(new ArrayBuffer(size)) as ConstructorParameters<typeof Message>[0]);
+  const message = Object.create(Message.prototype) as Message;
+  (message as { _capnp: unknown })._capnp = {
+    arena: new SingleSegmentArena(new ArrayBuffer(size)),
+    segments: [],
+    traversalLimit: TRAVERSAL_LIMIT,
+  };
+  return message;
 }
 
 /** A fresh message whose root is an AnyPointer slot for a payload. */
