@@ -435,14 +435,7 @@ export class RpcConnection {
     }
     let result: CallResult;
     try {
-      result = target.call(call.interfaceId, call.methodId, payload, {
-        get signal() {
-          return answer.signal;
-        },
-        peer: this.options.peer,
-        tailCall: (request) => this.tailCall(answer, request),
-        allocResults: () => this.prepareReturn(answer),
-      });
+      result = target.call(call.interfaceId, call.methodId, payload, new AnswerHints(this, answer));
     } finally {
       target.release();
     }
@@ -477,7 +470,7 @@ export class RpcConnection {
    * sendResultsTo.yourself and our Return points at it, so the results never
    * travel back and forth (C++ RpcCallContext::directTailCall).
    */
-  private tailCall(answer: Answer, request: TailCallRequest): CallResult {
+  tailCall(answer: Answer, request: TailCallRequest): CallResult {
     const target = innermost(request.target);
     if (!isRemoteHookOf(target, this) || this.error || answer.returnSent || answer.finishReceived) {
       return request.target.call(request.interfaceId, request.methodId, request.params, {
@@ -494,7 +487,7 @@ export class RpcConnection {
   }
 
   /** A Return message for `answer` whose results the server fills in directly. */
-  private prepareReturn(answer: Answer): Payload {
+  prepareReturn(answer: Answer): Payload {
     const envelope = newResultsReturn(answer.id);
     answer.prepared = envelope;
     return { message: envelope.message, content: envelope.content };
@@ -900,6 +893,26 @@ export class RpcConnection {
       exports: this.exports.size,
       embargoes: this.embargoes.size,
     };
+  }
+}
+
+/** How a server delivering `answer` reaches back into the connection. */
+class AnswerHints implements CallHints {
+  constructor(
+    private readonly conn: RpcConnection,
+    private readonly answer: Answer,
+  ) {}
+  get signal(): AbortSignal {
+    return this.answer.signal;
+  }
+  get peer(): unknown {
+    return this.conn.peer;
+  }
+  tailCall(request: TailCallRequest): CallResult {
+    return this.conn.tailCall(this.answer, request);
+  }
+  allocResults(): Payload {
+    return this.conn.prepareReturn(this.answer);
   }
 }
 

@@ -29,14 +29,11 @@ export interface ServerDispatch {
   readonly name: string;
 }
 
-export interface ServerCallContext {
-  readonly signal: AbortSignal;
-  readonly peer: unknown;
-  /** Where to build the results (a fresh message when absent). */
-  readonly allocResults: (() => Payload) | undefined;
-}
+/** What the engine tells a server about one call (the caller's hints). */
+export type ServerCallContext = CallHints;
 
-const neverAborted = new AbortController().signal;
+export const neverAborted: AbortSignal = new AbortController().signal;
+const NO_HINTS: CallHints = {};
 
 /** A capability implemented by a server object in this vat. */
 export class LocalServerHook extends RefCounted implements CapHook {
@@ -49,13 +46,7 @@ export class LocalServerHook extends RefCounted implements CapHook {
 
   call(interfaceId: bigint, methodId: number, params: Payload, hints?: CallHints): CallResult {
     const pipeline = new ResponsePipeline();
-    const ctx: ServerCallContext = {
-      get signal() {
-        return hints?.signal ?? neverAborted;
-      },
-      peer: hints?.peer,
-      allocResults: hints?.allocResults,
-    };
+    const ctx: ServerCallContext = hints ?? NO_HINTS;
     // The call keeps the object alive until it completes, even if the
     // caller drops its reference right after calling.
     this.addRef();
@@ -83,7 +74,7 @@ export class LocalServerHook extends RefCounted implements CapHook {
       // A tail call: our results (and pipelining on them) are the other call's.
       const tail = hints?.tailCall
         ? hints.tailCall(out)
-        : out.target.call(out.interfaceId, out.methodId, out.params, { signal: ctx.signal });
+        : out.target.call(out.interfaceId, out.methodId, out.params, { signal: ctx.signal ?? neverAborted });
       out.target.release();
       pipeline.redirect(tail.pipeline);
       return await tail.promise;

@@ -14,9 +14,16 @@ import {
   type Response,
   type TailCallRequest,
 } from "./hook.js";
-import { LocalServerHook, OwnedResponse, QueuedHook, type ServerCallContext, type ServerDispatch } from "./local.js";
+import {
+  LocalServerHook,
+  neverAborted,
+  OwnedResponse,
+  QueuedHook,
+  type ServerCallContext,
+  type ServerDispatch,
+} from "./local.js";
 import { capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
-import type { CallContext, CallOptions, Capability } from "./types.js";
+import type { CallContext, CallOptions, Capability, TailCall } from "./types.js";
 import type { Message } from "capnp-es";
 
 const kHook = Symbol("capmesh.hook");
@@ -491,14 +498,8 @@ class TypedDispatch implements ServerDispatch {
     const borrowed: CapabilityClient[] = [];
     try {
       const decoded = method.params.decode(readStructIn(params.content), capReader(params.message, borrowed));
-      const context: CallContext = {
-        get signal() {
-          return ctx.signal;
-        },
-        peer: ctx.peer,
-        tailCall: prepareTailCall,
-      };
-      let returned: unknown = fn.call(this.impl, decoded, context);
+      // Only methods that declare a second parameter get a context object.
+      let returned: unknown = fn.length > 1 ? fn.call(this.impl, decoded, new ServerContext(ctx)) : fn.call(this.impl, decoded);
       if (returned instanceof Promise) returned = await returned;
       if (isTailCall(returned)) return returned;
       const { message, content } = ctx.allocResults ? ctx.allocResults() : newPayloadMessage();
@@ -529,6 +530,20 @@ class TypedDispatch implements ServerDispatch {
         // A failing dispose must not break the connection that released it.
       }
     }
+  }
+}
+
+/** The CallContext a server method sees. */
+class ServerContext implements CallContext {
+  constructor(private readonly hints: ServerCallContext) {}
+  get signal(): AbortSignal {
+    return this.hints.signal ?? neverAborted;
+  }
+  get peer(): unknown {
+    return this.hints.peer;
+  }
+  tailCall(target: Capability, method: string, params?: unknown): TailCall {
+    return prepareTailCall(target, method, params);
   }
 }
 
