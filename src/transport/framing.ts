@@ -176,6 +176,40 @@ export function encodeFrame(message: Message): Uint8Array[] {
   return out;
 }
 
+/** The size in bytes of `message`'s frame (header and segments). */
+export function frameSize(message: Message): number {
+  if (message._capnp.segments.length === 0) message.getSegment(0);
+  const segments = message._capnp.segments;
+  let total = frameHeaderBytes(segments.length);
+  for (let i = 0; i < segments.length; i++) total += segments[i]!.byteLength;
+  return total;
+}
+
+/**
+ * Writes `message`'s frame into `out` at `offset` (which must have room for
+ * frameSize(message) bytes); returns the offset just past it.
+ */
+export function writeFrameInto(message: Message, out: Uint8Array, offset: number): number {
+  const segments = message._capnp.segments;
+  const count = segments.length;
+  const dv = new DataView(out.buffer, out.byteOffset + offset, frameHeaderBytes(count));
+  dv.setUint32(0, count - 1, true);
+  let at = offset + frameHeaderBytes(count);
+  for (let i = 0; i < count; i++) {
+    const s = segments[i]!;
+    const len = s.byteLength;
+    if (len % WORD !== 0) {
+      throw new Error(`cannot frame message: segment ${i} has ${len} bytes, not a whole number of words`);
+    }
+    dv.setUint32(4 + 4 * i, len / WORD, true);
+    out.set(new Uint8Array(s.buffer, s.byteOffset, len), at);
+    at += len;
+  }
+  // The header's padding word, when the segment count is even.
+  if (count % 2 === 0) dv.setUint32(4 + 4 * count, 0, true);
+  return at;
+}
+
 /** The frame for `message` as one contiguous buffer (copies the segments once). */
 export function frameBytes(message: Message): Uint8Array {
   const parts = encodeFrame(message);

@@ -5,7 +5,11 @@ import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Message } from "capnp-es";
 import { formatAddress } from "./address.js";
-import { FrameDecoder, FrameError, encodeFrame } from "./framing.js";
+import { FrameDecoder, FrameError, encodeFrame, frameSize, writeFrameInto } from "./framing.js";
+
+/** Frames up to this size are copied into the per-tick batch buffer. */
+const SMALL_FRAME = 4096;
+const BATCH_BYTES = 64 * 1024;
 import { resolveLimits, type TransportLimits } from "./limits.js";
 
 export interface MessageStream {
@@ -143,21 +147,44 @@ class DuplexMessageStream implements MessageStream {
   }
 
   get bufferedBytes(): number {
-    return this.#duplex.writableLength;
+    return this.#duplex.writableLength + (this.#batchUsed - this.#batchStart);
   }
 
   send(message: Message): void {
     if (this.#closed) return;
-    const chunks = encodeFrame(message);
     const duplex = this.#duplex;
     if (!this.#corked) {
       this.#corked = true;
       duplex.cork();
       process.nextTick(this.#uncork);
     }
+    // Small frames (most RPC messages) are copied into one buffer per tick:
+    // one write instead of two per message. Large ones go by reference.
     // write() returning false only advises us to slow down; the chunks are
     // queued regardless. bufferedBytes and onDrain let the engine react.
-    for (const chunk of chunks) duplex.write(chunk);
+    const size = frameSize(message);
+    if (size <= SMALL_FRAME) {
+      if (this.#batch === null || this.#batchUsed + size > this.#batch.byteLength) {
+        this.#flushBatch();
+        this.#batch = Buffer.allocUnsafe(Math.max(BATCH_BYTES, size));
+      }
+      this.#batchUsed = writeFrameInto(message, this.#batch, this.#batchUsed);
+      return;
+    }
+    this.#flushBatch();
+    for (const chunk of encodeFrame(message)) duplex.write(chunk);
+  }
+
+  #batch: Buffer | null = null;
+  #batchStart = 0;
+  #batchUsed = 0;
+
+  /** Hands the bytes batched so far to the duplex (they stay valid: the rest of the buffer is only appended to). */
+  #flushBatch(): void {
+    const batch = this.#batch;
+    if (batch === null || this.#batchUsed === this.#batchStart) return;
+    this.#duplex.write(batch.subarray(this.#batchStart, this.#batchUsed));
+    this.#batchStart = this.#batchUsed;
   }
 
   close(error?: Error): void {
@@ -171,6 +198,7 @@ class DuplexMessageStream implements MessageStream {
   // stream can arrive and the duplex can close.
   #endWriting(): void {
     this.#startReading();
+    this.#flushBatch();
     this.#corked = false; // end() uncorks
     const duplex = this.#duplex;
     if (!duplex.writableEnded && !duplex.destroyed) duplex.end();
@@ -189,6 +217,9 @@ class DuplexMessageStream implements MessageStream {
   #uncork = (): void => {
     if (!this.#corked) return;
     this.#corked = false;
+    this.#flushBatch();
+    this.#batch = null;
+    this.#batchStart = this.#batchUsed = 0;
     this.#duplex.uncork();
   };
 
@@ -233,6 +264,7 @@ class DuplexMessageStream implements MessageStream {
     if (this.#error === undefined) this.#error = error;
     this.#closed = true;
     try {
+      this.#flushBatch();
       if (last) for (const chunk of encodeFrame(last)) this.#duplex.write(chunk);
       if (this.#corked) {
         this.#corked = false;
