@@ -770,7 +770,10 @@ export class RpcConnection {
         if (!question || !question.awaitingReturn) return;
         question.awaitingReturn = false;
         question.finishSent = true; // the peer never made an answer to finish
+        // The peer never took the capabilities in the params: drop them.
+        const exported = question.paramExports;
         question.paramExports = [];
+        for (const e of exported) this.releaseExportOrThrow(e, 1);
         this.questions.delete(id);
         question.reject(RpcError.unimplemented(`${this.name} does not implement this request`));
         return;
