@@ -613,12 +613,13 @@ export class RpcConnection {
         question.fulfill(
           redirected.then((r) => {
             // The other answer keeps its response for pipelining until its
-            // Finish; this question's consumer gets its own references.
-            const own = new OwnedResponse(r.message, r.content);
-            const table = capTableOf(r.message);
+            // Finish; this question's consumer gets its own copy and references.
+            const copy = emptyPayload();
+            const table = capTableOf(copy.message);
+            utils.copyFrom(r.content, copy.content);
             for (const hook of table) hook?.addRef();
             if (r !== other.response) r.release();
-            return own;
+            return new OwnedResponse(copy.message, copy.content);
           }),
         );
         break;
@@ -933,7 +934,7 @@ function responseBytes(response: Response): number {
 }
 
 function emptyPayload(): { message: Message; content: Pointer } {
-  const message = sizedMessage(16);
+  const message = sizedMessage(64);
   setCapTable(message, []);
   return { message, content: new Pointer(message.getSegment(0), 0) };
 }
