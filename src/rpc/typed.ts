@@ -23,6 +23,7 @@ import {
   type ServerDispatch,
 } from "./local.js";
 import { capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
+import { Codec, readPointer, writePointer } from "../codec/runtime.js";
 import type { CallContext, CallOptions, Capability, TailCall } from "./types.js";
 import type { Message } from "capnp-es";
 
@@ -30,7 +31,13 @@ const kHook = Symbol("capmesh.hook");
 const kIface = Symbol("capmesh.iface");
 
 /** Releases a client's hook if the program drops the client without releasing it. */
-const safetyNet = new FinalizationRegistry<CapHook>((hook) => hook.release());
+const safetyNet = new FinalizationRegistry<CapHook>((hook) => {
+  try {
+    hook.release();
+  } catch {
+    // Runs outside any caller: nothing could handle an error here.
+  }
+});
 
 /** Names that would shadow Capability members get a trailing underscore. */
 const RESERVED = new Set(["release", "dup", "whenResolved", "then", "catch", "finally", "constructor", "castAs"]);
@@ -180,11 +187,21 @@ function capReader(message: Message, borrowed: CapabilityClient[] | null): CapTa
 // ---------------------------------------------------------------------------
 // Calls
 
+/** Encodes a struct into an AnyPointer slot (generated codecs skip capnp-es's Struct objects). */
+function encodeAt(slot: Pointer, codec: StructCodec<unknown>, value: unknown, caps: CapTableWriter): void {
+  if (codec instanceof Codec) writePointer(codec, value ?? {}, slot, caps);
+  else codec.encode(value ?? {}, initStructIn(slot, codec.size), caps);
+}
+
+/** Decodes the struct an AnyPointer slot points to. */
+function decodeAt(slot: Pointer, codec: StructCodec<unknown>, caps: CapTableReader): unknown {
+  return codec instanceof Codec ? readPointer(codec, slot, caps) : codec.decode(readStructIn(slot), caps);
+}
+
 function encodeCall(hook: CapHook, iface: InterfaceDef, method: MethodDef, params: unknown) {
   const out = hook.newCall(iface.id, method.ordinal);
   try {
-    const s = initStructIn(out.content, method.params.size);
-    method.params.encode(params ?? {}, s, capWriter(out.message));
+    encodeAt(out.content, method.params, params, capWriter(out.message));
   } catch (err) {
     releaseCapTable(out.message);
     throw err;
@@ -214,7 +231,7 @@ function callMethod(
 /** Decodes a response into a plain object the caller owns; releases the response. */
 function decodeResponse(response: Response, codec: StructCodec<unknown>): unknown {
   try {
-    return codec.decode(readStructIn(response.content), capReader(response.message, null));
+    return decodeAt(response.content, codec, capReader(response.message, null));
   } finally {
     response.release();
   }
@@ -497,7 +514,7 @@ class TypedDispatch implements ServerDispatch {
     // the C++ API: a server that keeps one calls dup().
     const borrowed: CapabilityClient[] = [];
     try {
-      const decoded = method.params.decode(readStructIn(params.content), capReader(params.message, borrowed));
+      const decoded = decodeAt(params.content, method.params, capReader(params.message, borrowed));
       // Only methods that declare a second parameter get a context object.
       let returned: unknown = fn.length > 1 ? fn.call(this.impl, decoded, new ServerContext(ctx)) : fn.call(this.impl, decoded);
       if (returned instanceof Promise) returned = await returned;
@@ -508,7 +525,7 @@ class TypedDispatch implements ServerDispatch {
       // that keeps one returns cap.dup().
       const moved: CapabilityClient[] = [];
       try {
-        method.results.encode(returned ?? {}, initStructIn(content, method.results.size), capWriter(message, moved));
+        encodeAt(content, method.results, returned, capWriter(message, moved));
       } catch (err) {
         releaseCapTable(message);
         throw err;
@@ -555,7 +572,7 @@ function prepareTailCall(target: Capability, methodName: string, params?: unknow
   if (!found || found.method.stream) throw new TypeError(`${target[kIface]!.name} has no method ${methodName} to tail-call`);
   const { message, content } = newPayloadMessage();
   try {
-    found.method.params.encode(params ?? {}, initStructIn(content, found.method.params.size), capWriter(message));
+    encodeAt(content, found.method.params, params, capWriter(message));
   } catch (err) {
     releaseCapTable(message);
     throw err;

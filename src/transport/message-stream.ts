@@ -167,6 +167,7 @@ class DuplexMessageStream implements MessageStream {
       if (this.#batch === null || this.#batchUsed + size > this.#batch.byteLength) {
         this.#flushBatch();
         this.#batch = Buffer.allocUnsafe(Math.max(BATCH_BYTES, size));
+        this.#batchStart = this.#batchUsed = 0;
       }
       this.#batchUsed = writeFrameInto(message, this.#batch, this.#batchUsed);
       return;

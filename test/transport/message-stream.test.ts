@@ -83,6 +83,22 @@ describe("streamFromDuplex", () => {
     d.destroy();
   });
 
+  it("keeps order and content when one tick's small frames overflow the batch buffer", async () => {
+    const [da, db] = duplexPair();
+    const a = new Recorder(streamFromDuplex(da));
+    const b = new Recorder(streamFromDuplex(db));
+    // Frames of ~1-4 KiB, 400 of them in one tick: several batch buffers,
+    // with a large (by-reference) frame in between.
+    for (let i = 0; i < 400; i++) a.stream.send(makeMessage(i, [1000 + (i % 3) * 1000]));
+    a.stream.send(makeMessage(400, [100_000]));
+    for (let i = 401; i < 450; i++) a.stream.send(makeMessage(i, [2000]));
+    await b.waitFor(450);
+    expect(seqs(b)).toEqual([...Array(450).keys()]);
+    a.stream.close();
+    expect(await a.closed()).toBeUndefined();
+    expect(await b.closed()).toBeUndefined();
+  });
+
   it("delivers messages in order both ways", async () => {
     const [da, db] = duplexPair();
     const a = new Recorder(streamFromDuplex(da));
