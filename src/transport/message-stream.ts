@@ -10,6 +10,8 @@ import { FrameDecoder, FrameError, encodeFrame, frameSize, writeFrameInto } from
 /** Frames up to this size are copied into the per-tick batch buffer. */
 const SMALL_FRAME = 4096;
 const BATCH_BYTES = 64 * 1024;
+/** Queued bytes that are written at once instead of at the end of the tick. */
+const EARLY_FLUSH_BYTES = 4096;
 import { resolveLimits, type TransportLimits } from "./limits.js";
 
 export interface MessageStream {
@@ -170,6 +172,14 @@ class DuplexMessageStream implements MessageStream {
         this.#batchStart = this.#batchUsed = 0;
       }
       this.#batchUsed = writeFrameInto(message, this.#batch, this.#batchUsed);
+      if (this.#batchUsed - this.#batchStart >= EARLY_FLUSH_BYTES) {
+        // Enough for the peer to start on: hand it over now rather than at
+        // the end of the tick, so both ends work at once instead of taking
+        // turns with whole batches.
+        this.#flushBatch();
+        duplex.uncork();
+        duplex.cork();
+      }
       return;
     }
     this.#flushBatch();
