@@ -288,9 +288,20 @@ function allocate(seg: Segment, ptrOff: number, bytes: number, kind: number, hi:
     aOff = ptrOff + 8;
     return;
   }
-  const content = seg.allocate(bytes);
-  const cSeg = content.segment;
-  const cOff = content.byteOffset;
+  let cSeg: Segment;
+  let cOff: number;
+  const padded = (bytes + 7) & ~7;
+  if (seg.byteLength + padded <= seg.buffer.byteLength) {
+    // Room in this segment: bump-allocate (fresh segment memory is zero, as
+    // capnp-es's own allocate assumes) without creating a capnp-es Pointer.
+    cSeg = seg;
+    cOff = seg.byteLength;
+    seg.byteLength += padded;
+  } else {
+    const content = seg.allocate(bytes);
+    cSeg = content.segment;
+    cOff = content.byteOffset;
+  }
   if (cSeg === seg) {
     seg.setInt32(ptrOff, (((cOff - ptrOff - 8) >> 3) << 2) | kind);
     seg.setUint32(ptrOff + 4, hi);
