@@ -34,19 +34,28 @@ type ArenaCtor = new (buffer: ArrayBuffer) => unknown;
 const probe = new Message();
 const SingleSegmentArena = (probe._capnp.arena as unknown as { constructor: ArenaCtor }).constructor;
 const TRAVERSAL_LIMIT = probe._capnp.traversalLimit;
-if (Object.keys(probe).join() !== "_capnp" || probe._capnp.segments.length !== 0) {
+if (Object.keys(probe).join() !== "_capnp" || probe._capnp.segments.length !== 0 || probe._capnp.arena === undefined) {
   throw new Error("capmesh: unsupported capnp-es version (Message layout changed)");
 }
 
-/** A new, empty message whose first segment has room for `bytes` (it grows if needed). */
+type SegmentCtor = new (id: number, message: Message, buffer: ArrayBuffer, byteLength: number) => unknown;
+const SegmentClass = (probe.getSegment(0) as unknown as { constructor: SegmentCtor }).constructor;
+
+/**
+ * A new message whose first segment has room for `bytes` (it grows if
+ * needed), with its root pointer already reserved (as getSegment(0) would).
+ */
 export function sizedMessage(bytes: number): Message {
   const size = Math.max(16, (bytes + 7) & ~7);
+  const buffer = new ArrayBuffer(size);
   const message = Object.create(Message.prototype) as Message;
-  (message as { _capnp: unknown })._capnp = {
-    arena: new SingleSegmentArena(new ArrayBuffer(size)),
-    segments: [],
+  const internal = {
+    arena: new SingleSegmentArena(buffer),
+    segments: [] as unknown[],
     traversalLimit: TRAVERSAL_LIMIT,
   };
+  (message as { _capnp: unknown })._capnp = internal;
+  internal.segments.push(new SegmentClass(0, message, buffer, 8));
   return message;
 }
 
