@@ -9,11 +9,11 @@ export {
   dynamicCall,
   hookOf,
   methodPropertyName,
-  setStreamWindow,
   wrapHook,
   type DynamicResponse,
   type InterfaceHandle,
 } from "./typed.js";
+export { setStreamWindow } from "./flow.js";
 export type { Capability, CallContext, CallOptions, Pipelined, RpcPromise, ServerOf } from "./types.js";
 export { RpcSystem, Session, startSession, type BootstrapOffer } from "./system.js";
 export type { NetworkConnection, PeerInfo, VatNetwork } from "./vat-network.js";

@@ -25,6 +25,7 @@ import {
 import { capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
 import { Codec, readPointer, writePointer } from "../codec/runtime.js";
 import type { CallContext, CallOptions, Capability, TailCall } from "./types.js";
+import { FlowController } from "./flow.js";
 import type { Message } from "capnp-es";
 
 const kHook = Symbol("capmesh.hook");
@@ -378,43 +379,6 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 
 // ---------------------------------------------------------------------------
 // Streaming (`-> stream`): flow control by bytes in flight
-
-/** Bytes of `-> stream` calls that may be unacknowledged before writes wait. */
-export let streamWindowBytes = 4 * 1024 * 1024;
-export function setStreamWindow(bytes: number): void {
-  if (!(bytes > 0)) throw new RangeError("stream window must be a positive number of bytes");
-  streamWindowBytes = bytes;
-}
-
-class FlowController {
-  inFlight = 0;
-  error: RpcError | null = null;
-  private waiters: { resolve: () => void; reject: (e: RpcError) => void }[] = [];
-
-  track(bytes: number, done: Promise<unknown>): Promise<void> {
-    this.inFlight += bytes;
-    done.then(
-      () => this.ack(bytes),
-      (err: unknown) => {
-        this.error ??= toRpcError(err);
-        this.ack(bytes);
-      },
-    );
-    if (this.inFlight < streamWindowBytes) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
-  }
-
-  private ack(bytes: number): void {
-    this.inFlight -= bytes;
-    if (this.error) {
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const w of waiters) w.reject(this.error);
-      return;
-    }
-    while (this.waiters.length > 0 && this.inFlight < streamWindowBytes) this.waiters.shift()!.resolve();
-  }
-}
 
 const flows = new WeakMap<CapHook, FlowController>();
 

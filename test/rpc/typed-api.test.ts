@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ByteSink, TestService } from "../../src/gen/interop.js";
 import { RpcConnection } from "../../src/rpc/connection.js";
 import { initStructIn, readStructIn } from "../../src/rpc/payload.js";
-import { dynamicCall, RpcError, Session, type PeerInfo } from "../../src/rpc/index.js";
+import { dynamicCall, RpcError, Session, setStreamWindow, type PeerInfo } from "../../src/rpc/index.js";
 import { memoryStreamPair } from "../../src/transport/message-stream.js";
 import { Counter, CounterImpl } from "./fixtures.js";
 
@@ -51,25 +51,50 @@ describe("-> stream methods", () => {
   });
 
   it("make the caller wait while the window is full", async () => {
-    const released: (() => void)[] = [];
+    setStreamWindow(4 * 1024 * 1024);
+    try {
+      const released: (() => void)[] = [];
+      const sink = ByteSink.server({
+        write: () => new Promise<void>((resolve) => released.push(resolve)),
+        done: () => ({ bytes: 0n, checksum: 0n }),
+      });
+      const remote = pair(ByteSink, sink);
+      // Just under 1 MiB per message with its envelope: with a 4 MiB window,
+      // four fit and the fifth has to wait.
+      const chunk = new Uint8Array(1024 * 1024 - 1024);
+      for (let i = 0; i < 4; i++) await remote.write({ chunk });
+      let fifthDone = false;
+      const fifth = remote.write({ chunk }).then(() => (fifthDone = true));
+      for (let i = 0; i < 50 && released.length < 5; i++) await new Promise((r) => setImmediate(r));
+      expect(released.length).toBe(5);
+      expect(fifthDone).toBe(false);
+      released.shift()!();
+      await fifth;
+      expect(fifthDone).toBe(true);
+      for (const r of released) r();
+    } finally {
+      setStreamWindow(null);
+    }
+  });
+
+  it("start adaptive streams at a 256 KiB window", async () => {
+    const held: (() => void)[] = [];
     const sink = ByteSink.server({
-      write: () => new Promise<void>((resolve) => released.push(resolve)),
+      write: () => new Promise<void>((resolve) => held.push(resolve)),
       done: () => ({ bytes: 0n, checksum: 0n }),
     });
     const remote = pair(ByteSink, sink);
-    // Just under 1 MiB per message with its envelope: with the default
-    // 4 MiB window, four fit and the fifth has to wait.
-    const chunk = new Uint8Array(1024 * 1024 - 1024);
-    for (let i = 0; i < 4; i++) await remote.write({ chunk });
-    let fifthDone = false;
-    const fifth = remote.write({ chunk }).then(() => (fifthDone = true));
-    for (let i = 0; i < 50 && released.length < 5; i++) await new Promise((r) => setImmediate(r));
-    expect(released.length).toBe(5);
-    expect(fifthDone).toBe(false);
-    released.shift()!();
-    await fifth;
-    expect(fifthDone).toBe(true);
-    for (const r of released) r();
+    const chunk = new Uint8Array(64 * 1024);
+    // Three 64 KiB calls fit under 256 KiB; the fourth fills it and waits.
+    for (let i = 0; i < 3; i++) await remote.write({ chunk });
+    let fourthDone = false;
+    const fourth = remote.write({ chunk }).then(() => (fourthDone = true));
+    for (let i = 0; i < 50 && held.length < 4; i++) await new Promise((r) => setImmediate(r));
+    expect(held.length).toBe(4);
+    expect(fourthDone).toBe(false);
+    held.shift()!();
+    await fourth;
+    for (const r of held) r();
   });
 });
 
