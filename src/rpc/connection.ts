@@ -200,7 +200,7 @@ export class RpcConnection {
     if (!this.error) {
       // Still awaiting the Return: we will ignore its caps, so the callee
       // must release them itself (as C++ does).
-      this.send(newFinish(question.id, question.awaitingReturn));
+      this.sendFrame(newFinish(question.id, question.awaitingReturn));
     }
     if (!question.awaitingReturn) this.questions.delete(question.id);
   }
@@ -309,7 +309,7 @@ export class RpcConnection {
     if (!entry || entry.hook !== hook) return;
     this.imports.delete(hook.importId);
     if (this.error) return;
-    this.send(newRelease(hook.importId, entry.remoteRefcount));
+    this.sendFrame(newRelease(hook.importId, entry.remoteRefcount));
   }
 
   forgetPromiseImport(id: number, hook: RemotePromiseHook): void {
@@ -320,6 +320,11 @@ export class RpcConnection {
   send(message: Message): void {
     if (this.error) return;
     this.stream.send(message);
+  }
+
+  private sendFrame(frame: Uint8Array): void {
+    if (this.error) return;
+    this.stream.sendFrame(frame);
   }
 
   /** Closes the connection: everything imported breaks, everything exported is dropped. */

@@ -415,21 +415,45 @@ export function newResultsReturn(answerId: number, sizeHint = 512): OutgoingEnve
   return envelope(message, payload);
 }
 
-export function newFinish(questionId: number, releaseResultCaps: boolean): Message {
-  const message = sizedMessage(32);
-  const finish = rootView(message, rpc.Message.FINISH, 1, 0);
-  writeUint32(finish, 0, questionId);
-  writeBool(finish, 32, releaseResultCaps, true);
-  // requireEarlyCancellationWorkaround (bit 33, default true): we do not
-  // rely on calls running after their Finish.
-  writeBool(finish, 33, false, true);
-  return message;
+// Finish and Release are fixed-size: they are framed by hand from a template
+// (one segment of four words: root pointer, Message, then the body), with
+// no capnp-es message at all.
+//   word 0: root pointer → Message (offset 0, 1 data word, 1 pointer)
+//   word 1: Message data: union tag
+//   word 2: Message pointer → body (offset 0, 1 data word, 0 pointers)
+//   word 3: the body
+function smallFrame(which: number): Uint8Array {
+  const frame = new Uint8Array(8 + 32);
+  const dv = new DataView(frame.buffer);
+  dv.setUint32(0, 0, true); // one segment
+  dv.setUint32(4, 4, true); // of four words
+  dv.setUint32(8, 0, true); // root: struct, offset 0
+  dv.setUint32(12, 1 | (1 << 16), true); // 1 data word, 1 pointer
+  dv.setUint16(16, which, true);
+  dv.setUint32(24, 0, true); // body: struct, offset 0
+  dv.setUint32(28, 1, true); // 1 data word, 0 pointers
+  return frame;
+}
+const FINISH_TEMPLATE = smallFrame(rpc.Message.FINISH);
+const RELEASE_TEMPLATE = smallFrame(rpc.Message.RELEASE);
+const scratch = new Uint8Array(40);
+const scratchView = new DataView(scratch.buffer);
+
+/** A framed Finish (valid until the next newFinish/newRelease call: send it at once). */
+export function newFinish(questionId: number, releaseResultCaps: boolean): Uint8Array {
+  scratch.set(FINISH_TEMPLATE);
+  scratchView.setUint32(32, questionId, true);
+  // releaseResultCaps (bit 32) and requireEarlyCancellationWorkaround
+  // (bit 33) both default to true, so they are stored inverted. We do not
+  // rely on calls running after their Finish: the workaround bit says false.
+  scratch[36] = (releaseResultCaps ? 0 : 1) | 2;
+  return scratch;
 }
 
-export function newRelease(id: number, referenceCount: number): Message {
-  const message = sizedMessage(32);
-  const release = rootView(message, rpc.Message.RELEASE, 1, 0);
-  writeUint32(release, 0, id);
-  writeUint32(release, 4, referenceCount);
-  return message;
+/** A framed Release (valid until the next newFinish/newRelease call: send it at once). */
+export function newRelease(id: number, referenceCount: number): Uint8Array {
+  scratch.set(RELEASE_TEMPLATE);
+  scratchView.setUint32(32, id, true);
+  scratchView.setUint32(36, referenceCount, true);
+  return scratch;
 }

@@ -23,6 +23,12 @@ export interface MessageStream {
    */
   send(message: Message): void;
   /**
+   * Queues one already-framed message (standard framing, header included),
+   * copied before returning. For small fixed messages built without a
+   * capnp-es Message. Same ordering as send().
+   */
+  sendFrame(frame: Uint8Array): void;
+  /**
    * Receives every message, in order. Set it right after creating the
    * stream; nothing is read from the peer until it is set. If it throws, the
    * stream is closed and onClose gets the thrown error.
@@ -166,24 +172,47 @@ class DuplexMessageStream implements MessageStream {
     // queued regardless. bufferedBytes and onDrain let the engine react.
     const size = frameSize(message);
     if (size <= SMALL_FRAME) {
-      if (this.#batch === null || this.#batchUsed + size > this.#batch.byteLength) {
-        this.#flushBatch();
-        this.#batch = Buffer.allocUnsafe(Math.max(BATCH_BYTES, size));
-        this.#batchStart = this.#batchUsed = 0;
-      }
-      this.#batchUsed = writeFrameInto(message, this.#batch, this.#batchUsed);
-      if (this.#batchUsed - this.#batchStart >= EARLY_FLUSH_BYTES) {
-        // Enough for the peer to start on: hand it over now rather than at
-        // the end of the tick, so both ends work at once instead of taking
-        // turns with whole batches.
-        this.#flushBatch();
-        duplex.uncork();
-        duplex.cork();
-      }
+      const batch = this.#reserve(size);
+      this.#batchUsed = writeFrameInto(message, batch, this.#batchUsed);
+      this.#maybeFlushEarly();
       return;
     }
     this.#flushBatch();
     for (const chunk of encodeFrame(message)) duplex.write(chunk);
+  }
+
+  sendFrame(frame: Uint8Array): void {
+    if (this.#closed) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#duplex.cork();
+      process.nextTick(this.#uncork);
+    }
+    const batch = this.#reserve(frame.byteLength);
+    batch.set(frame, this.#batchUsed);
+    this.#batchUsed += frame.byteLength;
+    this.#maybeFlushEarly();
+  }
+
+  /** The batch buffer, with room for `size` more bytes. */
+  #reserve(size: number): Buffer {
+    if (this.#batch === null || this.#batchUsed + size > this.#batch.byteLength) {
+      this.#flushBatch();
+      this.#batch = Buffer.allocUnsafe(Math.max(BATCH_BYTES, size));
+      this.#batchStart = this.#batchUsed = 0;
+    }
+    return this.#batch;
+  }
+
+  #maybeFlushEarly(): void {
+    if (this.#batchUsed - this.#batchStart >= EARLY_FLUSH_BYTES) {
+      // Enough for the peer to start on: hand it over now rather than at
+      // the end of the tick, so both ends work at once instead of taking
+      // turns with whole batches.
+      this.#flushBatch();
+      this.#duplex.uncork();
+      this.#duplex.cork();
+    }
   }
 
   #batch: Buffer | null = null;
@@ -400,6 +429,13 @@ class MemoryMessageStream implements MessageStream {
     for (const c of chunks) bytes += c.byteLength;
     this.#inFlight += bytes;
     this.#post({ kind: "frame", chunks, bytes });
+  }
+
+  sendFrame(frame: Uint8Array): void {
+    if (this.#closed) return;
+    const copy = frame.slice();
+    this.#inFlight += copy.byteLength;
+    this.#post({ kind: "frame", chunks: [copy], bytes: copy.byteLength });
   }
 
   close(error?: Error): void {
