@@ -159,21 +159,26 @@ export function encodeFrame(message: Message): Uint8Array[] {
     message.getSegment(0);
   }
   const segments = message._capnp.segments;
-  const count = segments.length;
-  const header = new Uint8Array(frameHeaderBytes(count));
-  const dv = new DataView(header.buffer);
-  dv.setUint32(0, count - 1, true);
+  const header = new Uint8Array(frameHeaderBytes(segments.length));
+  writeHeader(segments, new DataView(header.buffer));
   const out: Uint8Array[] = [header];
+  for (const s of segments) if (s.byteLength > 0) out.push(new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
+  return out;
+}
+
+/** Writes the segment table (count − 1, sizes in words, padding) for `segments` into `dv`. */
+function writeHeader(segments: readonly Message["_capnp"]["segments"][number][], dv: DataView): void {
+  const count = segments.length;
+  dv.setUint32(0, count - 1, true);
   for (let i = 0; i < count; i++) {
-    const s = segments[i]!;
-    const len = s.byteLength;
+    const len = segments[i]!.byteLength;
     if (len % WORD !== 0) {
       throw new Error(`cannot frame message: segment ${i} has ${len} bytes, not a whole number of words`);
     }
     dv.setUint32(4 + 4 * i, len / WORD, true);
-    if (len > 0) out.push(new Uint8Array(s.buffer, s.byteOffset, len));
   }
-  return out;
+  // The header's padding word, when the segment count is even.
+  if (count % 2 === 0) dv.setUint32(4 + 4 * count, 0, true);
 }
 
 /** The size in bytes of `message`'s frame (header and segments). */
@@ -191,22 +196,13 @@ export function frameSize(message: Message): number {
  */
 export function writeFrameInto(message: Message, out: Uint8Array, offset: number): number {
   const segments = message._capnp.segments;
-  const count = segments.length;
-  const dv = new DataView(out.buffer, out.byteOffset + offset, frameHeaderBytes(count));
-  dv.setUint32(0, count - 1, true);
-  let at = offset + frameHeaderBytes(count);
-  for (let i = 0; i < count; i++) {
-    const s = segments[i]!;
-    const len = s.byteLength;
-    if (len % WORD !== 0) {
-      throw new Error(`cannot frame message: segment ${i} has ${len} bytes, not a whole number of words`);
-    }
-    dv.setUint32(4 + 4 * i, len / WORD, true);
-    out.set(new Uint8Array(s.buffer, s.byteOffset, len), at);
-    at += len;
+  const headerBytes = frameHeaderBytes(segments.length);
+  writeHeader(segments, new DataView(out.buffer, out.byteOffset + offset, headerBytes));
+  let at = offset + headerBytes;
+  for (const s of segments) {
+    out.set(new Uint8Array(s.buffer, s.byteOffset, s.byteLength), at);
+    at += s.byteLength;
   }
-  // The header's padding word, when the segment count is even.
-  if (count % 2 === 0) dv.setUint32(4 + 4 * count, 0, true);
   return at;
 }
 

@@ -9,6 +9,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   buildCppPeers,
+  INTEROP_SCENARIOS,
   requireCppOrSkip,
   runCppClient,
   startCppServer,
@@ -16,21 +17,7 @@ import {
   type CppServer,
 } from "../helpers/cpp.js";
 
-const SCENARIOS = [
-  "echo",
-  "pipeline",
-  "callback",
-  "echo-cap",
-  "later",
-  "exceptions",
-  "cancel",
-  "release",
-  "stream",
-  "payload",
-  "caps-in-lists",
-  "nested",
-  "call-many",
-] as const;
+const SCENARIOS = INTEROP_SCENARIOS;
 
 const BUILD_TIMEOUT = 300_000;
 const gate = requireCppOrSkip();

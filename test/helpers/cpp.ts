@@ -14,6 +14,23 @@ import { fileURLToPath } from "node:url";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CPP_BUILD_ROOT = path.join(REPO_ROOT, "build", "cpp");
+/** Every client scenario of peers/cpp/interop-peer.c++ (besides `all`). */
+export const INTEROP_SCENARIOS = [
+  "echo",
+  "pipeline",
+  "callback",
+  "echo-cap",
+  "later",
+  "exceptions",
+  "cancel",
+  "release",
+  "stream",
+  "payload",
+  "caps-in-lists",
+  "nested",
+  "call-many",
+] as const;
+
 export const CPP_INSTALL_HINT = "apt-get install -y capnproto libcapnp-dev g++ pkg-config";
 
 const PEER_DIR = path.join(REPO_ROOT, "peers", "cpp");

@@ -10,6 +10,7 @@ import { connect, hookOf, listen, RpcError, type Listener, type Session } from "
 import { innermost } from "../../src/rpc/hook.js";
 import {
   buildCppPeers,
+  INTEROP_SCENARIOS,
   requireCppOrSkip,
   runCppClient,
   startCppServer,
@@ -211,21 +212,7 @@ describe.skipIf(gate.skip)(
   },
 );
 
-const SCENARIOS = [
-  "echo",
-  "pipeline",
-  "callback",
-  "echo-cap",
-  "later",
-  "exceptions",
-  "cancel",
-  "release",
-  "stream",
-  "payload",
-  "caps-in-lists",
-  "nested",
-  "call-many",
-] as const;
+const SCENARIOS = INTEROP_SCENARIOS;
 
 describe.skipIf(gate.skip)(gate.skip ? "C++ client → capmesh server (skipped)" : "C++ client → capmesh server", () => {
   let listener: Listener;
