@@ -57,6 +57,15 @@ export interface ConnectionOptions {
   peer?: unknown;
   /** A name for logs and error messages. */
   name?: string;
+  /** Inbound flow control: how much of the peer's work may be in progress at once. */
+  inbound?: InboundLimits;
+}
+
+export interface InboundLimits {
+  /** Calls from the peer that may run at once (default 16384). */
+  maxCalls?: number;
+  /** Bytes of the peer's call messages held while their calls run (default 64 MiB). */
+  maxBytes?: number;
 }
 
 type Which<T extends { which(): unknown }> = ReturnType<T["which"]>;
@@ -71,6 +80,12 @@ export class RpcConnection {
   readonly embargoes = new EmbargoTable();
   readonly name: string;
   private readonly closeListeners = new Set<(error: RpcError) => void>();
+  /** Calls from the peer in progress, and the bytes of their messages (C++'s flowLimit). */
+  private inboundCalls = 0;
+  private inboundBytes = 0;
+  private readingPaused = false;
+  private readonly maxInboundCalls: number;
+  private readonly maxInboundBytes: number;
   private readonly closedPromise: Promise<RpcError>;
   private resolveClosed!: (e: RpcError) => void;
 
@@ -79,6 +94,8 @@ export class RpcConnection {
     private readonly options: ConnectionOptions = {},
   ) {
     this.name = options.name ?? stream.remoteAddress ?? "peer";
+    this.maxInboundCalls = options.inbound?.maxCalls ?? 16384;
+    this.maxInboundBytes = options.inbound?.maxBytes ?? 64 * 1024 * 1024;
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     stream.onMessage = (message) => this.handleMessage(message);
     stream.onFrameError = (err) => {
@@ -445,6 +462,7 @@ export class RpcConnection {
       target.release();
     }
     answer.pipeline = result.pipeline;
+    this.holdInbound(message, result.promise);
     if (sendResultsTo === rpc.Call_SendResultsTo.YOURSELF) {
       // A tail call from the peer: the results stay here for the peer's
       // other question to take (Return.takeFromOtherQuestion).
@@ -467,6 +485,37 @@ export class RpcConnection {
       (response) => this.sendResultsReturn(answer, response),
       (err: unknown) => this.sendExceptionReturn(answer, err),
     );
+  }
+
+  /**
+   * Counts a peer's call until its work is done; past the limits, stops
+   * reading from the peer (its writes back up in the socket) so a flood of
+   * calls cannot grow our memory without bound.
+   */
+  private holdInbound(message: Message, done: Promise<unknown>): void {
+    let bytes = 0;
+    for (const segment of message._capnp.segments) bytes += segment.byteLength;
+    this.inboundCalls++;
+    this.inboundBytes += bytes;
+    if (!this.readingPaused && (this.inboundCalls >= this.maxInboundCalls || this.inboundBytes >= this.maxInboundBytes)) {
+      this.readingPaused = true;
+      log.debug("pausing reads: too much inbound work", { conn: this.name, calls: this.inboundCalls, bytes: this.inboundBytes });
+      this.stream.pauseReading();
+    }
+    const release = () => {
+      this.inboundCalls--;
+      this.inboundBytes -= bytes;
+      if (this.readingPaused && this.inboundCalls < this.maxInboundCalls && this.inboundBytes < this.maxInboundBytes) {
+        this.readingPaused = false;
+        this.stream.resumeReading();
+      }
+    };
+    done.then(release, release);
+  }
+
+  /** Calls from the peer in progress (for tests and diagnostics). */
+  get inboundInProgress(): { calls: number; bytes: number; paused: boolean } {
+    return { calls: this.inboundCalls, bytes: this.inboundBytes, paused: this.readingPaused };
   }
 
   /**

@@ -1,5 +1,5 @@
 // capmesh/rpc: the Cap'n Proto RPC engine and its typed API.
-export { RpcConnection, type ConnectionOptions } from "./connection.js";
+export { RpcConnection, type ConnectionOptions, type InboundLimits } from "./connection.js";
 export { RpcError, ProtocolError, type ExceptionType } from "./errors.js";
 export type { CapHook, Payload, Response, CallResult, PipelineSource } from "./hook.js";
 export { LocalServerHook, type ServerDispatch, type ServerCallContext } from "./local.js";

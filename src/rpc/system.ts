@@ -1,7 +1,7 @@
 // The RPC system: one RpcConnection per remote vat over a VatNetwork, and
 // the bootstrap capability this vat offers to each peer.
 import { logger } from "../log.js";
-import { RpcConnection } from "./connection.js";
+import { RpcConnection, type InboundLimits } from "./connection.js";
 import type { RpcError } from "./errors.js";
 import type { InterfaceDef } from "../codec/types.js";
 import { hookOf, wrapHook } from "./typed.js";
@@ -57,8 +57,12 @@ export class Session implements AsyncDisposable {
   }
 }
 
-export function startSession(net: NetworkConnection, offer: BootstrapOffer): Session {
-  const connection = new RpcConnection(net.stream, { peer: net.peer, name: net.peer.address });
+export function startSession(net: NetworkConnection, offer: BootstrapOffer, inbound?: InboundLimits): Session {
+  const connection = new RpcConnection(net.stream, {
+    peer: net.peer,
+    name: net.peer.address,
+    ...(inbound ? { inbound } : {}),
+  });
   log.debug("connection up", { peer: net.peer.id, address: net.peer.address });
   return new Session(connection, net.peer, offer);
 }

@@ -7,11 +7,14 @@ import type { TransportLimits } from "../transport/limits.js";
 import { streamFromDuplex } from "../transport/message-stream.js";
 import { dialSocket, listenSocket, type SocketListener } from "../transport/socket.js";
 import { startSession, type BootstrapOffer, type Session } from "./system.js";
+import type { InboundLimits } from "./connection.js";
 import type { NetworkConnection, PeerInfo, VatNetwork } from "./vat-network.js";
 
 export interface TwoPartyOptions {
   /** Frame and traversal limits for incoming messages. */
   limits?: Partial<TransportLimits>;
+  /** How much of a peer's work may be in progress before we stop reading from it. */
+  inbound?: InboundLimits;
 }
 
 let anonymousCounter = 0;
@@ -73,7 +76,7 @@ export async function listen(address: string, options: ListenOptions = {}): Prom
   const sessions = new Set<Session>();
   const network = new TwoPartyNetwork(address, options);
   await network.accept((net) => {
-    const session = startSession(net, options.bootstrap);
+    const session = startSession(net, options.bootstrap, options.inbound);
     sessions.add(session);
     session.connection.onClose(() => sessions.delete(session));
     options.onSession?.(session);
@@ -95,5 +98,5 @@ export interface ConnectOptions extends TwoPartyOptions {
 export async function connect(address: string, options: ConnectOptions = {}): Promise<Session> {
   const network = new TwoPartyNetwork(null, options);
   const net = await network.connect(address, options.signal ? { signal: options.signal } : undefined);
-  return startSession(net, options.bootstrap);
+  return startSession(net, options.bootstrap, options.inbound);
 }

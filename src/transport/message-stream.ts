@@ -7,6 +7,8 @@ import type { Message } from "capnp-es";
 import { formatAddress } from "./address.js";
 import { FrameDecoder, FrameError, encodeFrame, frameSize, writeFrameInto } from "./framing.js";
 
+/** Unread bytes held while reading is throttled, before the socket itself is paused. */
+const THROTTLED_BACKLOG_BYTES = 1024 * 1024;
 /** Frames up to this size are copied into the per-tick batch buffer. */
 const SMALL_FRAME = 4096;
 const BATCH_BYTES = 64 * 1024;
@@ -58,6 +60,13 @@ export interface MessageStream {
    * reports (unless another error came first).
    */
   close(error?: Error): void;
+  /**
+   * Stops reading from the peer (its writes back up in the socket) until
+   * resumeReading(). Messages already read are still delivered. For inbound
+   * flow control: a peer that floods calls stops being read.
+   */
+  pauseReading(): void;
+  resumeReading(): void;
   /** True once close() was called or the stream ended or failed. */
   readonly closed: boolean;
   /** Bytes queued but not yet handed to the operating system. */
@@ -227,6 +236,28 @@ class DuplexMessageStream implements MessageStream {
     this.#batchStart = this.#batchUsed;
   }
 
+  // Throttled reading: bytes keep arriving into a bounded backlog (so the
+  // peer hanging up is still noticed) but are not decoded; past the bound
+  // the socket itself stops being read.
+  #throttled = false;
+  #backlog: Buffer[] = [];
+  #backlogBytes = 0;
+
+  pauseReading(): void {
+    this.#throttled = true;
+  }
+
+  resumeReading(): void {
+    if (!this.#throttled) return;
+    this.#throttled = false;
+    this.#duplex.resume();
+    while (this.#backlog.length > 0 && !this.#throttled && !this.#closed) {
+      const chunk = this.#backlog.shift()!;
+      this.#backlogBytes -= chunk.byteLength;
+      this.#decode(chunk);
+    }
+  }
+
   close(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -238,6 +269,7 @@ class DuplexMessageStream implements MessageStream {
   // stream can arrive and the duplex can close.
   #endWriting(): void {
     this.#startReading();
+    this.#duplex.resume();
     this.#flushBatch();
     this.#corked = false; // end() uncorks
     const duplex = this.#duplex;
@@ -290,6 +322,16 @@ class DuplexMessageStream implements MessageStream {
       this.#fail(new TypeError("the duplex delivers strings; it must not have an encoding set"));
       return;
     }
+    if (this.#throttled || this.#backlog.length > 0) {
+      this.#backlog.push(chunk);
+      this.#backlogBytes += chunk.byteLength;
+      if (this.#backlogBytes >= THROTTLED_BACKLOG_BYTES) this.#duplex.pause();
+      return;
+    }
+    this.#decode(chunk);
+  };
+
+  #decode(chunk: Buffer): void {
     try {
       this.#decoder.push(chunk);
     } catch (e) {
@@ -297,7 +339,7 @@ class DuplexMessageStream implements MessageStream {
       if (error instanceof FrameError && this.onFrameError) this.#failWithGoodbye(error, this.onFrameError(error));
       else this.#fail(error);
     }
-  };
+  }
 
   /** Tells the peer why (one last message), then ends instead of resetting. */
   #failWithGoodbye(error: FrameError, last: Message | null): void {
@@ -321,6 +363,13 @@ class DuplexMessageStream implements MessageStream {
   }
 
   #handleEnd = (): void => {
+    if (!this.#closed && this.#backlog.length > 0) {
+      // The peer hung up while its work was throttled: what it sent after
+      // that can no longer be answered usefully. Drop it and end cleanly.
+      this.#backlog = [];
+      this.#backlogBytes = 0;
+      this.#closed = true;
+    }
     if (!this.#closed) {
       try {
         this.#decoder.end();
@@ -431,6 +480,18 @@ class MemoryMessageStream implements MessageStream {
     this.#post({ kind: "frame", chunks, bytes });
   }
 
+  #paused = false;
+
+  pauseReading(): void {
+    this.#paused = true;
+  }
+
+  resumeReading(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (this.#reading) this.#drainInbox();
+  }
+
   sendFrame(frame: Uint8Array): void {
     if (this.#closed) return;
     const copy = frame.slice();
@@ -461,12 +522,12 @@ class MemoryMessageStream implements MessageStream {
   // Deliveries that arrive before onMessage is set wait in the inbox; while
   // it is not empty, later ones queue behind them to keep the order.
   #accept(d: Delivery): void {
-    if (this.#reading && this.#inbox.length === 0) this.#receive(d);
+    if (this.#reading && !this.#paused && this.#inbox.length === 0) this.#receive(d);
     else this.#inbox.push(d);
   }
 
   #drainInbox(): void {
-    while (this.#inbox.length > 0) this.#receive(this.#inbox.shift()!);
+    while (this.#inbox.length > 0 && !this.#paused) this.#receive(this.#inbox.shift()!);
   }
 
   #receive(d: Delivery): void {
