@@ -1,7 +1,7 @@
 // capmesh serving schema/bench.capnp.
 import { formatAddress, parseAddress } from "../../lib/address.js";
 import { runServer } from "../../lib/server.js";
-import { Bench, BenchSink, type BenchServer, type BenchSinkServer } from "../../../src/gen/bench.js";
+import { Bench, type BenchServer, type BenchSinkServer } from "../../../src/gen/bench.js";
 import { listen } from "../../../src/rpc/index.js";
 
 class SinkImpl implements BenchSinkServer {
@@ -19,11 +19,13 @@ class BenchImpl implements BenchServer {
   ping({ n }: { n: number }) {
     return { n: this.depth === 0 ? n : this.depth };
   }
+  // A server object placed where the schema has a capability is passed by
+  // reference: no client wrapper is needed to return one.
   next({ depth }: { depth: number }) {
-    return { next: Bench.server(new BenchImpl(depth)) };
+    return { next: new BenchImpl(depth) };
   }
   sink() {
-    return { sink: BenchSink.server(new SinkImpl()) };
+    return { sink: new SinkImpl() };
   }
 }
 
