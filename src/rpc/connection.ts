@@ -18,7 +18,6 @@ import {
   type CapHook,
   type OutgoingCall,
   type Payload,
-  type PipelineSource,
   type Response,
   type TailCallRequest,
 } from "./hook.js";
@@ -68,7 +67,6 @@ export interface InboundLimits {
   maxBytes?: number;
 }
 
-type Which<T extends { which(): unknown }> = ReturnType<T["which"]>;
 
 export class RpcConnection {
   /** Set once the connection is gone; every later operation fails with it. */
@@ -997,4 +995,3 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-export type { PipelineSource, Which };

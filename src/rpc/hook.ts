@@ -118,8 +118,6 @@ export abstract class RefCounted {
   protected abstract dispose(): void;
 }
 
-const settledNever: Promise<never> = new Promise(() => {});
-
 /** A capability that fails every call: null caps, errors, dead connections. */
 export class BrokenHook implements CapHook {
   readonly brand = null;
@@ -144,13 +142,9 @@ export class BrokenHook implements CapHook {
     return this;
   }
   release(): void {}
-  static readonly never = settledNever;
 }
 
 export const NULL_CAP_ERROR = new RpcError("failed", "called a null capability");
-export function nullHook(): CapHook {
-  return new BrokenHook(NULL_CAP_ERROR);
-}
 
 import { newPayloadMessage, releaseCapTable } from "./payload.js";
 
