@@ -1202,6 +1202,30 @@ export function initStructField(v: StructView, i: number, dataWords: number, poi
   return new StructView(aSeg, aOff, dataLen, aOff + dataLen, pointers, NESTING_LIMIT);
 }
 
+/**
+ * Follows a promise-pipelining transform (rpc.capnp PromisedAnswer.Op: a
+ * pointer index per step) from an AnyPointer slot through structs to a
+ * capability pointer; returns its cap-table index, or -1 where the path
+ * meets a null pointer or a field the struct does not have.
+ */
+export function capIndexAt(slot: Pointer, ops: readonly number[]): number {
+  let seg = slot.segment;
+  let off = slot.byteOffset;
+  let depth = depthOf(slot);
+  for (const index of ops) {
+    const v = structAt(seg, off, depth);
+    if (v === null || index >= v.ptrCount) return -1;
+    seg = v.seg;
+    off = v.ptrs + index * 8;
+    depth = v.depth;
+  }
+  const lo = seg.getUint32(off);
+  const hi = seg.getUint32(off + 4);
+  if (lo === 0 && hi === 0) return -1;
+  if (lo !== 3) throw malformed("the pipelined field is not a capability");
+  return hi;
+}
+
 /** Decodes the struct the capnp-es pointer `p` points to (e.g. Payload.content). */
 export function readPointer<T>(codec: Codec<T>, p: Pointer, caps: CapTableReader): T {
   return codec.read(structAt(p.segment, p.byteOffset, depthOf(p)) ?? EMPTY_VIEW, caps);

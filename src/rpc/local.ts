@@ -17,7 +17,8 @@ import {
   type TailCallRequest,
   isTailCall,
 } from "./hook.js";
-import { capTableOf, followTransform, releaseCapTable } from "./payload.js";
+import { capTableOf, releaseCapTable } from "./payload.js";
+import { capIndexAt } from "../codec/runtime.js";
 
 /** What a server object looks like to the engine (typed.ts adapts user classes). */
 export interface ServerDispatch {
@@ -104,7 +105,7 @@ export class LocalServerHook extends RefCounted implements CapHook {
 
 /** Takes a new reference to the capability at `ops` inside a response. */
 export function capFromResponse(response: Response, ops: readonly number[]): CapHook {
-  const index = followTransform(response.content, ops);
+  const index = capIndexAt(response.content, ops);
   if (index < 0) return new BrokenHook(RpcError.failed("pipelined call on a null capability field"));
   const hook = capTableOf(response.message)[index];
   if (hook === undefined) return new BrokenHook(RpcError.failed("pipelined capability index out of range"));

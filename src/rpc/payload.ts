@@ -2,7 +2,7 @@
 // payload live in capnp-es's own per-message cap table
 // (`message._capnp.capTable`), holding CapHooks: that way capnp-es's pointer
 // copy (utils.copyFrom) carries capabilities across messages for us.
-import { Message, ObjectSize, Pointer, PointerType, Struct, utils } from "capnp-es";
+import { Message, ObjectSize, Pointer, Struct, utils } from "capnp-es";
 import type { CapHook } from "./hook.js";
 
 export type CapTable = (CapHook | null)[];
@@ -77,21 +77,4 @@ export function initStructIn(slot: Pointer, size: ObjectSize): Struct {
 /** Reads the struct an AnyPointer slot points at (null pointer → empty struct). */
 export function readStructIn(slot: Pointer): Struct {
   return new Struct(slot.segment, slot.byteOffset, slot._capnp.depthLimit);
-}
-
-/**
- * Follows a promise-pipelining transform (rpc.capnp PromisedAnswer.Op list)
- * from a payload's content to an interface pointer; returns its cap index or
- * -1 for a null pointer. Throws if the path leads through a non-struct.
- */
-export function followTransform(content: Pointer, ops: readonly number[]): number {
-  let p = content;
-  for (const index of ops) {
-    if (utils.isNull(p)) return -1;
-    if (utils.getTargetPointerType(p) !== PointerType.STRUCT) throw new Error("pipeline path leads through a non-struct");
-    if (index >= utils.getTargetStructSize(p).pointerLength) return -1;
-    p = utils.getPointer(index, new Struct(p.segment, p.byteOffset, p._capnp.depthLimit));
-  }
-  if (utils.isNull(p)) return -1;
-  return utils.getInterfacePointer(p);
 }
