@@ -15,6 +15,7 @@ import {
   type TailCallRequest,
 } from "./hook.js";
 import {
+  capFromResponse,
   LocalServerHook,
   neverAborted,
   OwnedResponse,
@@ -243,31 +244,88 @@ function decodeResponse(response: Response, codec: StructCodec<unknown>): unknow
 
 export interface RpcPromiseLike<T> extends Promise<T> {}
 
+/**
+ * What an RpcPromise and its pipeline nodes share. Results that carry
+ * capabilities are kept undecoded until someone awaits them: in a pipelined
+ * chain nobody awaits the intermediate steps, and their capabilities are
+ * then released with the promise instead of each waiting for GC in a client.
+ */
 interface PipelineRoot {
   pipeline: PipelineSource;
-  settled: boolean;
+  codec: StructCodec<unknown>;
+  /** Arrived results with capabilities, not yet decoded. */
+  response: Response | null;
+  decoded: boolean;
   value: unknown;
 }
 
-const promiseClasses = new WeakMap<StructCodec<unknown>, new (p: Promise<unknown>, root: PipelineRoot) => RpcPromiseBase>();
+/** Releases the kept results of an RpcPromise dropped without being awaited. */
+const unawaited = new FinalizationRegistry<Response>((response) => {
+  try {
+    response.release();
+  } catch {
+    // Runs outside any caller: nothing could handle an error here.
+  }
+});
+
+function materialize(root: PipelineRoot): unknown {
+  if (!root.decoded) {
+    const response = root.response!;
+    root.response = null;
+    unawaited.unregister(root);
+    root.value = decodeResponse(response, root.codec);
+    root.decoded = true;
+  }
+  return root.value;
+}
+
+/** What `arrived` resolves to when the results were kept undecoded. */
+const KEPT = Symbol("capmesh.kept");
+
+type RpcPromiseCtor = new (arrived: Promise<unknown>, root: PipelineRoot, signal: AbortSignal | undefined) => RpcPromiseBase;
+const promiseClasses = new WeakMap<StructCodec<unknown>, RpcPromiseCtor>();
 const nodeClasses = new WeakMap<StructCodec<unknown>, new (root: PipelineRoot, ops: number[], path: string[]) => object>();
 
 class RpcPromiseBase implements Promise<unknown> {
+  private materialized: Promise<unknown> | null = null;
   constructor(
-    private readonly promise: Promise<unknown>,
+    /** Resolves to the decoded results, or to KEPT when they wait undecoded in root. */
+    private readonly arrived: Promise<unknown>,
     protected readonly root: PipelineRoot,
+    private readonly signal: AbortSignal | undefined,
   ) {}
+  /** The decoded results (decoded on first use). */
+  private results(): Promise<unknown> {
+    if (!this.materialized) {
+      let p = this.arrived.then((v) => (v === KEPT ? materialize(this.root) : v));
+      if (this.signal) p = abortable(p, this.signal);
+      this.materialized = p;
+    }
+    return this.materialized;
+  }
   then<A = unknown, B = never>(
     onfulfilled?: ((value: unknown) => A | PromiseLike<A>) | null,
     onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
   ): Promise<A | B> {
-    return this.promise.then(onfulfilled, onrejected);
+    if (this.signal) return this.results().then(onfulfilled, onrejected);
+    // One reaction on `arrived`, decoding inside it: awaiting costs no extra hop.
+    const root = this.root;
+    return this.arrived.then((v) => {
+      let value: unknown;
+      try {
+        value = v === KEPT ? materialize(root) : v;
+      } catch (err) {
+        if (onrejected) return onrejected(err);
+        throw err;
+      }
+      return (onfulfilled ? onfulfilled(value) : value) as A;
+    }, onrejected);
   }
   catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<unknown> {
-    return this.promise.catch(onrejected);
+    return this.results().catch(onrejected);
   }
   finally(onfinally?: (() => void) | null): Promise<unknown> {
-    return this.promise.finally(onfinally);
+    return this.results().finally(onfinally);
   }
   get [Symbol.toStringTag](): string {
     return "RpcPromise";
@@ -318,7 +376,8 @@ function promiseClassFor(codec: StructCodec<unknown>) {
 }
 
 function pipelinedClient(root: PipelineRoot, ops: number[], path: string[], iface: InterfaceDef | null): CapabilityClient {
-  if (root.settled) {
+  if (root.response) return wrapHook(capFromResponse(root.response, ops), iface);
+  if (root.decoded) {
     // The results are here: take the capability from them.
     let v: unknown = root.value;
     for (const name of path) v = v == null ? undefined : (v as Record<string, unknown>)[name];
@@ -329,29 +388,34 @@ function pipelinedClient(root: PipelineRoot, ops: number[], path: string[], ifac
 }
 
 function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: AbortSignal): RpcPromiseLike<unknown> {
-  const root: PipelineRoot = { pipeline: result.pipeline, settled: false, value: undefined };
-  let promise = result.promise.then((response) => {
-    const value = decodeResponse(response, codec);
-    root.value = value;
-    root.settled = true;
-    return value;
+  const root: PipelineRoot = { pipeline: result.pipeline, codec, response: null, decoded: false, value: undefined };
+  const arrived = result.promise.then((response): unknown => {
+    if (capTableOf(response.message).length === 0) {
+      root.value = decodeResponse(response, codec);
+      root.decoded = true;
+      return root.value;
+    }
+    root.response = response;
+    unawaited.register(root, response, root);
+    return KEPT;
   });
-  if (signal) promise = abortable(promise, signal);
   // A call nobody awaits must not take the process down when it fails.
-  promise.catch(() => {});
-  return new (promiseClassFor(codec))(promise, root) as RpcPromiseLike<unknown>;
+  arrived.catch(() => {});
+  return new (promiseClassFor(codec))(arrived, root, signal) as RpcPromiseLike<unknown>;
 }
 
 function rejectedRpcPromise(err: unknown, codec: StructCodec<unknown>): RpcPromiseLike<unknown> {
   const error = toRpcError(err);
   const root: PipelineRoot = {
     pipeline: { getPipelinedCap: () => new BrokenHook(error) },
-    settled: false,
+    codec,
+    response: null,
+    decoded: false,
     value: undefined,
   };
-  const promise = Promise.reject(err instanceof Error ? err : error);
-  promise.catch(() => {});
-  return new (promiseClassFor(codec))(promise, root) as RpcPromiseLike<unknown>;
+  const arrived = Promise.reject(err instanceof Error ? err : error);
+  arrived.catch(() => {});
+  return new (promiseClassFor(codec))(arrived, root, undefined) as RpcPromiseLike<unknown>;
 }
 
 /** Rejects as soon as the caller aborts, whatever the callee does. */

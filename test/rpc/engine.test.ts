@@ -45,6 +45,19 @@ describe("RPC engine over an in-memory pair", () => {
     expect(client.connection.stats().questions).toBe(0);
   });
 
+  it("pipelines on results that have arrived but were never awaited, and decodes them once awaited", async () => {
+    const { counter } = pair(new CounterImpl(7n));
+    const p = counter.next();
+    // A round trip later, p's results are here, still undecoded.
+    await counter.add({ delta: 0n });
+    const viaArrived = p.counter;
+    expect((await viaArrived.add({ delta: 0n })).value).toBe(8n);
+    const { counter: decoded } = await p;
+    expect((await decoded.add({ delta: 1n })).value).toBe(9n);
+    viaArrived.release();
+    decoded.release();
+  });
+
   it("delivers calls in order (E-order)", async () => {
     const impl = new CounterImpl();
     const { counter } = pair(impl);

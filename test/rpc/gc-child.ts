@@ -24,6 +24,16 @@ for (let i = 0; i < 200 && !child.disposed; i++) {
   await new Promise((r) => setTimeout(r, 5));
 }
 disposed = child.disposed;
-console.log(disposed ? "disposed after gc" : "still alive");
+// Results holding capabilities that nobody awaited are released with their promise.
+const before = server.connection.stats().exports;
+for (let i = 0; i < 20; i++) void root.next();
+await root.add({ delta: 0n });
+const exported = server.connection.stats().exports - before;
+for (let i = 0; i < 200 && server.connection.stats().exports > before; i++) {
+  gc();
+  await new Promise((r) => setTimeout(r, 5));
+}
+const unawaitedReleased = exported === 20 && server.connection.stats().exports === before;
+console.log(disposed && unawaitedReleased ? "disposed after gc" : `still alive (child disposed: ${disposed}, exported ${exported}, left ${server.connection.stats().exports - before})`);
 await client.close();
 await server.close();
