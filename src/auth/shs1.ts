@@ -1,0 +1,419 @@
+// Secret handshake, version 1 (shs1), as Secure Scuttlebutt speaks it.
+//
+// Four messages (client hello 64 bytes, server hello 64, client auth 112,
+// server accept 80) after which each side knows the other's long-term ed25519
+// key and both hold keys and nonces for box-stream. The steps below are pure
+// functions over a state record, one per step of the protocol, so that each
+// can be checked on its own against recorded vectors: they never modify the
+// state they are given and return a new one (verify steps return null when the
+// packet must be rejected). Only `clean` overwrites: it zero-fills the secret
+// byte arrays it drops, for forward secrecy.
+
+import {
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  sign as nodeSign,
+  timingSafeEqual,
+  verify as nodeVerify,
+  type KeyObject,
+} from "node:crypto";
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
+
+export const NETWORK_KEY_LENGTH = 32;
+export const CLIENT_HELLO_LENGTH = 64;
+export const SERVER_HELLO_LENGTH = 64;
+export const CLIENT_AUTH_LENGTH = 112;
+export const SERVER_ACCEPT_LENGTH = 80;
+/** Both hellos have the same layout ("challenge" in the reference). */
+export const CHALLENGE_LENGTH = 64;
+
+/** A long-term key pair (libsodium form: 64-byte secret key = seed || public key). */
+export interface Shs1KeyPair {
+  publicKey: Uint8Array;
+  secretKey: Uint8Array;
+}
+
+export interface Shs1Local extends Shs1KeyPair {
+  /** Ephemeral curve25519 public key. */
+  kxPk: Uint8Array;
+  /** Ephemeral curve25519 secret key; null once cleaned. */
+  kxSk: Uint8Array | null;
+  /** HMAC of kxPk under the network key: the first half of our hello. */
+  appMac: Uint8Array;
+  /** Client only: signature || our public key, the plaintext of client auth. */
+  hello?: Uint8Array;
+}
+
+export interface Shs1Remote {
+  /** Long-term public key: known up front by a client, learnt from client auth by a server. */
+  publicKey?: Uint8Array;
+  kxPk?: Uint8Array;
+  appMac?: Uint8Array;
+  /** Server only: the client's auth plaintext. */
+  hello?: Uint8Array | null;
+}
+
+/** The handshake state, field for field as SSB's reference keeps it. */
+export interface Shs1State {
+  /** The network key ("app key"), 32 bytes. */
+  appKey: Uint8Array;
+  local: Shs1Local;
+  remote: Shs1Remote;
+  /** If set at initialize, the local long-term key pair is derived from it. */
+  seed?: Uint8Array | null;
+  /** 32 random bytes the ephemeral key pair is derived from. */
+  random?: Uint8Array;
+  /** x25519(ephemeral, remote ephemeral); after clean, sha256 of secret3. */
+  secret?: Uint8Array | null;
+  /** sha256(secret). */
+  shash?: Uint8Array | null;
+  /** x25519 of the client's ephemeral key and the server's long-term key. */
+  aBob?: Uint8Array | null;
+  /** Key of client auth: sha256(appKey || secret || aBob). */
+  secret2?: Uint8Array | null;
+  /** x25519 of the client's long-term key and the server's ephemeral key. */
+  bAlice?: Uint8Array | null;
+  /** Key of server accept: sha256(appKey || secret || aBob || bAlice). */
+  secret3?: Uint8Array | null;
+  /** Set by clean: box-stream key for what we send. */
+  encryptKey?: Uint8Array;
+  /** Set by clean: box-stream key for what we receive. */
+  decryptKey?: Uint8Array;
+}
+
+/** Input of `initialize`. */
+export interface Shs1InitialState {
+  appKey: Uint8Array;
+  /** Our long-term key pair; may be omitted when `seed` is given. */
+  local?: Shs1KeyPair | null;
+  /** A client sets remote.publicKey: the server it means to reach. */
+  remote?: Shs1Remote;
+  seed?: Uint8Array | null;
+  random: Uint8Array;
+}
+
+/** Keys and starting nonces of both directions of box-stream. */
+export interface BoxStreamKeys {
+  encryptKey: Uint8Array;
+  encryptNonce: Uint8Array;
+  decryptKey: Uint8Array;
+  decryptNonce: Uint8Array;
+}
+
+// ---------------------------------------------------------------------------
+// Primitives
+
+const ZERO_NONCE = new Uint8Array(24);
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  return Buffer.concat(parts);
+}
+
+function sha256(data: Uint8Array): Uint8Array {
+  return createHash("sha256").update(data).digest();
+}
+
+/** crypto_auth: HMAC-SHA-512 truncated to 32 bytes. */
+function hmac(key: Uint8Array, message: Uint8Array): Uint8Array {
+  return createHmac("sha512", key).update(message).digest().subarray(0, 32);
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+// x25519 and ed25519 run in node:crypto (OpenSSL), several times faster than
+// JavaScript. Private keys are imported as JWK with their public half given,
+// which spares OpenSSL recomputing it (as libsodium, signing uses the public
+// key stored in the 64-byte secret key).
+const X25519_PKCS8 = Buffer.from("302e020100300506032b656e04220420", "hex");
+const X25519_SPKI = Buffer.from("302a300506032b656e032100", "hex");
+const ED25519_SPKI = Buffer.from("302a300506032b6570032100", "hex");
+
+function b64url(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64url");
+}
+
+function okpPrivateKey(curve: "X25519" | "Ed25519", secret: Uint8Array, publicKey: Uint8Array): KeyObject {
+  return createPrivateKey({ key: { kty: "OKP", crv: curve, d: b64url(secret), x: b64url(publicKey) }, format: "jwk" });
+}
+
+function spkiPublicKey(prefix: Buffer, raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([prefix, raw]), format: "der", type: "spki" });
+}
+
+/** The x25519 public key of a secret scalar. */
+function scalarMultBase(secretKey: Uint8Array): Uint8Array {
+  const privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8, secretKey]), format: "der", type: "pkcs8" });
+  return new Uint8Array(createPublicKey(privateKey).export({ format: "der", type: "spki" }).subarray(X25519_SPKI.length));
+}
+
+/**
+ * x25519 of our secret scalar (whose public key is `ourPublic`) and their
+ * public key; null for a low-order point (all-zero shared secret).
+ */
+function scalarMult(secretKey: Uint8Array, ourPublic: Uint8Array, theirPublic: Uint8Array): Uint8Array | null {
+  try {
+    const shared = diffieHellman({
+      privateKey: okpPrivateKey("X25519", secretKey, ourPublic),
+      publicKey: spkiPublicKey(X25519_SPKI, theirPublic),
+    });
+    return shared.every((byte) => byte === 0) ? null : shared;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * ed25519 public key to curve25519, or null if it is not a valid key: not a
+ * point, of small order, or outside the prime-order subgroup (libsodium's
+ * checks).
+ */
+function curvifyPublic(publicKey: Uint8Array): Uint8Array | null {
+  try {
+    const point = ed25519.Point.fromBytes(publicKey);
+    if (point.isSmallOrder() || !point.isTorsionFree()) return null;
+    return ed25519.utils.toMontgomery(publicKey);
+  } catch {
+    return null;
+  }
+}
+
+/** ed25519 secret key (seed, or libsodium's seed || public) to curve25519. */
+function curvifySecret(secretKey: Uint8Array): Uint8Array {
+  return ed25519.utils.toMontgomerySecret(secretKey.subarray(0, 32));
+}
+
+/** x25519 with our long-term ed25519 key pair, converted. */
+function longTermScalarMult(local: Shs1KeyPair, theirPublic: Uint8Array): Uint8Array | null {
+  return scalarMult(curvifySecret(local.secretKey), ed25519.utils.toMontgomery(local.publicKey), theirPublic);
+}
+
+/** Signs with a 64-byte libsodium secret key (seed || public key). */
+function sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
+  return nodeSign(null, message, okpPrivateKey("Ed25519", secretKey.subarray(0, 32), secretKey.subarray(32, 64)));
+}
+
+/**
+ * RFC 8032 verification. Callers have already refused public keys that are
+ * not points, of small order or outside the prime-order subgroup.
+ */
+function verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
+  try {
+    return nodeVerify(null, message, spkiPublicKey(ED25519_SPKI, publicKey), signature);
+  } catch {
+    return false;
+  }
+}
+
+function box(plaintext: Uint8Array, key: Uint8Array): Uint8Array {
+  return xsalsa20poly1305(key, ZERO_NONCE).encrypt(plaintext);
+}
+
+function unbox(ciphertext: Uint8Array, key: Uint8Array): Uint8Array | null {
+  try {
+    return xsalsa20poly1305(key, ZERO_NONCE).decrypt(ciphertext);
+  } catch {
+    return null;
+  }
+}
+
+function checkLength(packet: Uint8Array, name: string, length: number): void {
+  if (!(packet instanceof Uint8Array) || packet.length !== length) {
+    const got = packet instanceof Uint8Array ? `${packet.length} bytes` : typeof packet;
+    throw new RangeError(`shs1: ${name} must be ${length} bytes, got ${got}`);
+  }
+}
+
+function need<T>(value: T | null | undefined, name: string): T {
+  if (value === null || value === undefined) throw new Error(`shs1: handshake state lacks ${name} for this step`);
+  return value;
+}
+
+// ---------------------------------------------------------------------------
+// Steps
+
+/** A long-term key pair from a 32-byte seed; a key pair is returned as it is. */
+export function toKeys(seedOrKeys: Uint8Array | Shs1KeyPair): Shs1KeyPair {
+  if (!(seedOrKeys instanceof Uint8Array)) return seedOrKeys;
+  checkLength(seedOrKeys, "seed", 32);
+  const publicKey = ed25519.getPublicKey(seedOrKeys);
+  return { publicKey, secretKey: concat(seedOrKeys, publicKey) };
+}
+
+/** Both sides: derive the ephemeral key pair from `random` and our hello's MAC. */
+export function initialize(state: Shs1InitialState): Shs1State {
+  checkLength(state.appKey, "network key", NETWORK_KEY_LENGTH);
+  checkLength(state.random, "random", 32);
+  const longTerm = state.seed ? toKeys(state.seed) : need(state.local, "local key pair");
+  const kxSk = curvifySecret(state.random);
+  const kxPk = scalarMultBase(kxSk);
+  return {
+    ...state,
+    local: {
+      kxPk,
+      kxSk,
+      publicKey: longTerm.publicKey,
+      secretKey: longTerm.secretKey,
+      appMac: hmac(state.appKey, kxPk),
+    },
+    remote: state.remote ?? {},
+  };
+}
+
+/** Both sides: our hello, `appMac || kxPk` (64 bytes). */
+export function createChallenge(state: Shs1State): Uint8Array {
+  return concat(state.local.appMac, state.local.kxPk);
+}
+
+/**
+ * Both sides: check the other's hello against the network key and derive the
+ * shared ephemeral secret. Null if the MAC is wrong (other network key, or
+ * not shs at all).
+ */
+export function verifyChallenge(state: Shs1State, challenge: Uint8Array): Shs1State | null {
+  checkLength(challenge, "hello", CHALLENGE_LENGTH);
+  const mac = challenge.subarray(0, 32);
+  const remoteKxPk = challenge.subarray(32, 64);
+  if (!equal(hmac(state.appKey, remoteKxPk), mac)) return null;
+  const secret = scalarMult(need(state.local.kxSk, "local.kxSk"), state.local.kxPk, remoteKxPk);
+  if (secret === null) return null;
+  return {
+    ...state,
+    remote: { ...state.remote, kxPk: copy(remoteKxPk), appMac: copy(mac) },
+    secret,
+    shash: sha256(secret),
+  };
+}
+
+/**
+ * Client: verify the server hello, then prepare client auth: our signature
+ * over (network key, server key, hash of the shared secret) and our key.
+ */
+export function clientVerifyChallenge(state: Shs1State, challenge: Uint8Array): Shs1State | null {
+  checkLength(challenge, "server hello", SERVER_HELLO_LENGTH);
+  const verified = verifyChallenge(state, challenge);
+  if (verified === null) return null;
+  const serverKey = need(verified.remote.publicKey, "remote.publicKey (the server's key)");
+  const serverCurve = curvifyPublic(serverKey);
+  if (serverCurve === null) return null;
+  const aBob = scalarMult(need(verified.local.kxSk, "local.kxSk"), verified.local.kxPk, serverCurve);
+  if (aBob === null) return null;
+  const secret = need(verified.secret, "secret");
+  const shash = need(verified.shash, "shash");
+  const signature = sign(concat(verified.appKey, serverKey, shash), verified.local.secretKey);
+  return {
+    ...verified,
+    local: { ...verified.local, hello: concat(signature, verified.local.publicKey) },
+    aBob,
+    secret2: sha256(concat(verified.appKey, secret, aBob)),
+  };
+}
+
+/** Client: client auth, the hello boxed under secret2 (112 bytes). */
+export function clientCreateAuth(state: Shs1State): Uint8Array {
+  return box(need(state.local.hello, "local.hello"), need(state.secret2, "secret2"));
+}
+
+/**
+ * Server: open client auth (only possible holding the long-term key the
+ * client expects) and check the client's signature. Learns the client's key.
+ */
+export function serverVerifyAuth(state: Shs1State, data: Uint8Array): Shs1State | null {
+  checkLength(data, "client auth", CLIENT_AUTH_LENGTH);
+  const secret = need(state.secret, "secret");
+  const shash = need(state.shash, "shash");
+  const remoteKxPk = need(state.remote.kxPk, "remote.kxPk");
+  const aBob = longTermScalarMult(state.local, remoteKxPk);
+  if (aBob === null) return null;
+  const secret2 = sha256(concat(state.appKey, secret, aBob));
+  const hello = unbox(data, secret2);
+  if (hello === null) return null;
+  const signature = hello.subarray(0, 64);
+  const clientKey = hello.subarray(64, 96);
+  const clientCurve = curvifyPublic(clientKey);
+  if (clientCurve === null) return null;
+  if (!verify(signature, concat(state.appKey, state.local.publicKey, shash), clientKey)) return null;
+  const bAlice = scalarMult(need(state.local.kxSk, "local.kxSk"), state.local.kxPk, clientCurve);
+  if (bAlice === null) return null;
+  return {
+    ...state,
+    remote: { ...state.remote, hello, publicKey: copy(clientKey) },
+    aBob,
+    secret2,
+    bAlice,
+    secret3: sha256(concat(state.appKey, secret, aBob, bAlice)),
+  };
+}
+
+/** Server: server accept, our signature over the client's hello boxed under secret3 (80 bytes). */
+export function serverCreateAccept(state: Shs1State): Uint8Array {
+  const hello = need(state.remote.hello, "remote.hello");
+  const signature = sign(concat(state.appKey, hello, need(state.shash, "shash")), state.local.secretKey);
+  return box(signature, need(state.secret3, "secret3"));
+}
+
+/** Client: open and check server accept, which proves the server holds the key we dialled. */
+export function clientVerifyAccept(state: Shs1State, boxedOkay: Uint8Array): Shs1State | null {
+  checkLength(boxedOkay, "server accept", SERVER_ACCEPT_LENGTH);
+  const secret = need(state.secret, "secret");
+  const aBob = need(state.aBob, "aBob");
+  const serverKey = need(state.remote.publicKey, "remote.publicKey");
+  const bAlice = longTermScalarMult(state.local, need(state.remote.kxPk, "remote.kxPk"));
+  if (bAlice === null) return null;
+  const secret3 = sha256(concat(state.appKey, secret, aBob, bAlice));
+  const signature = unbox(boxedOkay, secret3);
+  if (signature === null) return null;
+  const signed = concat(state.appKey, need(state.local.hello, "local.hello"), need(state.shash, "shash"));
+  if (!verify(signature, signed, serverKey)) return null;
+  return { ...state, bAlice, secret3 };
+}
+
+/**
+ * Both sides, after the last message: derive the session secret and the
+ * box-stream keys, and wipe every intermediate secret and the ephemeral
+ * secret key (zero-filled in place).
+ */
+export function clean(state: Shs1State): Shs1State {
+  const secret3 = need(state.secret3, "secret3");
+  const remoteKey = need(state.remote.publicKey, "remote.publicKey");
+  const secret = sha256(secret3);
+  const encryptKey = sha256(concat(secret, remoteKey));
+  const decryptKey = sha256(concat(secret, state.local.publicKey));
+  for (const bytes of [state.shash, state.secret, state.aBob, state.bAlice, state.secret2, state.secret3, state.local.kxSk]) {
+    bytes?.fill(0);
+  }
+  return {
+    ...state,
+    local: { ...state.local, kxSk: null },
+    secret,
+    shash: null,
+    aBob: null,
+    secret2: null,
+    bAlice: null,
+    secret3: null,
+    encryptKey,
+    decryptKey,
+  };
+}
+
+/**
+ * The box-stream keys of a cleaned state. Each direction's starting nonce is
+ * the first 24 bytes of the receiver's hello MAC.
+ */
+export function boxStreamKeys(state: Shs1State): BoxStreamKeys {
+  return {
+    encryptKey: need(state.encryptKey, "encryptKey (run clean first)"),
+    encryptNonce: copy(need(state.remote.appMac, "remote.appMac").subarray(0, 24)),
+    decryptKey: need(state.decryptKey, "decryptKey (run clean first)"),
+    decryptNonce: copy(state.local.appMac.subarray(0, 24)),
+  };
+}
+
+function copy(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
