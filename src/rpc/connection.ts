@@ -5,6 +5,7 @@
 import { Message, Pointer, utils } from "capnp-es";
 import * as rpc from "capnp-es/capnp/rpc";
 import { logger } from "../log.js";
+import { frameBytes } from "../transport/framing.js";
 import type { MessageStream } from "../transport/message-stream.js";
 import { Answer, AnswerTable } from "./answers.js";
 import { EmbargoTable } from "./embargoes.js";
@@ -977,6 +978,13 @@ function newRpcMessage(bytes = 128): { message: Message; root: rpc.Message } {
   const message = sizedMessage(bytes);
   const root = message.initRoot(rpc.Message);
   return { message, root };
+}
+
+/** A framed rpc Abort, for turning a peer away before any connection exists. */
+export function abortFrame(error: RpcError): Uint8Array {
+  const { message, root } = newRpcMessage();
+  writeException(error, root._initAbort());
+  return frameBytes(message);
 }
 
 function responseBytes(response: Response): number {

@@ -17,6 +17,7 @@ export { setStreamWindow } from "./flow.js";
 export type { Capability, CallContext, CallOptions, Pipelined, RpcPromise, ServerOf } from "./types.js";
 export { RpcSystem, Session, startSession, type BootstrapOffer } from "./system.js";
 export type { NetworkConnection, PeerInfo, VatNetwork } from "./vat-network.js";
-export { TwoPartyNetwork, connect, listen, type ConnectOptions, type Listener, type ListenOptions } from "./two-party.js";
+// listen/connect live with the network layer; re-exported for code that imports capmesh/rpc alone.
+export { connect, listen, type ConnectOptions, type Listener, type ListenOptions } from "../network/endpoints.js";
 export type { InterfaceDef, MethodDef, StructCodec, CapTableReader, CapTableWriter, PipelineField } from "../codec/types.js";
 export type { Init } from "../codec/init.js";

@@ -37,6 +37,11 @@ export class Session implements AsyncDisposable {
     }
   }
 
+  /** The peer's proven identity (`@<base64>.ed25519`), or null for an anonymous peer. */
+  get remoteId(): string | null {
+    return this.peer.authenticated ? this.peer.id : null;
+  }
+
   /** The peer's bootstrap capability, usable (pipelined) before it arrives. */
   bootstrap<C>(iface: InterfaceDef & { readonly __client?: C }): C {
     return wrapHook(this.connection.bootstrap(), iface) as C;

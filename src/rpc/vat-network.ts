@@ -8,12 +8,16 @@ import type { MessageStream } from "../transport/message-stream.js";
 
 /** Who is on the other end of a connection, as far as the network knows. */
 export interface PeerInfo {
-  /** A stable key for the remote vat: its public id once authenticated, else an address. */
+  /** A stable key for the remote vat: its public id (`@<base64>.ed25519`) once authenticated, else `anonymous#N`. */
   readonly id: string;
   /** True when the network proved the peer's identity (secret handshake). */
   readonly authenticated: boolean;
   /** Where the connection comes from, for logs. */
   readonly address: string;
+  /** The peer's long-term public key, when authenticated. */
+  readonly publicKey?: Uint8Array;
+  /** True when the connection is encrypted (box-stream). */
+  readonly encrypted?: boolean;
 }
 
 export interface NetworkConnection {
@@ -23,7 +27,7 @@ export interface NetworkConnection {
 
 export interface VatNetwork {
   /** Opens a new connection to `vat` (the RPC system reuses it while alive). */
-  connect(vat: string, options?: { signal?: AbortSignal }): Promise<NetworkConnection>;
+  connect(vat: string, options?: { signal?: AbortSignal; remoteKey?: Uint8Array | string }): Promise<NetworkConnection>;
   /** Starts accepting; each accepted connection is handed over. */
   accept?(onConnection: (connection: NetworkConnection) => void): Promise<void>;
   /** Stops accepting and closes what the network opened. */

@@ -240,7 +240,7 @@ describe.skipIf(gate.skip)(gate.skip ? "C++ client → capmesh server (skipped)"
   }, 90_000);
 
   it("also works over TCP", async () => {
-    const tcp = await listen("tcp://127.0.0.1:0", { bootstrap: () => TestService.server(new TestServiceImpl()) });
+    const tcp = await listen("tcp://127.0.0.1:0", { bootstrap: () => TestService.server(new TestServiceImpl()), plain: true });
     try {
       const result = await runCppClient(peers.interopPeer, tcp.address, "pipeline", 60_000);
       expect(result.stdout).toContain("ok pipeline");

@@ -2,8 +2,20 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { connect, listen, type Listener, type Session } from "../../src/rpc/index.js";
+import { generateIdentity } from "../../src/auth/identity.js";
+import { connect, listen, type ConnectOptions, type Listener, type ListenOptions, type Session } from "../../src/index.js";
 import { Counter, CounterImpl } from "./fixtures.js";
+
+const server = generateIdentity();
+const client = generateIdentity();
+
+/** The ways a connection can be secured; the RPC behaviour must not depend on it. */
+const SECURITY: [string, ListenOptions, ConnectOptions][] = [
+  ["plain Cap'n Proto", { plain: true }, {}],
+  ["shs, transport default", { identity: server }, { identity: client, remoteKey: server.id }],
+  ["shs + box-stream", { identity: server, encrypt: true }, { identity: client, remoteKey: server.id, encrypt: true }],
+  ["shs, no encryption", { identity: server, encrypt: false }, { identity: client, remoteKey: server.id, encrypt: false }],
+];
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-sock-"));
 const open: (Listener | Session)[] = [];
@@ -12,14 +24,18 @@ afterEach(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe.each([
+const TRANSPORTS: [string, () => string][] = [
   ["unix", () => `unix:${join(dir, `s-${Math.random().toString(36).slice(2)}.sock`)}`],
   ["tcp", () => "tcp://127.0.0.1:0"],
-])("two-party RPC over %s", (_kind, address) => {
+];
+
+const CASES = TRANSPORTS.flatMap(([kind, address]) => SECURITY.map(([mode, serve, dial]) => [kind, mode, address, serve, dial] as const));
+
+describe.each(CASES)("two-party RPC over %s, %s", (_kind, _mode, address, serve, dial) => {
   it("serves a bootstrap capability and pipelines calls", async () => {
-    const listener = await listen(address(), { bootstrap: Counter.server(new CounterImpl(5n)) });
+    const listener = await listen(address(), { ...serve, bootstrap: Counter.server(new CounterImpl(5n)) });
     open.push(listener);
-    const session = await connect(listener.address);
+    const session = await connect(listener.address, dial);
     open.push(session);
     const counter = session.bootstrap(Counter);
     const third = counter.next().counter.next().counter;
@@ -31,11 +47,12 @@ describe.each([
     const clientSide = new CounterImpl(1000n);
     const sessions: Session[] = [];
     const listener = await listen(address(), {
+      ...serve,
       bootstrap: Counter.server(new CounterImpl()),
       onSession: (s) => sessions.push(s),
     });
     open.push(listener);
-    const session = await connect(listener.address, { bootstrap: Counter.server(clientSide) });
+    const session = await connect(listener.address, { ...dial, bootstrap: Counter.server(clientSide) });
     open.push(session);
     await session.bootstrap(Counter).add({ delta: 1n });
     // The server now asks the client for the client's bootstrap.
@@ -45,9 +62,9 @@ describe.each([
   });
 
   it("passes a callback that the server calls back into", async () => {
-    const listener = await listen(address(), { bootstrap: Counter.server(new CounterImpl()) });
+    const listener = await listen(address(), { ...serve, bootstrap: Counter.server(new CounterImpl()) });
     open.push(listener);
-    const session = await connect(listener.address);
+    const session = await connect(listener.address, dial);
     open.push(session);
     const mine = new CounterImpl(50n);
     const echoed = (await session.bootstrap(Counter).echo({ cap: Counter.server(mine) })).cap!;
@@ -58,8 +75,8 @@ describe.each([
   it("fails calls with disconnected when the server goes away, and the client can reconnect", async () => {
     const impl = new CounterImpl();
     const addr = address();
-    const listener = await listen(addr, { bootstrap: Counter.server(impl) });
-    const session = await connect(listener.address);
+    const listener = await listen(addr, { ...serve, bootstrap: Counter.server(impl) });
+    const session = await connect(listener.address, dial);
     open.push(session);
     const counter = session.bootstrap(Counter);
     await counter.add({ delta: 1n });

@@ -1,0 +1,67 @@
+// `listen` and `connect`: a socket, the security layer and an RPC session in
+// one call each.
+import { startSession, type BootstrapOffer, type Session } from "../rpc/system.js";
+import { SocketNetwork, type AcceptOptions, type SocketNetworkOptions } from "./socket-network.js";
+
+export interface ListenOptions extends SocketNetworkOptions, Omit<AcceptOptions, "address"> {
+  /**
+   * What each connecting peer gets as bootstrap: a capability, or a function
+   * of the authenticated peer (`(peer) => capabilityFor(peer.id)`).
+   */
+  bootstrap?: BootstrapOffer;
+  /** Called for every accepted session. */
+  onSession?: (session: Session) => void;
+}
+
+export interface Listener extends AsyncDisposable {
+  /** The bound address (the real port when 0 was asked for). */
+  readonly address: string;
+  /** Sessions currently open. */
+  readonly sessions: ReadonlySet<Session>;
+  /** Stops accepting and closes every session. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves a bootstrap capability on `address` (`unix:/path` or
+ * `tcp://host:port`). With an `identity`, every peer must pass the secret
+ * handshake; `plain: true` also lets anonymous plain Cap'n Proto peers in
+ * (the default, and the only way, for a unix listener without an identity).
+ */
+export async function listen(address: string, options: ListenOptions = {}): Promise<Listener> {
+  const sessions = new Set<Session>();
+  const network = new SocketNetwork(options, { ...options, address });
+  await network.accept((net) => {
+    const session = startSession(net, options.bootstrap, options.inbound);
+    sessions.add(session);
+    session.connection.onClose(() => sessions.delete(session));
+    options.onSession?.(session);
+  });
+  const close = async () => {
+    await network.close();
+    await Promise.all([...sessions].map((s) => s.close()));
+  };
+  return { address: network.address!, sessions, close, [Symbol.asyncDispose]: close };
+}
+
+export interface ConnectOptions extends SocketNetworkOptions {
+  /**
+   * The listener's public key (32 bytes or its `@<base64>.ed25519` id): runs
+   * the secret handshake, which fails unless the listener holds that key.
+   * Without it the connection is plain Cap'n Proto (what the C++ tools speak).
+   */
+  remoteKey?: Uint8Array | string;
+  /** What this side offers if the peer asks for bootstrap. */
+  bootstrap?: BootstrapOffer;
+  signal?: AbortSignal;
+}
+
+/** Connects to a vat listening on `address`. */
+export async function connect(address: string, options: ConnectOptions = {}): Promise<Session> {
+  const network = new SocketNetwork(options);
+  const net = await network.connect(address, {
+    ...(options.remoteKey !== undefined ? { remoteKey: options.remoteKey } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  return startSession(net, options.bootstrap, options.inbound);
+}
