@@ -1,6 +1,6 @@
 // The capmesh command line: help, errors, and `capmesh gen` for users' schemas.
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 
 const run = promisify(execFile);
 const cli = (...args: string[]) => run(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { timeout: 30_000 });
+const failure = (promise: Promise<unknown>) => promise.then(() => { throw new Error("expected the command to fail"); }, (e: { code: number; stderr: string }) => e);
 
 function haveCapnp(): boolean {
   try {
@@ -44,5 +45,43 @@ describe("capmesh CLI", () => {
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
+  });
+
+  it("keygen writes a private key file and prints its id; id reads it back; neither clobbers nor trusts a readable file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "capmesh-keys-"));
+    const file = join(dir, "nested", "secret");
+    try {
+      const made = await cli("keygen", file);
+      const id = made.stdout.trim();
+      expect(id).toMatch(/^@[A-Za-z0-9+/]{43}=\.ed25519$/);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(JSON.parse(readFileSync(file, "utf8")).id).toBe(id);
+      expect((await cli("id", file)).stdout.trim()).toBe(id);
+
+      const again = await failure(cli("keygen", file));
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain("already exists");
+      expect((await cli("id", file)).stdout.trim()).toBe(id);
+
+      chmodSync(file, 0o644);
+      const exposed = await failure(cli("id", file));
+      expect(exposed.code).toBe(1);
+      expect(exposed.stderr).toContain(`chmod 600 ${file}`);
+
+      const replaced = await cli("keygen", file, "--force");
+      expect(replaced.stdout.trim()).not.toBe(id);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("id names the missing file and how to make it; netkey prints 32 random bytes", async () => {
+    const missing = await failure(cli("id", join(tmpdir(), "capmesh-no-such-key")));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("capmesh keygen");
+    const first = (await cli("netkey")).stdout.trim();
+    expect(Buffer.from(first, "base64")).toHaveLength(32);
+    expect((await cli("netkey")).stdout.trim()).not.toBe(first);
   });
 });

@@ -8,6 +8,12 @@ commands:
   demo                      run a two-party demo (server + client processes)
   gen --out DIR [--runtime SPEC] schema.capnp...
                             generate TypeScript for schemas (needs the capnp tool)
+  keygen [FILE] [--force]   create an ed25519 identity (key file, mode 0600) and
+                            print its id; FILE defaults to ~/.capmesh/secret
+                            ($CAPMESH_HOME/secret when set)
+  id [FILE]                 print the id (@<base64>.ed25519) of a key file
+  netkey                    print a new random network key (base64), for a mesh
+                            that must not meet others
   help                      show this help
 
 Set DEBUG=capmesh:* for structured debug logs on stderr.`;
@@ -23,6 +29,12 @@ async function main(argv: string[]): Promise<number> {
       const { runCli } = await import("../codegen/cli.js");
       return runCli(rest.includes("--runtime") ? rest : ["--runtime", "capmesh", ...rest]);
     }
+    case "keygen":
+      return (await import("./identity.js")).keygen(rest);
+    case "id":
+      return (await import("./identity.js")).id(rest);
+    case "netkey":
+      return (await import("./identity.js")).netkey(rest);
     case undefined:
     case "help":
     case "--help":

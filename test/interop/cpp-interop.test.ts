@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Callback, Counter, TestService } from "../../src/gen/interop.js";
 import { connect, hookOf, listen, RpcError, type Listener, type Session } from "../../src/rpc/index.js";
 import { innermost } from "../../src/rpc/hook.js";
+import { generateIdentity } from "../../src/auth/identity.js";
 import {
   buildCppPeers,
   INTEROP_SCENARIOS,
@@ -247,6 +248,23 @@ describe.skipIf(gate.skip)(gate.skip ? "C++ client → capmesh server (skipped)"
       expect(result.code).toBe(0);
     } finally {
       await tcp.close();
+    }
+  });
+
+  it("reaches a listener that has an identity only where it lets plain peers in, and is told why otherwise", async () => {
+    const identity = generateIdentity();
+    const open = await listen(sock(), { identity, plain: true, bootstrap: () => TestService.server(new TestServiceImpl()) });
+    const closed = await listen(sock(), { identity, bootstrap: () => TestService.server(new TestServiceImpl()) });
+    try {
+      const admitted = await runCppClient(peers.interopPeer, open.address, "pipeline", 60_000);
+      expect(admitted.stdout).toContain("ok pipeline");
+      expect(admitted.code).toBe(0);
+      const refused = await runCppClient(peers.interopPeer, closed.address, "pipeline", 60_000);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr + refused.stdout).toContain("requires the capmesh secret handshake");
+    } finally {
+      await open.close();
+      await closed.close();
     }
   });
 
