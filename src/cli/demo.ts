@@ -1,5 +1,6 @@
 // `npm start`: a two-party demo. A server process serves a chat Greeter on a
-// unix socket; a client process makes a typed call, a pipelined call (on a
+// unix socket; a client process proves who it is and checks who the server
+// is (the secret handshake), then makes a typed call, a pipelined call (on a
 // room it has not received yet) and passes a callback the server calls.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -8,13 +9,14 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Greeter, Listener, Room, type GreeterServer, type RoomServer } from "../gen/demo.js";
-import { connect, listen } from "../rpc/index.js";
+import { generateIdentity } from "../auth/identity.js";
+import { connect, listen } from "../network/endpoints.js";
 
 const self = fileURLToPath(import.meta.url);
 
-function child(role: string, address: string): ChildProcess {
+function child(role: string, ...args: string[]): ChildProcess {
   // Same runtime flags (e.g. the TypeScript loader) as this process.
-  const proc = spawn(process.execPath, [...process.execArgv, self, role, address], { stdio: ["ignore", "pipe", "inherit"] });
+  const proc = spawn(process.execPath, [...process.execArgv, self, role, ...args], { stdio: ["ignore", "pipe", "inherit"] });
   createInterface({ input: proc.stdout! }).on("line", (line) => console.log(`[${role}] ${line}`));
   return proc;
 }
@@ -43,14 +45,22 @@ async function serve(address: string): Promise<void> {
       return { room: room.dup() };
     },
   };
-  const listener = await listen(address, { bootstrap: Greeter.server(greeter) });
-  console.log(`listening on ${listener.address}`);
+  // Real deployments keep their identity in a key file (capmesh keygen).
+  const identity = generateIdentity();
+  const listener = await listen(address, {
+    identity,
+    bootstrap: Greeter.server(greeter),
+    onSession: (session) => console.log(`${session.remoteId} connected (identity proven by the handshake)`),
+  });
+  console.log(`listening on ${listener.address} as ${identity.id}`);
   process.on("SIGTERM", () => void listener.close().then(() => process.exit(0)));
 }
 
 /** The demo's client process. */
-async function client(address: string): Promise<void> {
-  const session = await connect(address);
+async function client(address: string, serverId: string): Promise<void> {
+  // The handshake fails unless the server holds the key of `serverId`.
+  const session = await connect(address, { identity: generateIdentity(), remoteKey: serverId });
+  console.log(`connected to ${session.remoteId}`);
   const greeter = session.bootstrap(Greeter);
 
   // 1. A typed call: plain objects in, a promise of plain objects out.
@@ -85,11 +95,14 @@ export async function demo(): Promise<number> {
   const address = `unix:${join(dir, "demo.sock")}`;
   const server = child("server", address);
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.on("data", (d: Buffer) => d.toString().includes("listening") && resolve());
+    const serverId = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: server.stdout! }).on("line", (line) => {
+        const listening = /^listening on \S+ as (\S+)$/.exec(line);
+        if (listening) resolve(listening[1]!);
+      });
       server.once("exit", (code) => reject(new Error(`demo server exited early (code ${code})`)));
     });
-    const c = child("client", address);
+    const c = child("client", address, serverId);
     const code = await new Promise<number>((resolve) => c.once("exit", (code) => resolve(code ?? 1)));
     return code;
   } finally {
@@ -99,8 +112,8 @@ export async function demo(): Promise<number> {
   }
 }
 
-const [role, address] = process.argv.slice(2);
+const [role, address, serverId] = process.argv.slice(2);
 if (process.argv[1] === self && address) {
   if (role === "server") await serve(address);
-  else if (role === "client") await client(address);
+  else if (role === "client" && serverId) await client(address, serverId);
 }
