@@ -21,6 +21,10 @@ describe("README", () => {
 
   it("npm start's demo runs a server and a client process to completion", async () => {
     const { stdout } = await run(process.execPath, ["--import", "tsx", "src/cli/main.ts", "demo"], { timeout: 60_000 });
+    const serverId = /\[server\] listening on \S+ as (@\S+\.ed25519)/.exec(stdout)?.[1];
+    expect(serverId).toBeDefined();
+    expect(stdout).toContain(`[client] connected to ${serverId}`);
+    expect(stdout).toMatch(/\[server\] @\S+\.ed25519 connected \(identity proven by the handshake\)/);
     expect(stdout).toContain("[client] greet -> \"hello, demo\"");
     expect(stdout).toContain("[client] callback: heard <demo-client> hi from a pipelined room");
     expect(stdout).toContain("[client] demo ok");
