@@ -14,6 +14,14 @@ describe("README", () => {
     expect(example.trimEnd().split("\n").length).toBeLessThanOrEqual(20);
   });
 
+  it("shows examples/secure.ts verbatim, and it runs", async () => {
+    const readme = readFileSync("README.md", "utf8");
+    const example = readFileSync("examples/secure.ts", "utf8");
+    expect(readme).toContain("```ts\n" + example + "```");
+    const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/secure.ts"], { timeout: 30_000 });
+    expect(stdout.split("\n")).toEqual(["true true", "hello, alice", ""]);
+  });
+
   it("the two-party example runs and prints a typed call, a pipelined call and a callback", async () => {
     const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/two-party.ts"], { timeout: 30_000 });
     expect(stdout.split("\n")).toEqual(["hello, world", "room: welcome, me", "members: 1", ""]);
