@@ -100,15 +100,25 @@ async function rawServer(onSocket: (socket: net.Socket) => void): Promise<string
   return `tcp://127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
 }
 
-/** A TCP relay in front of `target` that records what the client sends. */
-async function recordingRelay(target: string): Promise<{ address: string; sent: () => Buffer }> {
+/**
+ * A TCP relay in front of `target` that records what the client sends, and
+ * flips one bit of it at byte `tamperAt` if asked.
+ */
+async function recordingRelay(target: string, tamperAt?: number): Promise<{ address: string; sent: () => Buffer }> {
   const port = Number(new URL(target).port);
   const chunks: Buffer[] = [];
+  let offset = 0;
   const address = await rawServer((downstream) => {
     const upstream = net.connect(port, "127.0.0.1");
     upstream.on("error", () => downstream.destroy());
-    downstream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    downstream.pipe(upstream).pipe(downstream);
+    downstream.on("data", (chunk: Buffer) => {
+      chunks.push(Buffer.from(chunk));
+      if (tamperAt !== undefined && tamperAt >= offset && tamperAt < offset + chunk.length) chunk[tamperAt - offset]! ^= 0x01;
+      offset += chunk.length;
+      upstream.write(chunk);
+    });
+    upstream.pipe(downstream);
+    downstream.on("end", () => upstream.end());
     downstream.on("close", () => upstream.destroy());
   });
   return { address, sent: () => Buffer.concat(chunks) };
@@ -171,6 +181,17 @@ describe("authenticated connections", () => {
       expect(peers.map((p) => p.encrypted)).toEqual([encrypt === undefined]);
       expect(relay.sent().includes(marker)).toBe(encrypt === false);
     }
+  });
+
+  it("a byte changed in transit is caught: that connection closes saying so, the listener serves on", async () => {
+    const serverSide: Session[] = [];
+    const listener = await serve("tcp://127.0.0.1:0", { onSession: (session) => serverSide.push(session) });
+    // The client's handshake messages are 64 + 112 bytes; the next byte is box-stream.
+    const relay = await recordingRelay(listener.address, 64 + 112 + 40);
+    const session = track(await connect(relay.address, { identity: alice, remoteKey: server.id }));
+    await expect(session.bootstrap(Counter).add({ delta: 1n })).rejects.toMatchObject({ type: "disconnected" });
+    expect((await serverSide[0]!.closed).message).toMatch(/modified in transit/);
+    await stillServes(listener);
   });
 
   it("over unix sockets, authentication only by default; encrypt: true adds box-stream", async () => {
