@@ -25,6 +25,7 @@ import {
   type Session,
 } from "../../src/index.js";
 import { PlainPeerRefusedError } from "../../src/auth/channel.js";
+import { Cleanup, listen as rawListen } from "../auth/helpers.js";
 import { Counter, CounterImpl } from "../rpc/fixtures.js";
 
 const server = generateIdentity();
@@ -35,19 +36,17 @@ const dir = mkdtempSync(join(tmpdir(), "capmesh-secure-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const unixAddress = () => `unix:${join(dir, `${randomBytes(6).toString("hex")}.sock`)}`;
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const step of cleanups.splice(0).reverse()) await step();
-});
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
 
 async function serve(address: string, options: ListenOptions = {}): Promise<Listener> {
   const listener = await listen(address, { identity: server, bootstrap: Counter.server(new CounterImpl(7n)), ...options });
-  cleanups.push(() => listener.close());
+  cleanup.add(() => listener.close());
   return listener;
 }
 
 function track(session: Session): Session {
-  cleanups.push(() => session.close());
+  cleanup.add(() => session.close());
   return session;
 }
 
@@ -82,22 +81,11 @@ async function noneLeftBeyond(before: Record<string, number>): Promise<void> {
 
 /** A raw TCP server on loopback, for playing a misbehaving listener. */
 async function rawServer(onSocket: (socket: net.Socket) => void): Promise<string> {
-  const sockets = new Set<net.Socket>();
-  const srv = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+  const port = await rawListen(cleanup, (socket) => {
     socket.on("error", () => {});
     onSocket(socket);
   });
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        srv.close(() => resolve());
-      }),
-  );
-  return `tcp://127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
+  return `tcp://127.0.0.1:${port}`;
 }
 
 /**
@@ -246,7 +234,7 @@ describe("plain Cap'n Proto", () => {
 
   it("is the default only for a unix listener without an identity; over TCP it must be asked for", async () => {
     const unix = await listen(unixAddress(), { bootstrap: Counter.server(new CounterImpl(3n)) });
-    cleanups.push(() => unix.close());
+    cleanup.add(() => unix.close());
     const session = track(await connect(unix.address));
     expect((await session.bootstrap(Counter).add({ delta: 0n })).value).toBe(3n);
     await expect(listen("tcp://127.0.0.1:0", { bootstrap: Counter.server(new CounterImpl()) })).rejects.toThrow(/plain: true/);
@@ -321,7 +309,7 @@ describe("failed handshakes", () => {
     const port = Number(new URL(listener.address).port);
     const staller = net.connect(port, "127.0.0.1");
     staller.on("error", () => {});
-    cleanups.push(() => staller.destroy());
+    cleanup.add(() => void staller.destroy());
     const hungUp = new Promise((resolve) => staller.once("close", resolve));
     await stillServes(listener);
     expect(await refused).toBeInstanceOf(HandshakeTimeoutError);
@@ -334,7 +322,7 @@ describe("failed handshakes", () => {
     const port = Number(new URL(listener.address).port);
     const cut = net.connect(port, "127.0.0.1", () => cut.end(randomBytes(30)));
     cut.on("error", () => {});
-    cleanups.push(() => cut.destroy());
+    cleanup.add(() => void cut.destroy());
     expect(await refused).toBeInstanceOf(HandshakeClosedError);
     await stillServes(listener);
   });
@@ -347,7 +335,7 @@ describe("failed handshakes", () => {
       new Promise((resolve) => {
         const socket = net.connect(port, "127.0.0.1", () => resolve(socket));
         socket.on("error", () => {});
-        cleanups.push(() => socket.destroy());
+        cleanup.add(() => void socket.destroy());
       });
     const stalled = [await open(), await open()];
     const third = await open();
