@@ -5,17 +5,30 @@
 // Runs every system's server and client as separate processes over a unix
 // socket and/or TCP loopback, figure by figure, prints a table with each
 // figure's cost relative to the raw floor, and writes bench/RESULTS.md.
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
-import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { FIGURES, warmupSeconds, type Figure } from "./lib/client.js";
 import { median } from "./lib/stats.js";
 import { listSystems, prepareSystem, type Commands, type Launch } from "./lib/systems.js";
+import { eachFlag, positiveInteger, positiveNumber } from "./lib/cli.js";
+import {
+  ROOT,
+  cleanupAll,
+  explainFailure,
+  freePort,
+  hasTaskset,
+  runClientProcess,
+  scratchDir,
+  scrub,
+  serverAlive,
+  startServer,
+  stopServer,
+  type Metrics,
+  type Outcome,
+  type RunningServer,
+} from "./lib/processes.js";
+import { commandLine, fmt, machineFacts, relative } from "./lib/report.js";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const FLOOR = "raw";
 /** Figures also run with both processes pinned to one CPU. */
 const PINNED_FIGURES: readonly Figure[] = ["seq", "chain"];
@@ -53,14 +66,7 @@ function parseOptions(argv: string[]): Options {
   let pin = true;
   let quick = false;
   let out: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [flag, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) usage(`${flag} needs a value`);
-      return v;
-    };
+  eachFlag(argv, usage, (flag, value, arg) => {
     switch (flag) {
       case "--systems":
         systems = value().split(",").filter(Boolean);
@@ -71,12 +77,10 @@ function parseOptions(argv: string[]): Options {
         for (const f of figures) if (!(FIGURES as readonly string[]).includes(f)) usage(`unknown figure "${f}"`);
         break;
       case "--seconds":
-        seconds = Number(value());
-        if (!(seconds > 0)) usage("--seconds wants a positive number");
+        seconds = positiveNumber(value(), flag, usage);
         break;
       case "--repeat":
-        repeat = Number(value());
-        if (!Number.isInteger(repeat) || repeat < 1) usage("--repeat wants a positive integer");
+        repeat = positiveInteger(value(), flag, usage);
         break;
       case "--transport":
         transport = value();
@@ -97,7 +101,7 @@ function parseOptions(argv: string[]): Options {
       default:
         usage(`unknown option "${arg}"`);
     }
-  }
+  });
   if (systems.includes(FLOOR)) systems = [FLOOR, ...systems.filter((s) => s !== FLOOR)];
   return {
     systems,
@@ -114,175 +118,10 @@ function parseOptions(argv: string[]): Options {
 
 // ---------------------------------------------------------------- processes
 
-const live = new Set<ChildProcess>();
-let scratch: string | undefined;
-
-function cleanup(): void {
-  for (const child of live) {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  }
-  live.clear();
-  if (scratch !== undefined) fs.rmSync(scratch, { recursive: true, force: true });
-  scratch = undefined;
-}
-process.on("exit", cleanup);
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
-
-/** Removes scratch and repository paths from text that goes into the results. */
-function scrub(text: string): string {
-  let t = text;
-  if (scratch !== undefined) t = t.split(scratch).join("<tmp>");
-  t = t.split(ROOT.replace(/\/$/, "")).join(".");
-  return t.split(os.homedir()).join("~").replace(/\s+/g, " ").trim();
-}
-
-function hasTaskset(): boolean {
-  try {
-    execFileSync("taskset", ["-V"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function pinned(argv: readonly string[], pin: boolean): string[] {
-  return pin ? ["taskset", "-c", "0", ...argv] : [...argv];
-}
-
-function tail(chunks: string[], max = 400): string {
-  const text = chunks.join("");
-  return text.length > max ? text.slice(-max) : text;
-}
-
-interface RunningServer {
-  child: ChildProcess;
-  address: string;
-  stderr: string[];
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startServer(cmd: Commands, address: string, pin: boolean): Promise<RunningServer> {
-  const argv = pinned([...cmd.server, address], pin);
-  // stdin stays open while the server should run: closing it is a stop request
-  // that the C++ peer honours.
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] });
-  live.add(child);
-  child.stdin!.on("error", () => undefined);
-  const stderr: string[] = [];
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => {
-    stderr.push(d);
-    if (stderr.length > 50) stderr.splice(0, stderr.length - 50);
-  });
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => {
-      stopServer({ child, address, stderr });
-      reject(new Error(`server did not print "listening" within 60 s ${tail(stderr)}`));
-    }, 60_000);
-    const onData = (d: string): void => {
-      out += d;
-      const line = out.split("\n").find((l) => l.startsWith("listening "));
-      if (line !== undefined) {
-        clearTimeout(timer);
-        child.stdout!.off("data", onData);
-        child.stdout!.resume();
-        resolve({ child, address: line.slice("listening ".length).trim() || address, stderr });
-      }
-    };
-    child.stdout!.setEncoding("utf8").on("data", onData);
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once("exit", (code, signal) => {
-      live.delete(child);
-      clearTimeout(timer);
-      reject(new Error(`server exited (${signal ?? code}) before listening: ${tail(stderr)}`));
-    });
-  });
-}
-
-function stopServer(server: RunningServer): Promise<void> {
-  const { child } = server;
-  if (child.exitCode !== null || child.signalCode !== null) {
-    live.delete(child);
-    return Promise.resolve();
-  }
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill("SIGKILL"), 2000);
-    child.once("exit", () => {
-      clearTimeout(kill);
-      live.delete(child);
-      resolve();
-    });
-    child.stdin!.end();
-    child.kill("SIGTERM");
-  });
-}
-
-type Metrics = Record<string, number | null>;
-type Outcome = { ok: true; metrics: Metrics; note?: string } | { ok: false; reason: string };
-
-async function runClient(cmd: Commands, address: string, figure: Figure, seconds: number, pin: boolean): Promise<Outcome> {
-  const argv = pinned([...cmd.client, address, figure, String(seconds)], pin);
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  live.add(child);
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  child.stdout!.setEncoding("utf8").on("data", (d: string) => stdout.push(d));
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => stderr.push(d));
-  // Warm-up plus the measured time (twice for chain), plus start-up slack.
+/** Runs a client for one figure; gives up after warm-up, measurement (twice for chain) and start-up slack. */
+function runClient(launch: Commands, address: string, figure: Figure, seconds: number, pin: boolean): Promise<Outcome> {
   const limit = (seconds * 2 + warmupSeconds(seconds) * 2) * 1000 + 45_000;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill("SIGKILL");
-  }, limit);
-  const code = await new Promise<number | null>((resolve) => {
-    child.once("error", () => resolve(-1));
-    child.once("close", (c) => resolve(c));
-  });
-  clearTimeout(timer);
-  live.delete(child);
-  if (timedOut) return { ok: false, reason: `timed out after ${Math.round(limit / 1000)} s` };
-  const lines = stdout.join("").split("\n").map((l) => l.trim()).filter((l) => l.startsWith("{"));
-  let parsed: Record<string, unknown> | undefined;
-  for (const line of lines.reverse()) {
-    try {
-      parsed = JSON.parse(line) as Record<string, unknown>;
-      break;
-    } catch {
-      // not the JSON line
-    }
-  }
-  if (parsed === undefined) {
-    const why = tail(stderr, 300) || `exit code ${code}, no output`;
-    return { ok: false, reason: scrub(why) };
-  }
-  if (typeof parsed.error === "string") return { ok: false, reason: scrub(parsed.error) };
-  if (typeof parsed.unsupported === "string") return { ok: true, metrics: {}, note: parsed.unsupported };
-  if (code !== 0) return { ok: false, reason: `exit code ${code}: ${scrub(tail(stderr, 200))}` };
-  const metrics: Metrics = {};
-  for (const [k, v] of Object.entries(parsed)) {
-    if (typeof v === "number" || v === null) metrics[k] = v;
-  }
-  return { ok: true, metrics, note: typeof parsed.note === "string" ? parsed.note : undefined };
+  return runClientProcess([...launch.client, address, figure, String(seconds)], limit, pin);
 }
 
 // ---------------------------------------------------------------- results
@@ -336,12 +175,6 @@ function value(c: Cell | undefined, metric: string): number | null | undefined {
   if (values.length > 0) return median(values);
   if (c.runs.some((r) => r[metric] === null || !(metric in r))) return null;
   return undefined;
-}
-
-function fmt(v: number): string {
-  if (v >= 100) return Math.round(v).toLocaleString("en-US");
-  if (v >= 10) return v.toFixed(1);
-  return v.toFixed(2);
 }
 
 // "system: text" -> figures it applies to, to print each note once.
@@ -412,55 +245,13 @@ function renderTable(setting: Setting, systems: string[]): string {
       const floor = value(bySystem?.get(FLOOR)?.get(col.figure), col.metric);
       if (system !== FLOOR && typeof floor === "number" && floor > 0 && v > 0) {
         const cost = col.better === "higher" ? floor / v : v / floor;
-        text += ` (${cost < 1 ? cost.toPrecision(2) : cost.toFixed(1)}×)`;
+        text += relative(cost);
       }
       cells.push(text);
     }
     lines.push(`| ${system} | ${cells.join(" | ")} |`);
   }
   return lines.join("\n");
-}
-
-function machineFacts(): string[] {
-  let cpu = "unknown";
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"));
-    if (m) cpu = m[1]!.trim();
-  } catch {
-    // no /proc
-  }
-  let nproc = String(os.availableParallelism());
-  try {
-    nproc = execFileSync("nproc", { encoding: "utf8" }).trim();
-  } catch {
-    // keep Node's count
-  }
-  let capnp = "not installed";
-  try {
-    capnp = execFileSync("capnp", ["--version"], { encoding: "utf8" }).trim();
-  } catch {
-    // none
-  }
-  const version = (pkg: string): string => {
-    try {
-      return (JSON.parse(fs.readFileSync(path.join(ROOT, "node_modules", pkg, "package.json"), "utf8")) as { version: string }).version;
-    } catch {
-      return "not installed";
-    }
-  };
-  return [
-    `- CPU: ${cpu}, nproc ${nproc}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
-    `- OS: ${os.type()} ${os.release()}`,
-    `- Node ${process.version}; ${capnp}`,
-    `- capnweb ${version("capnweb")}, @grpc/grpc-js ${version("@grpc/grpc-js")}, vscode-jsonrpc ${version("vscode-jsonrpc")}, ` +
-      `capnp-es ${version("capnp-es")}, capnp-ts ${version("capnp-ts")}`,
-  ];
-}
-
-function commandLine(argv: string[]): string {
-  const args = argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(" ");
-  if (process.env.npm_lifecycle_event === "bench") return args ? `npm run bench -- ${args}` : "npm run bench";
-  return `npx tsx bench/run.ts ${args}`.trim();
 }
 
 // ---------------------------------------------------------------- main
@@ -470,7 +261,7 @@ async function main(): Promise<void> {
   const opts = parseOptions(argv);
   const started = new Date();
   const canPin = opts.pin && hasTaskset();
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), "capmesh-bench-"));
+  const scratch = scratchDir();
 
   const settings: Setting[] = [];
   for (const transport of opts.transports) {
@@ -507,14 +298,14 @@ async function main(): Promise<void> {
       const launch = launches.get(system)!;
       if ("unavailable" in launch) continue;
       const address = async (): Promise<string> =>
-        setting.transport === "unix" ? `unix:${path.join(scratch!, `${system}.sock`)}` : `127.0.0.1:${await freePort()}`;
+        setting.transport === "unix" ? `unix:${path.join(scratch, `${system}.sock`)}` : `127.0.0.1:${await freePort()}`;
       let server: RunningServer | undefined;
       let serverFailure: string | undefined;
       const ensureServer = async (): Promise<RunningServer | undefined> => {
-        if (server !== undefined && server.child.exitCode === null && server.child.signalCode === null) return server;
+        if (server !== undefined && serverAlive(server)) return server;
         if (server !== undefined) await stopServer(server);
         try {
-          server = await startServer(launch, await address(), setting.pin);
+          server = await startServer(launch.server, await address(), setting.pin);
           serverFailure = undefined;
           return server;
         } catch (err) {
@@ -530,11 +321,7 @@ async function main(): Promise<void> {
           let outcome: Outcome;
           if (s === undefined) outcome = { ok: false, reason: serverFailure ?? "server did not start" };
           else {
-            outcome = await runClient(launch, s.address, figure, opts.seconds, setting.pin);
-            if (!outcome.ok && (s.child.exitCode !== null || s.child.signalCode !== null)) {
-              const why = scrub(tail(s.stderr, 200));
-              outcome = { ok: false, reason: `${outcome.reason} (server died${why ? ": " + why : ""})` };
-            }
+            outcome = explainFailure(await runClient(launch, s.address, figure, opts.seconds, setting.pin), s);
           }
           if (launch.note !== undefined) c.notes.add(launch.note);
           if (outcome.ok) {
@@ -557,8 +344,8 @@ async function main(): Promise<void> {
   const out: string[] = [];
   out.push("# capmesh benchmark results", "");
   out.push(`Run ${started.toISOString().replace(/\.\d+Z$/, "Z")} (took ${Math.round((finished.getTime() - started.getTime()) / 1000)} s) with:`, "");
-  out.push("```", commandLine(argv), "```", "");
-  out.push(...machineFacts(), "");
+  out.push("```", commandLine(argv, "bench", "bench/run.ts"), "```", "");
+  out.push(...machineFacts(["capnweb", "@grpc/grpc-js", "vscode-jsonrpc", "capnp-es", "capnp-ts"]), "");
   out.push(
     `Each client and server is its own process. Figures: (a) sequential ping(n) → n; (b) ${100} calls kept in flight; ` +
       `(c) 64 KiB chunks streamed to a sink, MB = 10^6 bytes; (d) 10 dependent next() calls, each on the capability the previous one returned, ` +
@@ -588,7 +375,7 @@ async function main(): Promise<void> {
   } else {
     console.log("(--quick: results not written; pass --out FILE to keep them)");
   }
-  cleanup();
+  cleanupAll();
 }
 
 await main();

@@ -11,6 +11,7 @@
 // and may add "note":"…". A failure prints {"error":"…"} and exits non-zero.
 import { performance } from "node:perf_hooks";
 import { parseAddress, type Address } from "./address.js";
+import { clientMain, withTimeout } from "./program.js";
 import { median, quantile, round } from "./stats.js";
 
 export const FIGURES = ["seq", "inflight", "stream", "chain"] as const;
@@ -184,44 +185,14 @@ export function parseClientArgs(argv: readonly string[] = process.argv.slice(2))
   return { address: parseAddress(addressText), addressText, figure: figure as Figure, seconds };
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-function fail(err: unknown): never {
-  const message = err instanceof Error ? err.message : String(err);
-  process.stdout.write(JSON.stringify({ error: message.split("\n")[0]!.slice(0, 300) }) + "\n");
-  process.exit(1);
-}
-
 /**
  * The whole client program: parse the command line, connect, run the figure,
  * print its JSON line, exit.
  */
-export async function runClient(connectTo: (address: Address, args: ClientArgs) => Promise<BenchConnection>): Promise<never> {
-  process.on("uncaughtException", fail);
-  // A rejection nobody handles inside a library ends the run too, but a
-  // moment later, so that the error the client itself catches is the one shown.
-  process.on("unhandledRejection", (reason) => {
-    setTimeout(() => fail(reason), 100);
-  });
-  let args: ClientArgs;
-  try {
-    args = parseClientArgs();
-  } catch (err) {
-    return fail(err);
-  }
-  // A client never outlives its measurement by much, whatever the system does.
-  const watchdog = setTimeout(
-    () => fail(new Error("timed out")),
-    (args.seconds * 3 + 30) * 1000,
-  );
-  watchdog.unref();
-  try {
+export function runClient(connectTo: (address: Address, args: ClientArgs) => Promise<BenchConnection>): Promise<never> {
+  return clientMain(async (watchdog) => {
+    const args = parseClientArgs();
+    watchdog(args.seconds * 3 + 30);
     const connection = await connectTo(args.address, args);
     // One ping first, so that a system that cannot even bootstrap fails fast
     // and says why, rather than hanging until the watchdog fires.
@@ -230,10 +201,7 @@ export async function runClient(connectTo: (address: Address, args: ClientArgs) 
     const notes = [result.note, connection.notes?.[args.figure], connection.notes?.all];
     const note = [...new Set(notes.filter((n): n is string => typeof n === "string"))].join("; ");
     if (note !== "") result.note = note;
-    process.stdout.write(JSON.stringify(result) + "\n");
     await Promise.race([Promise.resolve(connection.close()), new Promise((r) => setTimeout(r, 1000))]);
-  } catch (err) {
-    return fail(err);
-  }
-  process.exit(0);
+    return result;
+  });
 }

@@ -1,6 +1,6 @@
 // The server side of every TypeScript system:
 //
-//   <server> <address>
+//   <server> [arguments of its own] <address>
 //
 // listens on the address, prints `listening <address>` once ready, and serves
 // until SIGTERM/SIGINT, until its stdin (when a pipe) closes, or until its
@@ -13,10 +13,12 @@
 import fs from "node:fs";
 import { formatAddress, parseAddress, type Address } from "./address.js";
 
-export async function runServer(start: (address: Address) => Promise<Address>): Promise<void> {
-  const text = process.argv[2];
+/** `start` gets the address (the last argument) and the arguments before it. */
+export async function runServer(start: (address: Address, args: string[]) => Promise<Address>): Promise<void> {
+  const args = process.argv.slice(2);
+  const text = args.pop();
   if (text === undefined) {
-    process.stderr.write("usage: <server> <address>\n");
+    process.stderr.write("usage: <server> [arguments] <address>\n");
     process.exit(2);
   }
   const exit = (): never => process.exit(0);
@@ -40,7 +42,7 @@ export async function runServer(start: (address: Address) => Promise<Address>): 
     if (process.ppid !== parent) exit();
   }, 500).unref();
   try {
-    const bound = await start(parseAddress(text));
+    const bound = await start(parseAddress(text), args);
     process.stdout.write(`listening ${formatAddress(bound)}\n`);
   } catch (err) {
     process.stderr.write(`server failed to start: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,0 +1,63 @@
+// Pieces of the results files shared by the bench runners.
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ROOT } from "./processes.js";
+
+/** A table number: thousands separators from 100 up, 3 significant digits below. */
+export function fmt(v: number): string {
+  if (v >= 100) return Math.round(v).toLocaleString("en-US");
+  if (v >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+/** Cost relative to a floor, as the tables print it after a value: " (1.9×)". */
+export function relative(cost: number): string {
+  return ` (${cost < 1 ? cost.toPrecision(2) : cost.toFixed(1)}×)`;
+}
+
+/** The installed version of an npm package. */
+export function packageVersion(pkg: string): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(ROOT, "node_modules", pkg, "package.json"), "utf8")) as { version: string }).version;
+  } catch {
+    return "not installed";
+  }
+}
+
+/** CPU, OS and Node lines, then one line naming the given packages' versions. */
+export function machineFacts(packages: readonly string[]): string[] {
+  let cpu = "unknown";
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"));
+    if (m) cpu = m[1]!.trim();
+  } catch {
+    // no /proc
+  }
+  let nproc = String(os.availableParallelism());
+  try {
+    nproc = execFileSync("nproc", { encoding: "utf8" }).trim();
+  } catch {
+    // keep Node's count
+  }
+  let capnp = "not installed";
+  try {
+    capnp = execFileSync("capnp", ["--version"], { encoding: "utf8" }).trim();
+  } catch {
+    // none
+  }
+  return [
+    `- CPU: ${cpu}, nproc ${nproc}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+    `- OS: ${os.type()} ${os.release()}`,
+    `- Node ${process.version}; ${capnp}`,
+    `- ${packages.map((p) => `${p} ${packageVersion(p)}`).join(", ")}`,
+  ];
+}
+
+/** How to run this again: `npm run <script> -- args` when started by npm, else `npx tsx <file> args`. */
+export function commandLine(argv: readonly string[], script: string, file: string): string {
+  const args = argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(" ");
+  if (process.env.npm_lifecycle_event === script) return args ? `npm run ${script} -- ${args}` : `npm run ${script}`;
+  return `npx tsx ${file} ${args}`.trim();
+}
