@@ -9,19 +9,11 @@
 // packet must be rejected). Only `clean` overwrites: it zero-fills the secret
 // byte arrays it drops, for forward secrecy.
 
-import {
-  createHash,
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  diffieHellman,
-  sign as nodeSign,
-  timingSafeEqual,
-  verify as nodeVerify,
-  type KeyObject,
-} from "node:crypto";
+import { createHash, createHmac, timingSafeEqual, type KeyObject } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
+import { ed25519Sign, ed25519Verify, okpPrivateKey, x25519, x25519KeyPair, x25519PublicKey } from "./curve-keys.js";
+import { peerKey } from "./public-keys.js";
 
 export const NETWORK_KEY_LENGTH = 32;
 export const CLIENT_HELLO_LENGTH = 64;
@@ -126,88 +118,50 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-// x25519 and ed25519 run in node:crypto (OpenSSL), several times faster than
-// JavaScript. Private keys are imported as JWK with their public half given,
-// which spares OpenSSL recomputing it (as libsodium, signing uses the public
-// key stored in the 64-byte secret key).
-const X25519_PKCS8 = Buffer.from("302e020100300506032b656e04220420", "hex");
-const X25519_SPKI = Buffer.from("302a300506032b656e032100", "hex");
-const ED25519_SPKI = Buffer.from("302a300506032b6570032100", "hex");
-
-function b64url(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64url");
-}
-
-function okpPrivateKey(curve: "X25519" | "Ed25519", secret: Uint8Array, publicKey: Uint8Array): KeyObject {
-  return createPrivateKey({ key: { kty: "OKP", crv: curve, d: b64url(secret), x: b64url(publicKey) }, format: "jwk" });
-}
-
-function spkiPublicKey(prefix: Buffer, raw: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([prefix, raw]), format: "der", type: "spki" });
-}
-
-/** The x25519 public key of a secret scalar. */
-function scalarMultBase(secretKey: Uint8Array): Uint8Array {
-  const privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8, secretKey]), format: "der", type: "pkcs8" });
-  return new Uint8Array(createPublicKey(privateKey).export({ format: "der", type: "spki" }).subarray(X25519_SPKI.length));
-}
-
-/**
- * x25519 of our secret scalar (whose public key is `ourPublic`) and their
- * public key; null for a low-order point (all-zero shared secret).
- */
-function scalarMult(secretKey: Uint8Array, ourPublic: Uint8Array, theirPublic: Uint8Array): Uint8Array | null {
-  try {
-    const shared = diffieHellman({
-      privateKey: okpPrivateKey("X25519", secretKey, ourPublic),
-      publicKey: spkiPublicKey(X25519_SPKI, theirPublic),
-    });
-    return shared.every((byte) => byte === 0) ? null : shared;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * ed25519 public key to curve25519, or null if it is not a valid key: not a
- * point, of small order, or outside the prime-order subgroup (libsodium's
- * checks).
- */
-function curvifyPublic(publicKey: Uint8Array): Uint8Array | null {
-  try {
-    const point = ed25519.Point.fromBytes(publicKey);
-    if (point.isSmallOrder() || !point.isTorsionFree()) return null;
-    return ed25519.utils.toMontgomery(publicKey);
-  } catch {
-    return null;
-  }
-}
-
 /** ed25519 secret key (seed, or libsodium's seed || public) to curve25519. */
 function curvifySecret(secretKey: Uint8Array): Uint8Array {
   return ed25519.utils.toMontgomerySecret(secretKey.subarray(0, 32));
 }
 
-/** x25519 with our long-term ed25519 key pair, converted. */
-function longTermScalarMult(local: Shs1KeyPair, theirPublic: Uint8Array): Uint8Array | null {
-  return scalarMult(curvifySecret(local.secretKey), ed25519.utils.toMontgomery(local.publicKey), theirPublic);
+// Key objects made once per handshake (ephemeral keys) or per key pair (our
+// long-term key), keyed by the byte arrays the state holds. A state rebuilt
+// from elsewhere (the test vectors) finds none and imports its keys afresh.
+const ephemeralKeys = new WeakMap<Uint8Array, KeyObject>();
+const remoteEphemeralKeys = new WeakMap<Uint8Array, KeyObject>();
+
+/** Our ephemeral x25519 private key. */
+function ephemeralKey(local: Shs1Local): KeyObject {
+  const kxSk = need(local.kxSk, "local.kxSk");
+  return ephemeralKeys.get(kxSk) ?? okpPrivateKey("X25519", kxSk, local.kxPk);
 }
 
-/** Signs with a 64-byte libsodium secret key (seed || public key). */
-function sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
-  return nodeSign(null, message, okpPrivateKey("Ed25519", secretKey.subarray(0, 32), secretKey.subarray(32, 64)));
+/** The peer's ephemeral x25519 public key (a copy owned by the state). */
+function remoteEphemeralKey(kxPk: Uint8Array): KeyObject {
+  let key = remoteEphemeralKeys.get(kxPk);
+  if (key === undefined) remoteEphemeralKeys.set(kxPk, (key = x25519PublicKey(kxPk)));
+  return key;
 }
 
-/**
- * RFC 8032 verification. Callers have already refused public keys that are
- * not points, of small order or outside the prime-order subgroup.
- */
-function verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
-  try {
-    return nodeVerify(null, message, spkiPublicKey(ED25519_SPKI, publicKey), signature);
-  } catch {
-    return false;
+interface LongTermKeys {
+  /** For signing with ed25519. */
+  signing: KeyObject;
+  /** Its curve25519 form, for x25519. */
+  exchange: KeyObject;
+}
+
+const longTermKeys = new WeakMap<Uint8Array, LongTermKeys>();
+
+function longTermKeysOf(local: Shs1KeyPair): LongTermKeys {
+  let keys = longTermKeys.get(local.secretKey);
+  if (keys === undefined) {
+    const seed = local.secretKey.subarray(0, 32);
+    keys = {
+      signing: okpPrivateKey("Ed25519", seed, local.secretKey.subarray(32, 64)),
+      exchange: okpPrivateKey("X25519", curvifySecret(seed), ed25519.utils.toMontgomery(local.publicKey)),
+    };
+    longTermKeys.set(local.secretKey, keys);
   }
+  return keys;
 }
 
 function box(plaintext: Uint8Array, key: Uint8Array): Uint8Array {
@@ -251,7 +205,8 @@ export function initialize(state: Shs1InitialState): Shs1State {
   checkLength(state.random, "random", 32);
   const longTerm = state.seed ? toKeys(state.seed) : need(state.local, "local key pair");
   const kxSk = curvifySecret(state.random);
-  const kxPk = scalarMultBase(kxSk);
+  const { privateKey, publicKey: kxPk } = x25519KeyPair(kxSk);
+  ephemeralKeys.set(kxSk, privateKey);
   return {
     ...state,
     local: {
@@ -278,13 +233,13 @@ export function createChallenge(state: Shs1State): Uint8Array {
 export function verifyChallenge(state: Shs1State, challenge: Uint8Array): Shs1State | null {
   checkLength(challenge, "hello", CHALLENGE_LENGTH);
   const mac = challenge.subarray(0, 32);
-  const remoteKxPk = challenge.subarray(32, 64);
+  const remoteKxPk = copy(challenge.subarray(32, 64));
   if (!equal(hmac(state.appKey, remoteKxPk), mac)) return null;
-  const secret = scalarMult(need(state.local.kxSk, "local.kxSk"), state.local.kxPk, remoteKxPk);
+  const secret = x25519(ephemeralKey(state.local), remoteEphemeralKey(remoteKxPk));
   if (secret === null) return null;
   return {
     ...state,
-    remote: { ...state.remote, kxPk: copy(remoteKxPk), appMac: copy(mac) },
+    remote: { ...state.remote, kxPk: remoteKxPk, appMac: copy(mac) },
     secret,
     shash: sha256(secret),
   };
@@ -299,13 +254,13 @@ export function clientVerifyChallenge(state: Shs1State, challenge: Uint8Array): 
   const verified = verifyChallenge(state, challenge);
   if (verified === null) return null;
   const serverKey = need(verified.remote.publicKey, "remote.publicKey (the server's key)");
-  const serverCurve = curvifyPublic(serverKey);
-  if (serverCurve === null) return null;
-  const aBob = scalarMult(need(verified.local.kxSk, "local.kxSk"), verified.local.kxPk, serverCurve);
+  const server = peerKey(serverKey);
+  if (server === null) return null;
+  const aBob = x25519(ephemeralKey(verified.local), server.exchange);
   if (aBob === null) return null;
   const secret = need(verified.secret, "secret");
   const shash = need(verified.shash, "shash");
-  const signature = sign(concat(verified.appKey, serverKey, shash), verified.local.secretKey);
+  const signature = ed25519Sign(concat(verified.appKey, serverKey, shash), longTermKeysOf(verified.local).signing);
   return {
     ...verified,
     local: { ...verified.local, hello: concat(signature, verified.local.publicKey) },
@@ -327,18 +282,17 @@ export function serverVerifyAuth(state: Shs1State, data: Uint8Array): Shs1State 
   checkLength(data, "client auth", CLIENT_AUTH_LENGTH);
   const secret = need(state.secret, "secret");
   const shash = need(state.shash, "shash");
-  const remoteKxPk = need(state.remote.kxPk, "remote.kxPk");
-  const aBob = longTermScalarMult(state.local, remoteKxPk);
+  const aBob = x25519(longTermKeysOf(state.local).exchange, remoteEphemeralKey(need(state.remote.kxPk, "remote.kxPk")));
   if (aBob === null) return null;
   const secret2 = sha256(concat(state.appKey, secret, aBob));
   const hello = unbox(data, secret2);
   if (hello === null) return null;
   const signature = hello.subarray(0, 64);
   const clientKey = hello.subarray(64, 96);
-  const clientCurve = curvifyPublic(clientKey);
-  if (clientCurve === null) return null;
-  if (!verify(signature, concat(state.appKey, state.local.publicKey, shash), clientKey)) return null;
-  const bAlice = scalarMult(need(state.local.kxSk, "local.kxSk"), state.local.kxPk, clientCurve);
+  const client = peerKey(clientKey);
+  if (client === null) return null;
+  if (!ed25519Verify(signature, concat(state.appKey, state.local.publicKey, shash), client.verifying)) return null;
+  const bAlice = x25519(ephemeralKey(state.local), client.exchange);
   if (bAlice === null) return null;
   return {
     ...state,
@@ -353,7 +307,7 @@ export function serverVerifyAuth(state: Shs1State, data: Uint8Array): Shs1State 
 /** Server: server accept, our signature over the client's hello boxed under secret3 (80 bytes). */
 export function serverCreateAccept(state: Shs1State): Uint8Array {
   const hello = need(state.remote.hello, "remote.hello");
-  const signature = sign(concat(state.appKey, hello, need(state.shash, "shash")), state.local.secretKey);
+  const signature = ed25519Sign(concat(state.appKey, hello, need(state.shash, "shash")), longTermKeysOf(state.local).signing);
   return box(signature, need(state.secret3, "secret3"));
 }
 
@@ -362,14 +316,15 @@ export function clientVerifyAccept(state: Shs1State, boxedOkay: Uint8Array): Shs
   checkLength(boxedOkay, "server accept", SERVER_ACCEPT_LENGTH);
   const secret = need(state.secret, "secret");
   const aBob = need(state.aBob, "aBob");
-  const serverKey = need(state.remote.publicKey, "remote.publicKey");
-  const bAlice = longTermScalarMult(state.local, need(state.remote.kxPk, "remote.kxPk"));
+  const server = peerKey(need(state.remote.publicKey, "remote.publicKey"));
+  if (server === null) return null;
+  const bAlice = x25519(longTermKeysOf(state.local).exchange, remoteEphemeralKey(need(state.remote.kxPk, "remote.kxPk")));
   if (bAlice === null) return null;
   const secret3 = sha256(concat(state.appKey, secret, aBob, bAlice));
   const signature = unbox(boxedOkay, secret3);
   if (signature === null) return null;
   const signed = concat(state.appKey, need(state.local.hello, "local.hello"), need(state.shash, "shash"));
-  if (!verify(signature, signed, serverKey)) return null;
+  if (!ed25519Verify(signature, signed, server.verifying)) return null;
   return { ...state, bAlice, secret3 };
 }
 
