@@ -9,7 +9,7 @@
 // is destroyed with a BoxStreamError naming it.
 
 import { Duplex } from "node:stream";
-import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
+import { MAC_LENGTH as MAC, secretBox as defaultSecretBox, type SecretBox } from "./secretbox.js";
 import type { BoxStreamKeys } from "./shs1.js";
 
 export type { BoxStreamKeys } from "./shs1.js";
@@ -20,9 +20,6 @@ export const MAX_BOX_BODY = 4096;
 export const BOX_HEADER_LENGTH = 34;
 
 const HEADER_PLAIN = 18;
-const MAC = 16;
-/** noble's secretbox wants 32 bytes of scratch in front of its output. */
-const SCRATCH = 32;
 /** How far back and ahead a header that fails to open is tried, to name the fault. */
 const DIAGNOSE_WINDOW = 64;
 
@@ -88,15 +85,17 @@ export class BoxEncoder {
   readonly #key: Uint8Array;
   readonly #nonce: Uint8Array;
   readonly #bodyNonce = new Uint8Array(24);
-  readonly #headerPlain = new Uint8Array(HEADER_PLAIN);
-  readonly #headerOut = new Uint8Array(HEADER_PLAIN + SCRATCH);
   #ended = false;
 
-  constructor(key: Uint8Array, nonce: Uint8Array) {
+  readonly #cipher: SecretBox;
+
+  /** `cipher` chooses the secretbox implementation (tests compare them). */
+  constructor(key: Uint8Array, nonce: Uint8Array, cipher: SecretBox = defaultSecretBox) {
     checkKey(key, "key", 32);
     checkKey(nonce, "nonce", 24);
     this.#key = new Uint8Array(key);
     this.#nonce = new Uint8Array(nonce);
+    this.#cipher = cipher;
   }
 
   /** True once the goodbye was produced. */
@@ -143,24 +142,21 @@ export class BoxEncoder {
     return out;
   }
 
-  /** Encrypts the box at `start` whose plaintext body already sits after its header slot. */
+  /**
+   * Encrypts the box at `start` whose plaintext body already sits after its
+   * header slot. The header slot is MAC || boxed (length, body MAC): the
+   * body's MAC is written straight into the header's plaintext, which is
+   * then sealed where it lies.
+   */
   #seal(out: Buffer, start: number, length: number): void {
+    const headerPlain = start + MAC;
     const body = start + BOX_HEADER_LENGTH;
     this.#bodyNonce.set(this.#nonce);
     increment(this.#bodyNonce);
-    // Output window: 32 bytes of scratch in the header slot, then the body.
-    // noble leaves tag || ciphertext at window[16..]: the tag lands in the
-    // header slot's last 16 bytes and the ciphertext stays where it is.
-    xsalsa20poly1305(this.#key, this.#bodyNonce).encrypt(
-      out.subarray(body, body + length),
-      out.subarray(body - SCRATCH, body + length),
-    );
-    const plain = this.#headerPlain;
-    plain[0] = length >>> 8;
-    plain[1] = length & 0xff;
-    plain.set(out.subarray(body - MAC, body), 2);
-    const header = xsalsa20poly1305(this.#key, this.#nonce).encrypt(plain, this.#headerOut);
-    out.set(header, start);
+    this.#cipher.seal(out.subarray(body, body + length), out.subarray(headerPlain + 2, body), this.#bodyNonce, this.#key);
+    out[headerPlain] = length >>> 8;
+    out[headerPlain + 1] = length & 0xff;
+    this.#cipher.seal(out.subarray(headerPlain, body), out.subarray(start, headerPlain), this.#nonce, this.#key);
     increment(this.#nonce);
     increment(this.#nonce);
   }
@@ -169,9 +165,9 @@ export class BoxEncoder {
   goodbye(): Buffer {
     if (this.#ended) throw new Error("box-stream: goodbye already sent");
     this.#ended = true;
-    const out = Buffer.allocUnsafe(HEADER_PLAIN + SCRATCH);
-    const boxed = xsalsa20poly1305(this.#key, this.#nonce).encrypt(new Uint8Array(HEADER_PLAIN), out);
-    return Buffer.from(boxed.buffer, boxed.byteOffset, boxed.byteLength);
+    const out = Buffer.alloc(BOX_HEADER_LENGTH);
+    this.#cipher.seal(out.subarray(MAC), out.subarray(0, MAC), this.#nonce, this.#key);
+    return out;
   }
 }
 
@@ -185,7 +181,7 @@ export class BoxDecoder {
   readonly #key: Uint8Array;
   readonly #nonce: Uint8Array;
   readonly #bodyNonce = new Uint8Array(24);
-  readonly #headerOut = new Uint8Array(BOX_HEADER_LENGTH + SCRATCH);
+  readonly #headerPlain = new Uint8Array(HEADER_PLAIN);
   readonly #tag = new Uint8Array(MAC);
   /** Body length of a header already opened whose body has not fully arrived, or -1. */
   #bodyLength = -1;
@@ -194,11 +190,15 @@ export class BoxDecoder {
   #ended = false;
   #failed: BoxStreamError | undefined;
 
-  constructor(key: Uint8Array, nonce: Uint8Array) {
+  readonly #cipher: SecretBox;
+
+  /** `cipher` chooses the secretbox implementation (tests compare them). */
+  constructor(key: Uint8Array, nonce: Uint8Array, cipher: SecretBox = defaultSecretBox) {
     checkKey(key, "key", 32);
     checkKey(nonce, "nonce", 24);
     this.#key = new Uint8Array(key);
     this.#nonce = new Uint8Array(nonce);
+    this.#cipher = cipher;
   }
 
   /** True once the goodbye was received. */
@@ -283,12 +283,9 @@ export class BoxDecoder {
 
   /** Opens a header: the body length, or -1 for the goodbye. Throws on a fault. */
   #openHeader(boxed: Uint8Array): number {
-    let plain: Uint8Array;
-    try {
-      plain = xsalsa20poly1305(this.#key, this.#nonce).decrypt(boxed, this.#headerOut);
-    } catch {
-      return this.#fail(this.#diagnose(boxed));
-    }
+    const plain = this.#headerPlain;
+    plain.set(boxed.subarray(MAC));
+    if (!this.#cipher.open(plain, boxed.subarray(0, MAC), this.#nonce, this.#key)) return this.#fail(this.#diagnose(boxed));
     let zero = true;
     for (let i = 0; i < HEADER_PLAIN; i++) {
       if (plain[i] !== 0) {
@@ -310,37 +307,26 @@ export class BoxDecoder {
   }
 
   #openBody(ciphertext: Uint8Array): Buffer {
-    const length = ciphertext.length;
-    // noble's layout: [32 scratch][16 tag][ciphertext -> plaintext].
-    const work = Buffer.allocUnsafe(length + SCRATCH + MAC);
-    work.set(this.#tag, SCRATCH);
-    work.set(ciphertext, SCRATCH + MAC);
+    // Decrypted in a copy: the caller's bytes stay as they were.
+    const plain = Buffer.from(ciphertext);
     this.#bodyNonce.set(this.#nonce);
     increment(this.#bodyNonce);
-    try {
-      xsalsa20poly1305(this.#key, this.#bodyNonce).decrypt(work.subarray(SCRATCH), work);
-    } catch {
+    if (!this.#cipher.open(plain, this.#tag, this.#bodyNonce, this.#key)) {
       return this.#fail(
         new BoxStreamError("TAMPERED", `the body of box #${this.#boxes} failed authentication: the data was modified in transit`, {
           boxIndex: this.#boxes,
         }),
       );
     }
-    return work.subarray(SCRATCH + MAC);
+    return plain;
   }
 
   /** Names the fault of a header that does not open under the expected nonce. */
   #diagnose(boxed: Uint8Array): BoxStreamError {
     const index = this.#boxes;
     const expected = nonceToBig(this.#nonce);
-    const opens = (delta: bigint): boolean => {
-      try {
-        xsalsa20poly1305(this.#key, bigToNonce(expected + delta)).decrypt(boxed);
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    const opens = (delta: bigint): boolean =>
+      this.#cipher.open(boxed.slice(MAC), boxed.subarray(0, MAC), bigToNonce(expected + delta), this.#key);
     for (let k = 1; k <= DIAGNOSE_WINDOW; k++) {
       if (k <= index && opens(BigInt(-2 * k))) {
         return new BoxStreamError("REPLAYED", `box #${index} is a replay of box #${index - k}, already received`, { boxIndex: index });

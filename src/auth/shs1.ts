@@ -11,9 +11,9 @@
 
 import { createHash, createHmac, timingSafeEqual, type KeyObject } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
 import { ed25519Sign, ed25519Verify, okpPrivateKey, x25519, x25519KeyPair, x25519PublicKey } from "./curve-keys.js";
 import { peerKey } from "./public-keys.js";
+import { boxEasy, openEasy } from "./secretbox.js";
 
 export const NETWORK_KEY_LENGTH = 32;
 export const CLIENT_HELLO_LENGTH = 64;
@@ -165,15 +165,11 @@ function longTermKeysOf(local: Shs1KeyPair): LongTermKeys {
 }
 
 function box(plaintext: Uint8Array, key: Uint8Array): Uint8Array {
-  return xsalsa20poly1305(key, ZERO_NONCE).encrypt(plaintext);
+  return boxEasy(plaintext, ZERO_NONCE, key);
 }
 
 function unbox(ciphertext: Uint8Array, key: Uint8Array): Uint8Array | null {
-  try {
-    return xsalsa20poly1305(key, ZERO_NONCE).decrypt(ciphertext);
-  } catch {
-    return null;
-  }
+  return openEasy(ciphertext, ZERO_NONCE, key);
 }
 
 function checkLength(packet: Uint8Array, name: string, length: number): void {
