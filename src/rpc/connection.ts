@@ -43,6 +43,7 @@ import {
 } from "./wire.js";
 
 type WireCall = Extract<WireIncoming, { kind: "call" }>;
+type OutgoingWireCall = ReturnType<typeof newCall>;
 type WireReturn = Extract<WireIncoming, { kind: "return" }>;
 type WireFinish = Extract<WireIncoming, { kind: "finish" }>;
 import { isRemoteHookOf, type RemoteHook } from "./remote-hook.js";
@@ -145,15 +146,11 @@ export class RpcConnection {
   newRemoteCall(target: RemoteHook, interfaceId: bigint, methodId: number): OutgoingCall {
     const address = target.target();
     if (!address) return innermost(target).newCall(interfaceId, methodId);
-    const call = newCall(address, interfaceId, methodId);
-    return {
-      message: call.message,
-      content: call.content,
-      send: (hints) => this.sendCall(call, hints),
-    };
+    return new RemoteOutgoingCall(this, newCall(address, interfaceId, methodId));
   }
 
-  private sendCall(call: ReturnType<typeof newCall>, hints: CallHints | undefined, tailFor?: Answer): CallResult {
+  /** Sends a Call built by newRemoteCall or tailCall. */
+  sendCall(call: OutgoingWireCall, hints: CallHints | undefined, tailFor?: Answer): CallResult {
     const message = call.message;
     if (this.error) {
       releaseCapTable(message);
@@ -501,15 +498,21 @@ export class RpcConnection {
       log.debug("pausing reads: too much inbound work", { conn: this.name, calls: this.inboundCalls, bytes: this.inboundBytes });
       this.stream.pauseReading();
     }
-    const release = () => {
-      this.inboundCalls--;
-      this.inboundBytes -= bytes;
-      if (this.readingPaused && this.inboundCalls < this.maxInboundCalls && this.inboundBytes < this.maxInboundBytes) {
-        this.readingPaused = false;
-        this.stream.resumeReading();
-      }
-    };
-    done.then(release, release);
+    // Inline arrows, not a named closure: under tsx (keepNames) every named
+    // closure costs an Object.defineProperty, once per call here.
+    done.then(
+      () => this.endInbound(bytes),
+      () => this.endInbound(bytes),
+    );
+  }
+
+  private endInbound(bytes: number): void {
+    this.inboundCalls--;
+    this.inboundBytes -= bytes;
+    if (this.readingPaused && this.inboundCalls < this.maxInboundCalls && this.inboundBytes < this.maxInboundBytes) {
+      this.readingPaused = false;
+      this.stream.resumeReading();
+    }
   }
 
   /** Calls from the peer in progress (for tests and diagnostics). */
@@ -950,6 +953,23 @@ export class RpcConnection {
       exports: this.exports.size,
       embargoes: this.embargoes.size,
     };
+  }
+}
+
+/** A Call being built in its wire message (a class: no closure per call). */
+class RemoteOutgoingCall implements OutgoingCall {
+  constructor(
+    private readonly conn: RpcConnection,
+    private readonly call: OutgoingWireCall,
+  ) {}
+  get message(): Message {
+    return this.call.message;
+  }
+  get content(): Pointer {
+    return this.call.content;
+  }
+  send(hints?: CallHints): CallResult {
+    return this.conn.sendCall(this.call, hints);
   }
 }
 

@@ -251,7 +251,12 @@ export interface RpcPromiseLike<T> extends Promise<T> {}
  * then released with the promise instead of each waiting for GC in a client.
  */
 interface PipelineRoot {
-  pipeline: PipelineSource;
+  /**
+   * Until the results arrive; then they answer pipelining themselves, and
+   * dropping this lets the question be collected young instead of living
+   * as long as a kept result, which only a full GC frees.
+   */
+  pipeline: PipelineSource | null;
   codec: StructCodec<unknown>;
   /** Arrived results with capabilities, not yet decoded. */
   response: Response | null;
@@ -384,7 +389,7 @@ function pipelinedClient(root: PipelineRoot, ops: number[], path: string[], ifac
     if (v instanceof CapabilityClient) return v.dup();
     return wrapHook(new BrokenHook(NULL_CAP_ERROR), iface);
   }
-  return wrapHook(root.pipeline.getPipelinedCap(ops), iface);
+  return wrapHook(root.pipeline!.getPipelinedCap(ops), iface);
 }
 
 function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: AbortSignal): RpcPromiseLike<unknown> {
@@ -393,9 +398,11 @@ function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: Ab
     if (capTableOf(response.message).length === 0) {
       root.value = decodeResponse(response, codec);
       root.decoded = true;
+      root.pipeline = null;
       return root.value;
     }
     root.response = response;
+    root.pipeline = null;
     unawaited.register(root, response, root);
     return KEPT;
   });
