@@ -2,7 +2,7 @@
 // the shs1 handshake, then box-stream or the bare socket, or (only where a
 // listener allows it) plain Cap'n Proto from an anonymous peer.
 
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { boxStream } from "./box-stream.js";
@@ -16,7 +16,7 @@ import {
   serverHandshake,
   type HandshakeIdentity,
 } from "./handshake.js";
-import { CLIENT_HELLO_LENGTH, NETWORK_KEY_LENGTH, initialize, verifyChallenge } from "./shs1.js";
+import { CLIENT_HELLO_LENGTH, NETWORK_KEY_LENGTH, helloAuthenticates } from "./shs1.js";
 
 /**
  * The network key of a mesh that does not choose its own. Meshes that must
@@ -101,7 +101,7 @@ export async function acceptChannel(socket: Socket, security: AcceptSecurity): P
   }
   const timeoutMs = security.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   const started = Date.now();
-  if ((await sniff(socket, security.networkKey, identity, timeoutMs)) === "plain") {
+  if ((await sniff(socket, security.networkKey, timeoutMs)) === "plain") {
     if (security.plain) return anonymousChannel(socket);
     throw new PlainPeerRefusedError();
   }
@@ -139,12 +139,7 @@ export function anonymousChannel(socket: Socket): Channel {
  * hello is there. A plain peer must speak first (C++'s EzRpcClient sends its
  * Bootstrap at once).
  */
-function sniff(
-  socket: Socket,
-  networkKey: Uint8Array,
-  identity: HandshakeIdentity,
-  timeoutMs: number,
-): Promise<"plain" | "shs"> {
+function sniff(socket: Socket, networkKey: Uint8Array, timeoutMs: number): Promise<"plain" | "shs"> {
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     const done = (error: HandshakeError | undefined, kind?: "plain" | "shs") => {
@@ -168,7 +163,7 @@ function sniff(
       const head = socket.read() as Buffer;
       socket.unshift(head);
       if (head.readUInt32LE(0) >= SMALL_SEGMENT_COUNT) return done(undefined, "shs");
-      if (head.length >= CLIENT_HELLO_LENGTH && isShsHello(head.subarray(0, CLIENT_HELLO_LENGTH), networkKey, identity)) {
+      if (head.length >= CLIENT_HELLO_LENGTH && helloAuthenticates(networkKey, head.subarray(0, CLIENT_HELLO_LENGTH))) {
         return done(undefined, "shs");
       }
       done(undefined, "plain");
@@ -205,8 +200,3 @@ function sniff(
 
 /** Above this many segments a first word cannot start a Cap'n Proto frame we would accept. */
 const SMALL_SEGMENT_COUNT = 512;
-
-function isShsHello(hello: Uint8Array, networkKey: Uint8Array, identity: HandshakeIdentity): boolean {
-  const state = initialize({ appKey: networkKey, local: identity, random: randomBytes(32) });
-  return verifyChallenge(state, hello) !== null;
-}

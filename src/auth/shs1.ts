@@ -221,6 +221,12 @@ export function createChallenge(state: Shs1State): Uint8Array {
   return concat(state.local.appMac, state.local.kxPk);
 }
 
+/** Whether a hello's MAC is right under `appKey`: it comes from a peer of this network. */
+export function helloAuthenticates(appKey: Uint8Array, challenge: Uint8Array): boolean {
+  checkLength(challenge, "hello", CHALLENGE_LENGTH);
+  return equal(hmac(appKey, challenge.subarray(32, 64)), challenge.subarray(0, 32));
+}
+
 /**
  * Both sides: check the other's hello against the network key and derive the
  * shared ephemeral secret. Null if the MAC is wrong (other network key, or
@@ -228,9 +234,9 @@ export function createChallenge(state: Shs1State): Uint8Array {
  */
 export function verifyChallenge(state: Shs1State, challenge: Uint8Array): Shs1State | null {
   checkLength(challenge, "hello", CHALLENGE_LENGTH);
+  if (!helloAuthenticates(state.appKey, challenge)) return null;
   const mac = challenge.subarray(0, 32);
   const remoteKxPk = copy(challenge.subarray(32, 64));
-  if (!equal(hmac(state.appKey, remoteKxPk), mac)) return null;
   const secret = x25519(ephemeralKey(state.local), remoteEphemeralKey(remoteKxPk));
   if (secret === null) return null;
   return {
