@@ -1,11 +1,10 @@
 // NaCl's secretbox (xsalsa20-poly1305), detached and in place: the cipher
-// under box-stream and the handshake's boxes. libsodium through sodium-native
-// when that optional dependency is installed (it ships prebuilt binaries for
-// the common platforms), several times faster than JavaScript; @noble/ciphers
-// otherwise, or when CAPMESH_CRYPTO=noble. Both produce the same bytes.
+// under box-stream and the handshake's boxes. libsodium where sodium-native
+// is installed (see sodium.ts), @noble/ciphers otherwise. Both produce the
+// same bytes.
 
-import { createRequire } from "node:module";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
+import { sodium } from "./sodium.js";
 
 export const MAC_LENGTH = 16;
 
@@ -44,34 +43,19 @@ export const nobleSecretBox: SecretBox = {
   },
 };
 
-interface SodiumNative {
-  crypto_secretbox_detached(c: Uint8Array, mac: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
-  crypto_secretbox_open_detached(m: Uint8Array, c: Uint8Array, mac: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
-}
-
-function loadSodium(): SodiumNative | null {
-  try {
-    return createRequire(import.meta.url)("sodium-native") as SodiumNative;
-  } catch {
-    return null;
-  }
-}
-
-const sodium = loadSodium();
-
 /** libsodium's secretbox, or null where sodium-native is not installed. */
-export const sodiumSecretBox: SecretBox | null =
-  sodium === null
+export const sodiumSecretBox: SecretBox | null = ((lib) =>
+  lib === null
     ? null
     : {
         name: "libsodium",
         // libsodium allows the ciphertext and the plaintext to be one buffer.
-        seal: (data, mac, nonce, key) => sodium.crypto_secretbox_detached(data, mac, data, nonce, key),
-        open: (data, mac, nonce, key) => sodium.crypto_secretbox_open_detached(data, data, mac, nonce, key),
-      };
+        seal: (data, mac, nonce, key) => lib.crypto_secretbox_detached(data, mac, data, nonce, key),
+        open: (data, mac, nonce, key) => lib.crypto_secretbox_open_detached(data, data, mac, nonce, key),
+      })(sodium);
 
 /** The implementation in use. */
-export const secretBox: SecretBox = process.env.CAPMESH_CRYPTO === "noble" ? nobleSecretBox : (sodiumSecretBox ?? nobleSecretBox);
+export const secretBox: SecretBox = sodiumSecretBox ?? nobleSecretBox;
 
 /** crypto_secretbox_easy: MAC || ciphertext. */
 export function boxEasy(plaintext: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array {

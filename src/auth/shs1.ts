@@ -9,10 +9,10 @@
 // packet must be rejected). Only `clean` overwrites: it zero-fills the secret
 // byte arrays it drops, for forward secrecy.
 
-import { createHash, createHmac, timingSafeEqual, type KeyObject } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { ed25519Sign, ed25519Verify, okpPrivateKey, x25519, x25519KeyPair, x25519PublicKey } from "./curve-keys.js";
-import { peerKey } from "./public-keys.js";
+import { curves } from "./curves.js";
+import { peerCurveKey } from "./public-keys.js";
 import { boxEasy, openEasy } from "./secretbox.js";
 
 export const NETWORK_KEY_LENGTH = 32;
@@ -118,50 +118,14 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** ed25519 secret key (seed, or libsodium's seed || public) to curve25519. */
-function curvifySecret(secretKey: Uint8Array): Uint8Array {
-  return ed25519.utils.toMontgomerySecret(secretKey.subarray(0, 32));
-}
+// Our long-term key's curve25519 form, made once per key pair (the array
+// that holds it) so that implementations that keep key objects find it again.
+const longTermCurveSecrets = new WeakMap<Uint8Array, Uint8Array>();
 
-// Key objects made once per handshake (ephemeral keys) or per key pair (our
-// long-term key), keyed by the byte arrays the state holds. A state rebuilt
-// from elsewhere (the test vectors) finds none and imports its keys afresh.
-const ephemeralKeys = new WeakMap<Uint8Array, KeyObject>();
-const remoteEphemeralKeys = new WeakMap<Uint8Array, KeyObject>();
-
-/** Our ephemeral x25519 private key. */
-function ephemeralKey(local: Shs1Local): KeyObject {
-  const kxSk = need(local.kxSk, "local.kxSk");
-  return ephemeralKeys.get(kxSk) ?? okpPrivateKey("X25519", kxSk, local.kxPk);
-}
-
-/** The peer's ephemeral x25519 public key (a copy owned by the state). */
-function remoteEphemeralKey(kxPk: Uint8Array): KeyObject {
-  let key = remoteEphemeralKeys.get(kxPk);
-  if (key === undefined) remoteEphemeralKeys.set(kxPk, (key = x25519PublicKey(kxPk)));
-  return key;
-}
-
-interface LongTermKeys {
-  /** For signing with ed25519. */
-  signing: KeyObject;
-  /** Its curve25519 form, for x25519. */
-  exchange: KeyObject;
-}
-
-const longTermKeys = new WeakMap<Uint8Array, LongTermKeys>();
-
-function longTermKeysOf(local: Shs1KeyPair): LongTermKeys {
-  let keys = longTermKeys.get(local.secretKey);
-  if (keys === undefined) {
-    const seed = local.secretKey.subarray(0, 32);
-    keys = {
-      signing: okpPrivateKey("Ed25519", seed, local.secretKey.subarray(32, 64)),
-      exchange: okpPrivateKey("X25519", curvifySecret(seed), ed25519.utils.toMontgomery(local.publicKey)),
-    };
-    longTermKeys.set(local.secretKey, keys);
-  }
-  return keys;
+function longTermCurveSecret(local: Shs1KeyPair): Uint8Array {
+  let secret = longTermCurveSecrets.get(local.secretKey);
+  if (secret === undefined) longTermCurveSecrets.set(local.secretKey, (secret = curves.secretToCurve(local.secretKey)));
+  return secret;
 }
 
 function box(plaintext: Uint8Array, key: Uint8Array): Uint8Array {
@@ -200,9 +164,9 @@ export function initialize(state: Shs1InitialState): Shs1State {
   checkLength(state.appKey, "network key", NETWORK_KEY_LENGTH);
   checkLength(state.random, "random", 32);
   const longTerm = state.seed ? toKeys(state.seed) : need(state.local, "local key pair");
-  const kxSk = curvifySecret(state.random);
-  const { privateKey, publicKey: kxPk } = x25519KeyPair(kxSk);
-  ephemeralKeys.set(kxSk, privateKey);
+  // crypto_box_seed_keypair: the secret scalar is the first half of sha512(random).
+  const kxSk = curves.secretToCurve(state.random);
+  const kxPk = curves.x25519Base(kxSk);
   return {
     ...state,
     local: {
@@ -237,7 +201,7 @@ export function verifyChallenge(state: Shs1State, challenge: Uint8Array): Shs1St
   if (!helloAuthenticates(state.appKey, challenge)) return null;
   const mac = challenge.subarray(0, 32);
   const remoteKxPk = copy(challenge.subarray(32, 64));
-  const secret = x25519(ephemeralKey(state.local), remoteEphemeralKey(remoteKxPk));
+  const secret = curves.x25519(need(state.local.kxSk, "local.kxSk"), remoteKxPk);
   if (secret === null) return null;
   return {
     ...state,
@@ -256,13 +220,13 @@ export function clientVerifyChallenge(state: Shs1State, challenge: Uint8Array): 
   const verified = verifyChallenge(state, challenge);
   if (verified === null) return null;
   const serverKey = need(verified.remote.publicKey, "remote.publicKey (the server's key)");
-  const server = peerKey(serverKey);
-  if (server === null) return null;
-  const aBob = x25519(ephemeralKey(verified.local), server.exchange);
+  const serverCurve = peerCurveKey(serverKey);
+  if (serverCurve === null) return null;
+  const aBob = curves.x25519(need(verified.local.kxSk, "local.kxSk"), serverCurve);
   if (aBob === null) return null;
   const secret = need(verified.secret, "secret");
   const shash = need(verified.shash, "shash");
-  const signature = ed25519Sign(concat(verified.appKey, serverKey, shash), longTermKeysOf(verified.local).signing);
+  const signature = curves.sign(concat(verified.appKey, serverKey, shash), verified.local.secretKey);
   return {
     ...verified,
     local: { ...verified.local, hello: concat(signature, verified.local.publicKey) },
@@ -284,17 +248,17 @@ export function serverVerifyAuth(state: Shs1State, data: Uint8Array): Shs1State 
   checkLength(data, "client auth", CLIENT_AUTH_LENGTH);
   const secret = need(state.secret, "secret");
   const shash = need(state.shash, "shash");
-  const aBob = x25519(longTermKeysOf(state.local).exchange, remoteEphemeralKey(need(state.remote.kxPk, "remote.kxPk")));
+  const aBob = curves.x25519(longTermCurveSecret(state.local), need(state.remote.kxPk, "remote.kxPk"));
   if (aBob === null) return null;
   const secret2 = sha256(concat(state.appKey, secret, aBob));
   const hello = unbox(data, secret2);
   if (hello === null) return null;
   const signature = hello.subarray(0, 64);
   const clientKey = hello.subarray(64, 96);
-  const client = peerKey(clientKey);
-  if (client === null) return null;
-  if (!ed25519Verify(signature, concat(state.appKey, state.local.publicKey, shash), client.verifying)) return null;
-  const bAlice = x25519(ephemeralKey(state.local), client.exchange);
+  const clientCurve = peerCurveKey(clientKey);
+  if (clientCurve === null) return null;
+  if (!curves.verify(signature, concat(state.appKey, state.local.publicKey, shash), clientKey)) return null;
+  const bAlice = curves.x25519(need(state.local.kxSk, "local.kxSk"), clientCurve);
   if (bAlice === null) return null;
   return {
     ...state,
@@ -309,7 +273,7 @@ export function serverVerifyAuth(state: Shs1State, data: Uint8Array): Shs1State 
 /** Server: server accept, our signature over the client's hello boxed under secret3 (80 bytes). */
 export function serverCreateAccept(state: Shs1State): Uint8Array {
   const hello = need(state.remote.hello, "remote.hello");
-  const signature = ed25519Sign(concat(state.appKey, hello, need(state.shash, "shash")), longTermKeysOf(state.local).signing);
+  const signature = curves.sign(concat(state.appKey, hello, need(state.shash, "shash")), state.local.secretKey);
   return box(signature, need(state.secret3, "secret3"));
 }
 
@@ -318,15 +282,14 @@ export function clientVerifyAccept(state: Shs1State, boxedOkay: Uint8Array): Shs
   checkLength(boxedOkay, "server accept", SERVER_ACCEPT_LENGTH);
   const secret = need(state.secret, "secret");
   const aBob = need(state.aBob, "aBob");
-  const server = peerKey(need(state.remote.publicKey, "remote.publicKey"));
-  if (server === null) return null;
-  const bAlice = x25519(longTermKeysOf(state.local).exchange, remoteEphemeralKey(need(state.remote.kxPk, "remote.kxPk")));
+  const serverKey = need(state.remote.publicKey, "remote.publicKey");
+  const bAlice = curves.x25519(longTermCurveSecret(state.local), need(state.remote.kxPk, "remote.kxPk"));
   if (bAlice === null) return null;
   const secret3 = sha256(concat(state.appKey, secret, aBob, bAlice));
   const signature = unbox(boxedOkay, secret3);
   if (signature === null) return null;
   const signed = concat(state.appKey, need(state.local.hello, "local.hello"), need(state.shash, "shash"));
-  if (!ed25519Verify(signature, signed, server.verifying)) return null;
+  if (!curves.verify(signature, signed, serverKey)) return null;
   return { ...state, bAlice, secret3 };
 }
 
