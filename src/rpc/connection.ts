@@ -747,6 +747,12 @@ export class RpcConnection {
       replacement.release();
       throw new ProtocolError(`second Resolve for promise ${id}`);
     }
+    if (entry.promise && innermost(replacement, entry.promise) === entry.promise) {
+      // rpc.capnp Resolve replaces the promise with `cap`: a cap that is (or
+      // settles into) the promise itself would make a cycle with no end.
+      replacement.release();
+      throw new ProtocolError(`Resolve for promise ${id} resolves to itself`);
+    }
     entry.resolved = true;
     this.imports.markResolved(id);
     if (entry.promise) entry.promise.resolve(replacement);

@@ -420,6 +420,61 @@ describe("malformed and illegal rpc messages", () => {
     await expectHealthy(srv);
   });
 
+  /** echo(cap = our export `id`) as question `questionId`, answer kept (no Finish). */
+  async function echoOurPromise(peer: RawPeer, questionId: number, boot: number, id: number, kind = "senderPromise" as "senderPromise" | "senderHosted"): Promise<void> {
+    peer.send((root) => {
+      const call = fillEmptyCall(root, questionId, boot, ECHO);
+      const s = initStructIn(call.params.content, new ObjectSize(0, 1));
+      utils.setInterfacePointer(0, utils.getPointer(0, s));
+      call.params._initCapTable(1).get(0)[kind] = id;
+    });
+    expect((await peer.returnFor(questionId))._isResults).toBe(true);
+  }
+
+  function resolveToPromise(peer: RawPeer, promiseId: number, to: number): void {
+    peer.send((root) => {
+      const r = root._initResolve();
+      r.promiseId = promiseId;
+      r._initCap().senderPromise = to;
+    });
+  }
+
+  /** A Disembargo aimed at the echoed cap: it makes the server follow the promise. */
+  function disembargoOnEcho(peer: RawPeer, questionId: number): void {
+    peer.send((root) => {
+      const d = root._initDisembargo();
+      const pa = d._initTarget()._initPromisedAnswer();
+      pa.questionId = questionId;
+      pa._initTransform(1).get(0).getPointerField = 0;
+      d.context.senderLoopback = 0;
+    });
+  }
+
+  it("a Resolve of a promise to itself", async () => {
+    const { peer, session } = await rawPeer(srv);
+    const boot = await peer.bootstrap(0);
+    await echoOurPromise(peer, 1, boot, 5);
+    resolveToPromise(peer, 5, 5);
+    disembargoOnEcho(peer, 1);
+    await expectAbort(srv, peer, session, /Resolve for promise 5 resolves to itself/);
+    await expectHealthy(srv);
+  });
+
+  it("a Resolve that closes a cycle of promises (5 -> 6 -> 5)", async () => {
+    const { peer, session } = await rawPeer(srv);
+    const boot = await peer.bootstrap(0);
+    await echoOurPromise(peer, 1, boot, 5);
+    await echoOurPromise(peer, 2, boot, 6);
+    // Keeps import 5 itself alive once promise 5 has moved on to 6; else a
+    // later "senderPromise 5" names a new import, and there is no cycle.
+    await echoOurPromise(peer, 3, boot, 5, "senderHosted");
+    resolveToPromise(peer, 5, 6); // legal
+    resolveToPromise(peer, 6, 5);
+    disembargoOnEcho(peer, 1);
+    await expectAbort(srv, peer, session, /Resolve for promise 6 resolves to itself/);
+    await expectHealthy(srv);
+  });
+
   it("a Release for an export that was never exported", async () => {
     const { peer, session } = await rawPeer(srv);
     peer.send((root) => {

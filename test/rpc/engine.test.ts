@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { memoryStreamPair } from "../../src/transport/message-stream.js";
 import { RpcConnection } from "../../src/rpc/connection.js";
 import { RpcError, Session, hookOf, type PeerInfo } from "../../src/rpc/index.js";
+import { innermost } from "../../src/rpc/hook.js";
+import { QueuedHook } from "../../src/rpc/local.js";
 import { Counter, CounterImpl } from "./fixtures.js";
 
 const sessions: Session[] = [];
@@ -136,6 +138,16 @@ describe("RPC engine over an in-memory pair", () => {
     await settle();
     expect(client.connection.stats()).toMatchObject({ questions: 0, answers: 0, exports: 0 });
     expect(server.connection.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0 });
+  });
+
+  it("refuses to follow a cycle of settled promises instead of spinning (innermost is bounded)", () => {
+    const a = new QueuedHook();
+    const b = new QueuedHook();
+    a.resolve(b.addRef());
+    b.resolve(a.addRef());
+    expect(() => innermost(a)).toThrow(/cycle of promises/);
+    a.release();
+    b.release();
   });
 
   it("breaks every import with disconnected when the connection dies", async () => {
