@@ -139,7 +139,18 @@ export class RpcConnection {
     const { message, root } = newRpcMessage();
     root._initBootstrap().questionId = question.id;
     this.send(message);
-    return question.getPipelinedCap([]);
+    const cap = question.getPipelinedCap([]);
+    // No one else consumes a Bootstrap's Return: `cap` has taken its own
+    // reference from the results, so they go at once, and the import is
+    // Released when `cap` is.
+    question.promise.then(
+      (response) => {
+        question.forgetResponse();
+        response.release();
+      },
+      () => {},
+    );
+    return cap;
   }
 
   /** Starts a call to `target`, building params directly in the Call message. */

@@ -124,6 +124,26 @@ describe("RPC engine over an in-memory pair", () => {
     expect(server.connection.stats().exports).toBe(1);
   });
 
+  it("releasing the bootstrap capability sends Release, and the bootstrap question is finished", async () => {
+    const { counter, server, client } = pair(new CounterImpl());
+    expect((await counter.add({ delta: 1n })).value).toBe(1n);
+    await settle();
+    expect(server.connection.stats()).toMatchObject({ answers: 0, exports: 1 });
+    counter.release();
+    await settle();
+    expect(client.connection.stats()).toMatchObject({ questions: 0, imports: 0 });
+    expect(server.connection.stats()).toMatchObject({ answers: 0, exports: 0 });
+  });
+
+  it("releasing a bootstrap capability never called drains both sides", async () => {
+    const { counter, server, client } = pair(new CounterImpl());
+    await settle();
+    counter.release();
+    await settle();
+    expect(client.connection.stats()).toMatchObject({ questions: 0, imports: 0 });
+    expect(server.connection.stats()).toMatchObject({ answers: 0, exports: 0 });
+  });
+
   it("tail-calls back into the caller with sendResultsTo.yourself", async () => {
     const { counter, client, server } = pair(new CounterImpl());
     const local = new CounterImpl(40n);
