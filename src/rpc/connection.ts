@@ -9,7 +9,7 @@ import { frameBytes } from "../transport/framing.js";
 import type { MessageStream } from "../transport/message-stream.js";
 import { Answer, AnswerTable } from "./answers.js";
 import { EmbargoTable } from "./embargoes.js";
-import { ProtocolError, RpcError, exceptionFromWire, readException, writeException } from "./errors.js";
+import { ProtocolError, RpcError, exceptionFromWire, readException, toRpcError, writeException } from "./errors.js";
 import { ExportTable } from "./exports.js";
 import {
   BrokenHook,
@@ -281,39 +281,30 @@ export class RpcConnection {
 
   /** rpc.capnp Resolve: tells the peer what an exported promise became. */
   private resolveExportedPromise(id: number, original: CapHook, more: Promise<CapHook>): void {
-    more.then(
-      (next) => {
-        const entry = this.exports.get(id);
-        if (this.error || !entry || entry.hook !== original) return;
-        const resolution = this.innermostForExport(next).addRef();
-        const { claimed } = this.exports.retarget(id, resolution);
-        if (resolution.brand !== this) {
-          const further = resolution.whenMoreResolved();
-          if (further && claimed) {
-            // Still a local promise, and not exported under another ID: the
-            // entry simply goes on standing for it.
-            this.resolveExportedPromise(id, resolution, further);
-            return;
-          }
-        }
-        entry.isPromise = false;
-        const { message, root } = newRpcMessage();
-        const resolve = root._initResolve();
-        resolve.promiseId = id;
-        descriptorInto(this.describe(resolution).descriptor, resolve._initCap());
-        this.send(message);
-      },
-      (err: unknown) => {
-        const entry = this.exports.get(id);
-        if (this.error || !entry || entry.hook !== original) return;
-        entry.isPromise = false;
-        const { message, root } = newRpcMessage();
-        const resolve = root._initResolve();
-        resolve.promiseId = id;
-        writeException(err, resolve._initException());
-        this.send(message);
-      },
-    );
+    const settle = (next: CapHook) => {
+      const entry = this.exports.get(id);
+      if (this.error || !entry || entry.hook !== original) return;
+      const resolution = this.innermostForExport(next).addRef();
+      // As C++ resolveExportedPromise: the entry goes on standing for the
+      // resolution only if that is itself a local promise not exported under
+      // another ID (no Resolve is due yet). Anything else is described on its
+      // own (a new export if needed), never as senderHosted <this promise's ID>.
+      const further = resolution.brand !== this ? resolution.whenMoreResolved() : null;
+      const { claimed } = this.exports.retarget(id, resolution, further !== null);
+      if (further && claimed) {
+        this.resolveExportedPromise(id, resolution, further);
+        return;
+      }
+      entry.isPromise = false;
+      const { message, root } = newRpcMessage();
+      const resolve = root._initResolve();
+      resolve.promiseId = id;
+      // rpc.capnp Resolve.exception: the promise was broken.
+      if (resolution.brokenReason) writeException(resolution.brokenReason, resolve._initException());
+      else descriptorInto(this.describe(resolution).descriptor, resolve._initCap());
+      this.send(message);
+    };
+    more.then(settle, (err: unknown) => settle(new BrokenHook(toRpcError(err))));
   }
 
   /** Starts an embargo on `target`; `lift` runs when the Disembargo echoes back. */

@@ -1,0 +1,116 @@
+// Promises on the wire, checked message by message with a hand-driven peer:
+// what an exported promise's Resolve says (rpc.capnp Resolve), and what
+// happens to calls queued behind an embargo when the connection dies.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type * as rpc from "capnp-es/capnp/rpc";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { listen, type Listener, type Session } from "../../src/rpc/index.js";
+import { Counter, CounterImpl } from "./fixtures.js";
+import { RawPeer, fillAddCall, fillEmptyCall, until } from "./helpers/raw-peer.js";
+
+const NEXT = 1;
+const dir = mkdtempSync(join(tmpdir(), "capmesh-promises-"));
+let socketNo = 0;
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** next() answers with a promise the test settles. */
+class PromiseCounter extends CounterImpl {
+  settleNext!: { resolve: (c: Counter) => void; reject: (e: Error) => void };
+  override next() {
+    return { counter: Counter.fromPromise(new Promise<Counter>((resolve, reject) => (this.settleNext = { resolve, reject }))) };
+  }
+}
+
+async function serve(impl: CounterImpl): Promise<{ peer: RawPeer; session: Session; boot: number }> {
+  const path = join(dir, `p${++socketNo}.sock`);
+  const sessions: Session[] = [];
+  const listener: Listener = await listen(`unix:${path}`, { bootstrap: Counter.server(impl), onSession: (s) => sessions.push(s) });
+  cleanups.push(() => listener.close());
+  const peer = await RawPeer.connect(path);
+  cleanups.push(() => peer.destroy());
+  await until(() => sessions.length === 1, "the server to accept the raw connection");
+  const boot = await peer.bootstrap(0);
+  peer.finish(0, false); // keep the bootstrap capability
+  return { peer, session: sessions[0]!, boot };
+}
+
+/** Calls next() as question 1: the export ID of the promise it returns. */
+async function promiseFromNext(peer: RawPeer, boot: number): Promise<number> {
+  peer.send((root) => fillEmptyCall(root, 1, boot, NEXT));
+  const d = (await peer.returnFor(1)).results.capTable.get(0);
+  expect(d._isSenderPromise).toBe(true);
+  return d.senderPromise;
+}
+
+function release(peer: RawPeer, id: number, count = 1): void {
+  peer.send((root) => {
+    const r = root._initRelease();
+    r.id = id;
+    r.referenceCount = count;
+  });
+}
+
+async function addOn(peer: RawPeer, questionId: number, target: number, delta: bigint): Promise<rpc.Return> {
+  peer.send((root) => fillAddCall(root, questionId, target, delta));
+  const ret = await peer.returnFor(questionId);
+  peer.finish(questionId);
+  return ret;
+}
+
+describe("an exported promise's Resolve", () => {
+  it("names a local object it resolved to under an export ID of its own", async () => {
+    const impl = new PromiseCounter();
+    const { peer, session, boot } = await serve(impl);
+    const promiseId = await promiseFromNext(peer, boot);
+    peer.finish(1, false);
+    impl.settleNext.resolve(Counter.server(new CounterImpl(5n)));
+    const { resolve } = await peer.next((m) => m._isResolve, "Resolve");
+    expect(resolve.promiseId).toBe(promiseId);
+    expect(resolve._isCap && resolve.cap._isSenderHosted).toBe(true);
+    const objectId = resolve.cap.senderHosted;
+    expect(objectId).not.toBe(promiseId);
+    // Both IDs reach the object: the promise's for calls already on their way.
+    expect((await addOn(peer, 2, objectId, 1n))._isResults).toBe(true);
+    expect((await addOn(peer, 3, promiseId, 1n))._isResults).toBe(true);
+    release(peer, promiseId);
+    release(peer, objectId);
+    await until(() => session.connection.stats().exports === 1, () => `exports: ${JSON.stringify(session.connection.stats())}`);
+    expect(session.connection.stats()).toMatchObject({ answers: 0, exports: 1 });
+    expect(peer.received.some((m) => m._isAbort)).toBe(false);
+  });
+
+  it("keeps the promise's ID, sending nothing, while it resolves to another local promise", async () => {
+    const impl = new PromiseCounter();
+    const { peer, boot } = await serve(impl);
+    const promiseId = await promiseFromNext(peer, boot);
+    let settleInner!: (c: Counter) => void;
+    impl.settleNext.resolve(Counter.fromPromise(new Promise<Counter>((r) => (settleInner = r))));
+    expect(await peer.add(2, boot, 0n)).toBe(0n); // a round trip: a Resolve would be here by now
+    expect(peer.received.some((m) => m._isResolve)).toBe(false);
+    settleInner(Counter.server(new CounterImpl(5n)));
+    const { resolve } = await peer.next((m) => m._isResolve, "Resolve");
+    expect(resolve.promiseId).toBe(promiseId);
+    expect(resolve._isCap && resolve.cap._isSenderHosted && resolve.cap.senderHosted !== promiseId).toBe(true);
+  });
+
+  it("carries the exception of a promise that was broken (Resolve.exception)", async () => {
+    const impl = new PromiseCounter();
+    const { peer, boot } = await serve(impl);
+    const promiseId = await promiseFromNext(peer, boot);
+    impl.settleNext.reject(new Error("no counter for you"));
+    const { resolve } = await peer.next((m) => m._isResolve, "Resolve");
+    expect(resolve.promiseId).toBe(promiseId);
+    expect(resolve._isException).toBe(true);
+    expect(resolve.exception.reason).toMatch(/no counter for you/);
+    // Calls already addressed to the promise fail the same way.
+    const ret = await addOn(peer, 2, promiseId, 1n);
+    expect(ret._isException && ret.exception.reason).toMatch(/no counter for you/);
+  });
+});
