@@ -442,7 +442,7 @@ export class RpcConnection {
     const sendResultsTo = call.sendResultsTo;
     const answer = new Answer(id);
     this.answers.add(answer);
-    setCapTable(message, this.receiveCaps(call.params.capTable));
+    setCapTable(message, this.receiveCaps(call.params.capTable), this);
     const payload: Payload = { message, content: call.params.content };
     if (sendResultsTo === rpc.Call_SendResultsTo.THIRD_PARTY) {
       releaseCapTable(message);
@@ -641,7 +641,7 @@ export class RpcConnection {
       case rpc.Return.RESULTS: {
         if (question.isTailCall) throw new ProtocolError(`Return for tail call ${id} must be resultsSentElsewhere`);
         const results = ret.results!;
-        setCapTable(message, this.receiveCaps(results.capTable));
+        setCapTable(message, this.receiveCaps(results.capTable), this);
         question.fulfill(new OwnedResponse(message, results.content));
         break;
       }

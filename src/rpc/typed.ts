@@ -23,7 +23,7 @@ import {
   type ServerCallContext,
   type ServerDispatch,
 } from "./local.js";
-import { capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
+import { badCapIndex, capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
 import { Codec, readPointer, writePointer } from "../codec/runtime.js";
 import type { CallContext, CallOptions, Capability, TailCall } from "./types.js";
 import { FlowController } from "./flow.js";
@@ -176,7 +176,7 @@ function capReader(message: Message, borrowed: CapabilityClient[] | null): CapTa
   return {
     get(index: number, iface: InterfaceDef | null): unknown {
       const table = capTableOf(message);
-      if (index >= table.length) throw new RpcError("failed", `capability index ${index} is outside the message's cap table (${table.length})`);
+      if (index >= table.length) throw badCapIndex(message, index);
       const hook = table[index];
       if (!hook) return null;
       const client = wrapHook(hook.addRef(), iface);

@@ -1,3 +1,5 @@
+import { Message, utils } from "capnp-es";
+import * as rpc from "capnp-es/capnp/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import { memoryStreamPair } from "../../src/transport/message-stream.js";
 import { RpcConnection } from "../../src/rpc/connection.js";
@@ -168,6 +170,30 @@ describe("RPC engine over an in-memory pair", () => {
     expect(() => innermost(a)).toThrow(/cycle of promises/);
     a.release();
     b.release();
+  });
+
+  it("aborts the connection when a Return's results point past their cap table", async () => {
+    const [raw, b] = memoryStreamPair();
+    const client = new Session(new RpcConnection(b, { name: "client" }), { id: "server", authenticated: false, address: "memory:server" }, null);
+    sessions.push(client);
+    const received: rpc.Message[] = [];
+    raw.onMessage = (m) => received.push(m.getRoot(rpc.Message));
+    const counter = client.bootstrap(Counter);
+    await settle();
+    const question = received.find((m) => m._isBootstrap)!.bootstrap.questionId;
+    // The bootstrap capability's pointer says index 3; the table has one entry.
+    const reply = new Message();
+    const ret = reply.initRoot(rpc.Message)._initReturn();
+    ret.answerId = question;
+    const results = ret._initResults();
+    utils.setInterfacePointer(3, results.content);
+    results._initCapTable(1).get(0).senderHosted = 0;
+    raw.send(reply);
+    await settle();
+    expect(client.connection.error?.message).toMatch(/capability index 3 is outside the message's cap table \(1\)/);
+    expect(received.at(-1)?._isAbort && received.at(-1)!.abort.reason).toMatch(/capability index 3/);
+    await expect(counter.add({ delta: 1n })).rejects.toThrow(/capability index 3/);
+    counter.release();
   });
 
   it("breaks every import with disconnected when the connection dies", async () => {
