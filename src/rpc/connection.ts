@@ -8,7 +8,7 @@ import { logger } from "../log.js";
 import { frameBytes } from "../transport/framing.js";
 import type { MessageStream } from "../transport/message-stream.js";
 import { Answer, AnswerTable } from "./answers.js";
-import { EmbargoTable } from "./embargoes.js";
+import { EmbargoTable, type LiftEmbargo } from "./embargoes.js";
 import { ProtocolError, RpcError, exceptionFromWire, readException, toRpcError, writeException } from "./errors.js";
 import { ExportTable } from "./exports.js";
 import {
@@ -308,7 +308,7 @@ export class RpcConnection {
   }
 
   /** Starts an embargo on `target`; `lift` runs when the Disembargo echoes back. */
-  startEmbargo(target: CapHook, lift: () => void): void {
+  startEmbargo(target: CapHook, lift: LiftEmbargo): void {
     const { message, root } = newRpcMessage();
     const disembargo = root._initDisembargo();
     const address = this.targetOf(target);
@@ -945,7 +945,7 @@ export class RpcConnection {
     const imports = [...this.imports.values()];
     this.imports.clear();
     for (const entry of imports) entry.promise?.resolve(new BrokenHook(broken));
-    this.embargoes.liftAll();
+    this.embargoes.liftAll(broken);
     this.stream.close(error.type === "disconnected" ? undefined : error);
     this.resolveClosed(broken);
     for (const listener of this.closeListeners) listener(broken);

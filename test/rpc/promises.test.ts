@@ -4,11 +4,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ObjectSize, utils } from "capnp-es";
 import type * as rpc from "capnp-es/capnp/rpc";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { listen, type Listener, type Session } from "../../src/rpc/index.js";
+import { initStructIn } from "../../src/rpc/payload.js";
 import { Counter, CounterImpl } from "./fixtures.js";
-import { RawPeer, fillAddCall, fillEmptyCall, until } from "./helpers/raw-peer.js";
+import { ADD, COUNTER_ID, ECHO, RawPeer, fillAddCall, fillEmptyCall, until } from "./helpers/raw-peer.js";
 
 const NEXT = 1;
 const dir = mkdtempSync(join(tmpdir(), "capmesh-promises-"));
@@ -112,5 +114,43 @@ describe("an exported promise's Resolve", () => {
     // Calls already addressed to the promise fail the same way.
     const ret = await addOn(peer, 2, promiseId, 1n);
     expect(ret._isException && ret.exception.reason).toMatch(/no counter for you/);
+  });
+});
+
+describe("an embargo", () => {
+  it("fails the calls queued behind it when the connection dies, instead of delivering them", async () => {
+    const impl = new CounterImpl();
+    const { peer, session, boot } = await serve(impl);
+    // echo(our promise 5), answer kept: the server holds promise 5 and has
+    // passed it on (so it must embargo if 5 turns out to be its own object).
+    peer.send((root) => {
+      const call = fillEmptyCall(root, 1, boot, ECHO);
+      const s = initStructIn(call.params.content, new ObjectSize(0, 1));
+      utils.setInterfacePointer(0, utils.getPointer(0, s));
+      call.params._initCapTable(1).get(0).senderPromise = 5;
+    });
+    await peer.returnFor(1);
+    peer.send((root) => {
+      const r = root._initResolve();
+      r.promiseId = 5;
+      r._initCap().receiverHosted = boot;
+    });
+    await peer.next((m) => m._isDisembargo && m.disembargo.context._isSenderLoopback, "the server's Disembargo");
+    // add(7) through the echoed cap: queued behind the embargo, whose echo we never send.
+    peer.send((root) => {
+      const call = root._initCall();
+      call.questionId = 2;
+      const pa = call.target._initPromisedAnswer();
+      pa.questionId = 1;
+      pa._initTransform(1).get(0).getPointerField = 0;
+      call.interfaceId = COUNTER_ID;
+      call.methodId = ADD;
+      utils.setInt64(0, 7n, initStructIn(call._initParams().content, new ObjectSize(8, 0)));
+    });
+    await until(() => session.connection.inboundInProgress.calls === 1, "the server to queue add(7)");
+    peer.destroy();
+    await session.closed;
+    await until(() => session.connection.inboundInProgress.calls === 0, "the queued call to settle");
+    expect(impl.log).not.toContain(7n);
   });
 });
