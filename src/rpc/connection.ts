@@ -467,7 +467,11 @@ export class RpcConnection {
       answer.redirected = result.promise;
       result.promise.then(
         (response) => {
-          if (answer.finishReceived || this.error) return response.release();
+          if (answer.finishReceived || this.error) {
+            // Results a takeFromOtherQuestion took are its to release (handleReturn).
+            if (!answer.resultsTaken) response.release();
+            return;
+          }
           answer.response = response;
           this.sendSimpleReturn(answer, (ret) => (ret.resultsSentElsewhere = true));
         },
@@ -627,11 +631,8 @@ export class RpcConnection {
     if (ret.releaseParamCaps) for (const e of paramExports) this.releaseExportOrThrow(e, 1);
 
     if (question.canceled) {
-      // We already sent Finish with releaseResultCaps: ignore the results.
-      if (ret.which === rpc.Return.TAKE_FROM_OTHER_QUESTION) {
-        const other = this.answers.get(ret.takeFromOtherQuestion);
-        other?.redirected?.then((r) => r.release(), () => {});
-      }
+      // We already sent Finish with releaseResultCaps: ignore the results
+      // (a takeFromOtherQuestion's stay with that answer until its Finish).
       if (question.finishSent) this.questions.delete(id);
       else this.maybeFinish(question);
       return;
@@ -661,25 +662,25 @@ export class RpcConnection {
       case rpc.Return.TAKE_FROM_OTHER_QUESTION: {
         const otherId = ret.takeFromOtherQuestion;
         const other = this.answers.get(otherId);
-        if (!other || !other.redirected) {
+        if (!other || !other.redirected || other.resultsTaken) {
           throw new ProtocolError(
             `Return.takeFromOtherQuestion names answer ${otherId}, which did not use sendResultsTo.yourself`,
           );
         }
-        const redirected = other.redirected;
-        other.redirected = null;
-        question.fulfill(
-          redirected.then((r) => {
-            // The other answer keeps its response for pipelining until its
-            // Finish; this question's consumer gets its own copy and references.
-            const copy = emptyPayload();
-            const table = capTableOf(copy.message);
-            utils.copyFrom(r.content, copy.content);
-            for (const hook of table) hook?.addRef();
-            if (r !== other.response) r.release();
-            return new OwnedResponse(copy.message, copy.content);
-          }),
-        );
+        other.resultsTaken = true;
+        const take = (r: Response): Response => {
+          // The other answer keeps its response for pipelining until its
+          // Finish; this question's consumer gets its own copy and references.
+          // If that Finish came first, the response is ours to release.
+          const copy = emptyPayload();
+          const table = capTableOf(copy.message);
+          utils.copyFrom(r.content, copy.content);
+          for (const hook of table) hook?.addRef();
+          if (r !== other.response) r.release();
+          return new OwnedResponse(copy.message, copy.content);
+        };
+        // Results already here are copied now, before a Finish can release them.
+        question.fulfill(other.response ? take(other.response) : other.redirected.then(take));
         break;
       }
       default:
@@ -713,7 +714,6 @@ export class RpcConnection {
     }
     this.answers.delete(id);
     answer.pipeline = null;
-    answer.redirected?.then((r) => r.release(), () => {});
     answer.response?.release();
     answer.response = null;
   }
@@ -939,7 +939,6 @@ export class RpcConnection {
       a.pipeline = null;
       a.response?.release();
       a.response = null;
-      a.redirected?.then((r) => r.release(), () => {});
     }
     this.exports.clear();
     const imports = [...this.imports.values()];

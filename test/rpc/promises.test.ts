@@ -1,6 +1,7 @@
 // Promises on the wire, checked message by message with a hand-driven peer:
-// what an exported promise's Resolve says (rpc.capnp Resolve), and what
-// happens to calls queued behind an embargo when the connection dies.
+// what an exported promise's Resolve says (rpc.capnp Resolve), what happens
+// to calls queued behind an embargo when the connection dies, and a tail
+// call's results taken after its Finish.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,7 +10,7 @@ import type * as rpc from "capnp-es/capnp/rpc";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { listen, type Listener, type Session } from "../../src/rpc/index.js";
 import { initStructIn } from "../../src/rpc/payload.js";
-import { Counter, CounterImpl } from "./fixtures.js";
+import { Counter, CounterImpl, type CounterServer } from "./fixtures.js";
 import { ADD, COUNTER_ID, ECHO, RawPeer, fillAddCall, fillEmptyCall, until } from "./helpers/raw-peer.js";
 
 const NEXT = 1;
@@ -30,7 +31,7 @@ class PromiseCounter extends CounterImpl {
   }
 }
 
-async function serve(impl: CounterImpl): Promise<{ peer: RawPeer; session: Session; boot: number }> {
+async function serve(impl: CounterServer): Promise<{ peer: RawPeer; session: Session; boot: number }> {
   const path = join(dir, `p${++socketNo}.sock`);
   const sessions: Session[] = [];
   const listener: Listener = await listen(`unix:${path}`, { bootstrap: Counter.server(impl), onSession: (s) => sessions.push(s) });
@@ -152,5 +153,51 @@ describe("an embargo", () => {
     await session.closed;
     await until(() => session.connection.inboundInProgress.calls === 0, "the queued call to settle");
     expect(impl.log).not.toContain(7n);
+  });
+});
+
+describe("a tail call the peer sends back to us (sendResultsTo.yourself)", () => {
+  it("still hands its results to takeFromOtherQuestion when its Finish comes before they do", async () => {
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    // A counter whose next() answers only once the test opens the gate.
+    const inner = new CounterImpl(1n);
+    const gated = Object.assign(Object.create(inner) as CounterImpl, { next: () => opened.then(() => inner.next()) });
+    const { peer, session, boot } = await serve(gated);
+    // We are the server's bootstrap peer too: our export 10.
+    const remote = session.bootstrap(Counter);
+    const bootstrapQ = (await peer.next((m) => m._isBootstrap, "the server's Bootstrap")).bootstrap.questionId;
+    peer.send((root) => {
+      const ret = root._initReturn();
+      ret.answerId = bootstrapQ;
+      const results = ret._initResults();
+      utils.setInterfacePointer(0, results.content);
+      results._initCapTable(1).get(0).senderHosted = 10;
+    });
+    const p = remote.next();
+    const q = (await peer.next((m) => m._isCall, "the server's call to next()")).call.questionId;
+    // We answer it with a tail call back to the server's own next()...
+    peer.send((root) => {
+      const call = fillEmptyCall(root, 1, boot, NEXT);
+      call.sendResultsTo.yourself = true;
+    });
+    peer.send((root) => {
+      const ret = root._initReturn();
+      ret.answerId = q;
+      ret.releaseParamCaps = false;
+      ret.takeFromOtherQuestion = 1;
+    });
+    // ...and finish the tail call before it has returned.
+    peer.finish(1);
+    const early = await peer.returnFor(1);
+    expect(early._isResultsSentElsewhere).toBe(true);
+    open();
+    const { counter } = await p;
+    expect((await counter.add({ delta: 1n })).value).toBe(3n);
+    counter.release();
+    remote.release();
+    const drained = { questions: 0, answers: 0, imports: 0, exports: 1, embargoes: 0 };
+    await until(() => JSON.stringify(session.connection.stats()) === JSON.stringify(drained), () => JSON.stringify(session.connection.stats()));
+    expect(peer.received.some((m) => m._isAbort)).toBe(false);
   });
 });
