@@ -62,6 +62,47 @@ describe("RPC engine over an in-memory pair", () => {
     decoded.release();
   });
 
+  it("releases the results of a promise only pipelined on when it is disposed, not at GC", async () => {
+    const { counter, server } = pair(new CounterImpl(1n));
+    await counter.add({ delta: 0n });
+    await settle();
+    const before = server.connection.stats().exports;
+    {
+      using step = counter.next(); // never awaited: only pipelined on
+      using c = step.counter;
+      expect((await c.add({ delta: 0n })).value).toBe(2n);
+    }
+    await settle();
+    expect(server.connection.stats().exports).toBe(before);
+  });
+
+  it("disposing a promise before its results arrive: clients taken from it work, awaiting it rejects", async () => {
+    const { counter, server } = pair(new CounterImpl(1n));
+    await counter.add({ delta: 0n });
+    await settle();
+    const before = server.connection.stats().exports;
+    const step = counter.next();
+    const c = step.counter;
+    step[Symbol.dispose]();
+    expect((await c.add({ delta: 0n })).value).toBe(2n);
+    await expect(step).rejects.toThrow(/disposed/);
+    await expect(step.counter.add({ delta: 0n })).rejects.toThrow(/disposed/);
+    c.release();
+    await settle();
+    expect(server.connection.stats().exports).toBe(before);
+  });
+
+  it("disposing a promise after awaiting it leaves the results with the caller", async () => {
+    const { counter } = pair(new CounterImpl(1n));
+    let child: Counter;
+    {
+      using p = counter.next();
+      child = (await p).counter;
+    }
+    expect((await child.add({ delta: 1n })).value).toBe(3n);
+    child.release();
+  });
+
   it("delivers calls in order (E-order)", async () => {
     const impl = new CounterImpl();
     const { counter } = pair(impl);
