@@ -21,6 +21,8 @@ export class Answer {
   prepared: OutgoingEnvelope | null = null;
   /** For `sendResultsTo.yourself`: the results, for a later takeFromOtherQuestion. */
   redirected: Promise<Response> | null = null;
+  /** A takeFromOtherQuestion took `redirected` (it may do so once). */
+  resultsTaken = false;
 
   constructor(readonly id: number) {}
 

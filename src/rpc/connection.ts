@@ -8,8 +8,8 @@ import { logger } from "../log.js";
 import { frameBytes } from "../transport/framing.js";
 import type { MessageStream } from "../transport/message-stream.js";
 import { Answer, AnswerTable } from "./answers.js";
-import { EmbargoTable } from "./embargoes.js";
-import { ProtocolError, RpcError, exceptionFromWire, readException, writeException } from "./errors.js";
+import { EmbargoTable, type LiftEmbargo } from "./embargoes.js";
+import { ProtocolError, RpcError, exceptionFromWire, readException, toRpcError, writeException } from "./errors.js";
 import { ExportTable } from "./exports.js";
 import {
   BrokenHook,
@@ -139,7 +139,18 @@ export class RpcConnection {
     const { message, root } = newRpcMessage();
     root._initBootstrap().questionId = question.id;
     this.send(message);
-    return question.getPipelinedCap([]);
+    const cap = question.getPipelinedCap([]);
+    // No one else consumes a Bootstrap's Return: `cap` has taken its own
+    // reference from the results, so they go at once, and the import is
+    // Released when `cap` is.
+    question.promise.then(
+      (response) => {
+        question.forgetResponse();
+        response.release();
+      },
+      () => {},
+    );
+    return cap;
   }
 
   /** Starts a call to `target`, building params directly in the Call message. */
@@ -270,43 +281,34 @@ export class RpcConnection {
 
   /** rpc.capnp Resolve: tells the peer what an exported promise became. */
   private resolveExportedPromise(id: number, original: CapHook, more: Promise<CapHook>): void {
-    more.then(
-      (next) => {
-        const entry = this.exports.get(id);
-        if (this.error || !entry || entry.hook !== original) return;
-        const resolution = this.innermostForExport(next).addRef();
-        const { claimed } = this.exports.retarget(id, resolution);
-        if (resolution.brand !== this) {
-          const further = resolution.whenMoreResolved();
-          if (further && claimed) {
-            // Still a local promise, and not exported under another ID: the
-            // entry simply goes on standing for it.
-            this.resolveExportedPromise(id, resolution, further);
-            return;
-          }
-        }
-        entry.isPromise = false;
-        const { message, root } = newRpcMessage();
-        const resolve = root._initResolve();
-        resolve.promiseId = id;
-        descriptorInto(this.describe(resolution).descriptor, resolve._initCap());
-        this.send(message);
-      },
-      (err: unknown) => {
-        const entry = this.exports.get(id);
-        if (this.error || !entry || entry.hook !== original) return;
-        entry.isPromise = false;
-        const { message, root } = newRpcMessage();
-        const resolve = root._initResolve();
-        resolve.promiseId = id;
-        writeException(err, resolve._initException());
-        this.send(message);
-      },
-    );
+    const settle = (next: CapHook) => {
+      const entry = this.exports.get(id);
+      if (this.error || !entry || entry.hook !== original) return;
+      const resolution = this.innermostForExport(next).addRef();
+      // As C++ resolveExportedPromise: the entry goes on standing for the
+      // resolution only if that is itself a local promise not exported under
+      // another ID (no Resolve is due yet). Anything else is described on its
+      // own (a new export if needed), never as senderHosted <this promise's ID>.
+      const further = resolution.brand !== this ? resolution.whenMoreResolved() : null;
+      const { claimed } = this.exports.retarget(id, resolution, further !== null);
+      if (further && claimed) {
+        this.resolveExportedPromise(id, resolution, further);
+        return;
+      }
+      entry.isPromise = false;
+      const { message, root } = newRpcMessage();
+      const resolve = root._initResolve();
+      resolve.promiseId = id;
+      // rpc.capnp Resolve.exception: the promise was broken.
+      if (resolution.brokenReason) writeException(resolution.brokenReason, resolve._initException());
+      else descriptorInto(this.describe(resolution).descriptor, resolve._initCap());
+      this.send(message);
+    };
+    more.then(settle, (err: unknown) => settle(new BrokenHook(toRpcError(err))));
   }
 
   /** Starts an embargo on `target`; `lift` runs when the Disembargo echoes back. */
-  startEmbargo(target: CapHook, lift: () => void): void {
+  startEmbargo(target: CapHook, lift: LiftEmbargo): void {
     const { message, root } = newRpcMessage();
     const disembargo = root._initDisembargo();
     const address = this.targetOf(target);
@@ -440,7 +442,7 @@ export class RpcConnection {
     const sendResultsTo = call.sendResultsTo;
     const answer = new Answer(id);
     this.answers.add(answer);
-    setCapTable(message, this.receiveCaps(call.params.capTable));
+    setCapTable(message, this.receiveCaps(call.params.capTable), this);
     const payload: Payload = { message, content: call.params.content };
     if (sendResultsTo === rpc.Call_SendResultsTo.THIRD_PARTY) {
       releaseCapTable(message);
@@ -465,7 +467,11 @@ export class RpcConnection {
       answer.redirected = result.promise;
       result.promise.then(
         (response) => {
-          if (answer.finishReceived || this.error) return response.release();
+          if (answer.finishReceived || this.error) {
+            // Results a takeFromOtherQuestion took are its to release (handleReturn).
+            if (!answer.resultsTaken) response.release();
+            return;
+          }
           answer.response = response;
           this.sendSimpleReturn(answer, (ret) => (ret.resultsSentElsewhere = true));
         },
@@ -625,11 +631,8 @@ export class RpcConnection {
     if (ret.releaseParamCaps) for (const e of paramExports) this.releaseExportOrThrow(e, 1);
 
     if (question.canceled) {
-      // We already sent Finish with releaseResultCaps: ignore the results.
-      if (ret.which === rpc.Return.TAKE_FROM_OTHER_QUESTION) {
-        const other = this.answers.get(ret.takeFromOtherQuestion);
-        other?.redirected?.then((r) => r.release(), () => {});
-      }
+      // We already sent Finish with releaseResultCaps: ignore the results
+      // (a takeFromOtherQuestion's stay with that answer until its Finish).
       if (question.finishSent) this.questions.delete(id);
       else this.maybeFinish(question);
       return;
@@ -639,7 +642,7 @@ export class RpcConnection {
       case rpc.Return.RESULTS: {
         if (question.isTailCall) throw new ProtocolError(`Return for tail call ${id} must be resultsSentElsewhere`);
         const results = ret.results!;
-        setCapTable(message, this.receiveCaps(results.capTable));
+        setCapTable(message, this.receiveCaps(results.capTable), this);
         question.fulfill(new OwnedResponse(message, results.content));
         break;
       }
@@ -659,25 +662,25 @@ export class RpcConnection {
       case rpc.Return.TAKE_FROM_OTHER_QUESTION: {
         const otherId = ret.takeFromOtherQuestion;
         const other = this.answers.get(otherId);
-        if (!other || !other.redirected) {
+        if (!other || !other.redirected || other.resultsTaken) {
           throw new ProtocolError(
             `Return.takeFromOtherQuestion names answer ${otherId}, which did not use sendResultsTo.yourself`,
           );
         }
-        const redirected = other.redirected;
-        other.redirected = null;
-        question.fulfill(
-          redirected.then((r) => {
-            // The other answer keeps its response for pipelining until its
-            // Finish; this question's consumer gets its own copy and references.
-            const copy = emptyPayload();
-            const table = capTableOf(copy.message);
-            utils.copyFrom(r.content, copy.content);
-            for (const hook of table) hook?.addRef();
-            if (r !== other.response) r.release();
-            return new OwnedResponse(copy.message, copy.content);
-          }),
-        );
+        other.resultsTaken = true;
+        const take = (r: Response): Response => {
+          // The other answer keeps its response for pipelining until its
+          // Finish; this question's consumer gets its own copy and references.
+          // If that Finish came first, the response is ours to release.
+          const copy = emptyPayload();
+          const table = capTableOf(copy.message);
+          utils.copyFrom(r.content, copy.content);
+          for (const hook of table) hook?.addRef();
+          if (r !== other.response) r.release();
+          return new OwnedResponse(copy.message, copy.content);
+        };
+        // Results already here are copied now, before a Finish can release them.
+        question.fulfill(other.response ? take(other.response) : other.redirected.then(take));
         break;
       }
       default:
@@ -711,7 +714,6 @@ export class RpcConnection {
     }
     this.answers.delete(id);
     answer.pipeline = null;
-    answer.redirected?.then((r) => r.release(), () => {});
     answer.response?.release();
     answer.response = null;
   }
@@ -746,6 +748,12 @@ export class RpcConnection {
     if (entry.resolved) {
       replacement.release();
       throw new ProtocolError(`second Resolve for promise ${id}`);
+    }
+    if (entry.promise && innermost(replacement, entry.promise) === entry.promise) {
+      // rpc.capnp Resolve replaces the promise with `cap`: a cap that is (or
+      // settles into) the promise itself would make a cycle with no end.
+      replacement.release();
+      throw new ProtocolError(`Resolve for promise ${id} resolves to itself`);
     }
     entry.resolved = true;
     this.imports.markResolved(id);
@@ -931,13 +939,12 @@ export class RpcConnection {
       a.pipeline = null;
       a.response?.release();
       a.response = null;
-      a.redirected?.then((r) => r.release(), () => {});
     }
     this.exports.clear();
     const imports = [...this.imports.values()];
     this.imports.clear();
     for (const entry of imports) entry.promise?.resolve(new BrokenHook(broken));
-    this.embargoes.liftAll();
+    this.embargoes.liftAll(broken);
     this.stream.close(error.type === "disconnected" ? undefined : error);
     this.resolveClosed(broken);
     for (const listener of this.closeListeners) listener(broken);

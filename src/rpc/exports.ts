@@ -33,14 +33,18 @@ export class ExportTable {
     return id;
   }
 
-  /** Points export `id` at a new hook (a promise export that resolved). */
-  retarget(id: number, hook: CapHook): { claimed: boolean } {
+  /**
+   * Points export `id` at a new hook (a promise export that resolved). With
+   * `claim`, `id` also becomes the name `hook` is exported under, unless it
+   * has one already; otherwise the entry only serves calls already addressed to it.
+   */
+  retarget(id: number, hook: CapHook, claim: boolean): { claimed: boolean } {
     const entry = this.table.get(id)!;
     if (this.byHook.get(entry.hook) === id) this.byHook.delete(entry.hook);
     const old = entry.hook;
     entry.hook = hook;
     old.release();
-    if (this.byHook.has(hook)) return { claimed: false };
+    if (!claim || this.byHook.has(hook)) return { claimed: false };
     this.byHook.set(hook, id);
     return { claimed: true };
   }

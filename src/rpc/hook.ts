@@ -86,9 +86,20 @@ export interface CapHook {
   readonly brokenReason: RpcError | null;
 }
 
-/** Follows settled promises to the innermost hook (no new reference). */
-export function innermost(hook: CapHook): CapHook {
-  for (let r = hook.resolved(); r; r = hook.resolved()) hook = r;
+/** Longer chains of settled promises are treated as cycles (see innermost). */
+const MAX_RESOLUTION_CHAIN = 10_000;
+
+/**
+ * Follows settled promises to the innermost hook (no new reference), or
+ * until `stopAt`. Bounded: connection.ts refuses a Resolve that would close
+ * a cycle, and this keeps any cycle that slips through from spinning forever.
+ */
+export function innermost(hook: CapHook, stopAt?: CapHook): CapHook {
+  let steps = 0;
+  for (let r = hook.resolved(); r && hook !== stopAt; r = hook.resolved()) {
+    if (++steps > MAX_RESOLUTION_CHAIN) throw new RpcError("failed", "a capability resolves through a cycle of promises");
+    hook = r;
+  }
   return hook;
 }
 

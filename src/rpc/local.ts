@@ -17,7 +17,7 @@ import {
   type TailCallRequest,
   isTailCall,
 } from "./hook.js";
-import { capTableOf, releaseCapTable } from "./payload.js";
+import { badCapIndex, capTableOf, releaseCapTable } from "./payload.js";
 import { capIndexAt } from "../codec/runtime.js";
 
 /** What a server object looks like to the engine (typed.ts adapts user classes). */
@@ -108,7 +108,7 @@ export function capFromResponse(response: Response, ops: readonly number[]): Cap
   const index = capIndexAt(response.content, ops);
   if (index < 0) return new BrokenHook(RpcError.failed("pipelined call on a null capability field"));
   const hook = capTableOf(response.message)[index];
-  if (hook === undefined) return new BrokenHook(RpcError.failed("pipelined capability index out of range"));
+  if (hook === undefined) return new BrokenHook(badCapIndex(response.message, index));
   if (hook === null) return new BrokenHook(RpcError.failed("pipelined call on a null capability"));
   return hook.addRef();
 }

@@ -3,6 +3,7 @@
 // (`message._capnp.capTable`), holding CapHooks: that way capnp-es's pointer
 // copy (utils.copyFrom) carries capabilities across messages for us.
 import { Message, ObjectSize, Pointer, Struct, utils } from "capnp-es";
+import { ProtocolError, type RpcError } from "./errors.js";
 import type { CapHook } from "./hook.js";
 
 export type CapTable = (CapHook | null)[];
@@ -13,8 +14,26 @@ export function capTableOf(message: Message): CapTable {
   return internal.capTable as CapTable;
 }
 
-export function setCapTable(message: Message, table: CapTable): void {
+/** The connection a payload was received on (see badCapIndex). */
+export interface PayloadOrigin {
+  abort(error: RpcError): void;
+}
+
+export function setCapTable(message: Message, table: CapTable, receivedOn?: PayloadOrigin): void {
   (message._capnp as { capTable?: unknown[] }).capTable = table;
+  if (receivedOn) (message._capnp as { receivedOn?: PayloadOrigin }).receivedOn = receivedOn;
+}
+
+/**
+ * A capability pointer names an index past the message's cap table. In a
+ * payload a peer sent, that is a protocol fault (issue 2, "Bad input"): the
+ * connection it came on is aborted. Returns the error for the reader to throw.
+ */
+export function badCapIndex(message: Message, index: number): RpcError {
+  const length = (message._capnp as { capTable?: CapTable }).capTable?.length ?? 0;
+  const error = new ProtocolError(`capability index ${index} is outside the message's cap table (${length})`);
+  (message._capnp as { receivedOn?: PayloadOrigin }).receivedOn?.abort(error);
+  return error;
 }
 
 /** Releases every capability a payload message holds. */

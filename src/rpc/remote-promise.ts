@@ -4,6 +4,7 @@
 // until those earlier calls have come back around: the embargo of rpc.capnp
 // `Disembargo`, which keeps E-order.
 import {
+  BrokenHook,
   RefCounted,
   type CallHints,
   type CallResult,
@@ -114,7 +115,12 @@ export class RemotePromiseHook extends RefCounted implements RemoteHook {
       // a Disembargo echoed through the peer says they have all arrived.
       const embargoed = new QueuedHook();
       const local = replacement;
-      this.conn.startEmbargo(this.cap, () => embargoed.resolve(local));
+      this.conn.startEmbargo(this.cap, (broken) => {
+        // No echo if the connection died: the queued calls fail with it, as
+        // in C++, rather than reach the object after the connection is gone.
+        if (broken) local.release();
+        embargoed.resolve(broken ? new BrokenHook(broken) : local);
+      });
       replacement = embargoed;
     }
 

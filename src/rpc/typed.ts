@@ -23,7 +23,7 @@ import {
   type ServerCallContext,
   type ServerDispatch,
 } from "./local.js";
-import { capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
+import { badCapIndex, capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
 import { Codec, readPointer, writePointer } from "../codec/runtime.js";
 import type { CallContext, CallOptions, Capability, TailCall } from "./types.js";
 import { FlowController } from "./flow.js";
@@ -176,7 +176,7 @@ function capReader(message: Message, borrowed: CapabilityClient[] | null): CapTa
   return {
     get(index: number, iface: InterfaceDef | null): unknown {
       const table = capTableOf(message);
-      if (index >= table.length) throw new RpcError("failed", `capability index ${index} is outside the message's cap table (${table.length})`);
+      if (index >= table.length) throw badCapIndex(message, index);
       const hook = table[index];
       if (!hook) return null;
       const client = wrapHook(hook.addRef(), iface);
@@ -249,6 +249,8 @@ export interface RpcPromiseLike<T> extends Promise<T> {}
  * capabilities are kept undecoded until someone awaits them: in a pipelined
  * chain nobody awaits the intermediate steps, and their capabilities are
  * then released with the promise instead of each waiting for GC in a client.
+ * The promise owns them: awaiting hands them to the caller, disposing the
+ * promise releases them. Clients pipelined from it hold references of their own.
  */
 interface PipelineRoot {
   /**
@@ -262,7 +264,11 @@ interface PipelineRoot {
   response: Response | null;
   decoded: boolean;
   value: unknown;
+  /** Disposed before being awaited: the results are (or will be, on arrival) released. */
+  disposed: boolean;
 }
+
+const DISPOSED = "the results of this call were released (its RpcPromise was disposed) before being awaited";
 
 /** Releases the kept results of an RpcPromise dropped without being awaited. */
 const unawaited = new FinalizationRegistry<Response>((response) => {
@@ -275,7 +281,8 @@ const unawaited = new FinalizationRegistry<Response>((response) => {
 
 function materialize(root: PipelineRoot): unknown {
   if (!root.decoded) {
-    const response = root.response!;
+    const response = root.response;
+    if (!response) throw new RpcError("failed", DISPOSED);
     root.response = null;
     unawaited.unregister(root);
     root.value = decodeResponse(response, root.codec);
@@ -291,7 +298,7 @@ type RpcPromiseCtor = new (arrived: Promise<unknown>, root: PipelineRoot, signal
 const promiseClasses = new WeakMap<StructCodec<unknown>, RpcPromiseCtor>();
 const nodeClasses = new WeakMap<StructCodec<unknown>, new (root: PipelineRoot, ops: number[], path: string[]) => object>();
 
-class RpcPromiseBase implements Promise<unknown> {
+class RpcPromiseBase implements Promise<unknown>, Disposable {
   private materialized: Promise<unknown> | null = null;
   constructor(
     /** Resolves to the decoded results, or to KEPT when they wait undecoded in root. */
@@ -331,6 +338,23 @@ class RpcPromiseBase implements Promise<unknown> {
   }
   finally(onfinally?: (() => void) | null): Promise<unknown> {
     return this.results().finally(onfinally);
+  }
+  /**
+   * For a promise only pipelined on, never awaited: releases the capabilities
+   * in its results now (or when they arrive) instead of at GC. Clients
+   * already pipelined from it keep working; awaiting it afterwards rejects.
+   * After an await it does nothing: the results are the caller's.
+   */
+  [Symbol.dispose](): void {
+    const root = this.root;
+    if (root.decoded || root.disposed) return;
+    root.disposed = true;
+    const response = root.response;
+    if (response) {
+      root.response = null;
+      unawaited.unregister(root);
+      response.release();
+    }
   }
   get [Symbol.toStringTag](): string {
     return "RpcPromise";
@@ -382,6 +406,7 @@ function promiseClassFor(codec: StructCodec<unknown>) {
 
 function pipelinedClient(root: PipelineRoot, ops: number[], path: string[], iface: InterfaceDef | null): CapabilityClient {
   if (root.response) return wrapHook(capFromResponse(root.response, ops), iface);
+  if (root.disposed && !root.decoded) return wrapHook(new BrokenHook(new RpcError("failed", DISPOSED)), iface);
   if (root.decoded) {
     // The results are here: take the capability from them.
     let v: unknown = root.value;
@@ -393,7 +418,7 @@ function pipelinedClient(root: PipelineRoot, ops: number[], path: string[], ifac
 }
 
 function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: AbortSignal): RpcPromiseLike<unknown> {
-  const root: PipelineRoot = { pipeline: result.pipeline, codec, response: null, decoded: false, value: undefined };
+  const root: PipelineRoot = { pipeline: result.pipeline, codec, response: null, decoded: false, value: undefined, disposed: false };
   const arrived = result.promise.then((response): unknown => {
     if (capTableOf(response.message).length === 0) {
       root.value = decodeResponse(response, codec);
@@ -401,8 +426,12 @@ function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: Ab
       root.pipeline = null;
       return root.value;
     }
-    root.response = response;
     root.pipeline = null;
+    if (root.disposed) {
+      response.release();
+      return KEPT;
+    }
+    root.response = response;
     unawaited.register(root, response, root);
     return KEPT;
   });
@@ -419,6 +448,7 @@ function rejectedRpcPromise(err: unknown, codec: StructCodec<unknown>): RpcPromi
     response: null,
     decoded: false,
     value: undefined,
+    disposed: false,
   };
   const arrived = Promise.reject(err instanceof Error ? err : error);
   arrived.catch(() => {});

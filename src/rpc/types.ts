@@ -53,8 +53,12 @@ type PipelineKey<T, K extends keyof T> = NonNullable<T[K]> extends Capability
       : never;
 type PipelineOf<V> = V extends Capability ? V : Pipelined<V>;
 
-/** The promise of a call's results, on which calls can be pipelined. */
-export type RpcPromise<T> = Promise<T> & Pipelined<T>;
+/**
+ * The promise of a call's results, on which calls can be pipelined. Awaiting
+ * it hands the results to the caller; a promise only pipelined on is
+ * disposed (`using`) to release the capabilities in its results.
+ */
+export type RpcPromise<T> = Promise<T> & Pipelined<T> & Disposable;
 
 /** The server side of interface `I` as generated code types it. */
 export type ServerOf<Def> = Def extends { readonly __server?: infer S } ? S : never;

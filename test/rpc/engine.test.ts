@@ -1,7 +1,11 @@
+import { Message, utils } from "capnp-es";
+import * as rpc from "capnp-es/capnp/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import { memoryStreamPair } from "../../src/transport/message-stream.js";
 import { RpcConnection } from "../../src/rpc/connection.js";
 import { RpcError, Session, hookOf, type PeerInfo } from "../../src/rpc/index.js";
+import { innermost } from "../../src/rpc/hook.js";
+import { QueuedHook } from "../../src/rpc/local.js";
 import { Counter, CounterImpl } from "./fixtures.js";
 
 const sessions: Session[] = [];
@@ -56,6 +60,47 @@ describe("RPC engine over an in-memory pair", () => {
     expect((await decoded.add({ delta: 1n })).value).toBe(9n);
     viaArrived.release();
     decoded.release();
+  });
+
+  it("releases the results of a promise only pipelined on when it is disposed, not at GC", async () => {
+    const { counter, server } = pair(new CounterImpl(1n));
+    await counter.add({ delta: 0n });
+    await settle();
+    const before = server.connection.stats().exports;
+    {
+      using step = counter.next(); // never awaited: only pipelined on
+      using c = step.counter;
+      expect((await c.add({ delta: 0n })).value).toBe(2n);
+    }
+    await settle();
+    expect(server.connection.stats().exports).toBe(before);
+  });
+
+  it("disposing a promise before its results arrive: clients taken from it work, awaiting it rejects", async () => {
+    const { counter, server } = pair(new CounterImpl(1n));
+    await counter.add({ delta: 0n });
+    await settle();
+    const before = server.connection.stats().exports;
+    const step = counter.next();
+    const c = step.counter;
+    step[Symbol.dispose]();
+    expect((await c.add({ delta: 0n })).value).toBe(2n);
+    await expect(step).rejects.toThrow(/disposed/);
+    await expect(step.counter.add({ delta: 0n })).rejects.toThrow(/disposed/);
+    c.release();
+    await settle();
+    expect(server.connection.stats().exports).toBe(before);
+  });
+
+  it("disposing a promise after awaiting it leaves the results with the caller", async () => {
+    const { counter } = pair(new CounterImpl(1n));
+    let child: Counter;
+    {
+      using p = counter.next();
+      child = (await p).counter;
+    }
+    expect((await child.add({ delta: 1n })).value).toBe(3n);
+    child.release();
   });
 
   it("delivers calls in order (E-order)", async () => {
@@ -122,6 +167,26 @@ describe("RPC engine over an in-memory pair", () => {
     expect(server.connection.stats().exports).toBe(1);
   });
 
+  it("releasing the bootstrap capability sends Release, and the bootstrap question is finished", async () => {
+    const { counter, server, client } = pair(new CounterImpl());
+    expect((await counter.add({ delta: 1n })).value).toBe(1n);
+    await settle();
+    expect(server.connection.stats()).toMatchObject({ answers: 0, exports: 1 });
+    counter.release();
+    await settle();
+    expect(client.connection.stats()).toMatchObject({ questions: 0, imports: 0 });
+    expect(server.connection.stats()).toMatchObject({ answers: 0, exports: 0 });
+  });
+
+  it("releasing a bootstrap capability never called drains both sides", async () => {
+    const { counter, server, client } = pair(new CounterImpl());
+    await settle();
+    counter.release();
+    await settle();
+    expect(client.connection.stats()).toMatchObject({ questions: 0, imports: 0 });
+    expect(server.connection.stats()).toMatchObject({ answers: 0, exports: 0 });
+  });
+
   it("tail-calls back into the caller with sendResultsTo.yourself", async () => {
     const { counter, client, server } = pair(new CounterImpl());
     const local = new CounterImpl(40n);
@@ -136,6 +201,40 @@ describe("RPC engine over an in-memory pair", () => {
     await settle();
     expect(client.connection.stats()).toMatchObject({ questions: 0, answers: 0, exports: 0 });
     expect(server.connection.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0 });
+  });
+
+  it("refuses to follow a cycle of settled promises instead of spinning (innermost is bounded)", () => {
+    const a = new QueuedHook();
+    const b = new QueuedHook();
+    a.resolve(b.addRef());
+    b.resolve(a.addRef());
+    expect(() => innermost(a)).toThrow(/cycle of promises/);
+    a.release();
+    b.release();
+  });
+
+  it("aborts the connection when a Return's results point past their cap table", async () => {
+    const [raw, b] = memoryStreamPair();
+    const client = new Session(new RpcConnection(b, { name: "client" }), { id: "server", authenticated: false, address: "memory:server" }, null);
+    sessions.push(client);
+    const received: rpc.Message[] = [];
+    raw.onMessage = (m) => received.push(m.getRoot(rpc.Message));
+    const counter = client.bootstrap(Counter);
+    await settle();
+    const question = received.find((m) => m._isBootstrap)!.bootstrap.questionId;
+    // The bootstrap capability's pointer says index 3; the table has one entry.
+    const reply = new Message();
+    const ret = reply.initRoot(rpc.Message)._initReturn();
+    ret.answerId = question;
+    const results = ret._initResults();
+    utils.setInterfacePointer(3, results.content);
+    results._initCapTable(1).get(0).senderHosted = 0;
+    raw.send(reply);
+    await settle();
+    expect(client.connection.error?.message).toMatch(/capability index 3 is outside the message's cap table \(1\)/);
+    expect(received.at(-1)?._isAbort && received.at(-1)!.abort.reason).toMatch(/capability index 3/);
+    await expect(counter.add({ delta: 1n })).rejects.toThrow(/capability index 3/);
+    counter.release();
   });
 
   it("breaks every import with disconnected when the connection dies", async () => {
