@@ -16,16 +16,18 @@ await runClient(async (address) => {
       return Number((await sink.done()).bytes);
     },
     async chainPipelined(n) {
-      const steps: Bench[] = [];
-      let step = bench.next({ depth: 1 }).next;
-      steps.push(step);
-      for (let depth = 2; depth <= CHAIN_LENGTH; depth++) {
-        step = step.next({ depth }).next;
-        steps.push(step);
+      // Nothing is awaited but the last call: each next() is only pipelined
+      // on, so its promise is disposed (its results released) at the end,
+      // like each client taken from it.
+      const calls = [bench.next({ depth: 1 })];
+      for (let depth = 2; depth <= CHAIN_LENGTH; depth++) calls.push(calls[depth - 2]!.next.next({ depth }));
+      const steps = calls.map((call) => call.next);
+      try {
+        return (await steps[steps.length - 1]!.ping({ n })).n;
+      } finally {
+        for (const step of steps) step.release();
+        for (const call of calls) call[Symbol.dispose]();
       }
-      const result = (await step.ping({ n })).n;
-      for (const s of steps) s.release();
-      return result;
     },
     async chainAwaited(n) {
       let current = (await bench.next({ depth: 1 })).next!;
