@@ -10,7 +10,7 @@ import path from "node:path";
 import { FIGURES, warmupSeconds, type Figure } from "./lib/client.js";
 import { median } from "./lib/stats.js";
 import { listSystems, prepareSystem, type Commands, type Launch } from "./lib/systems.js";
-import { eachFlag, positiveInteger, positiveNumber } from "./lib/cli.js";
+import { commonFlags, eachFlag, takeCommonFlag, transportsOf } from "./lib/cli.js";
 import {
   ROOT,
   cleanupAll,
@@ -60,13 +60,10 @@ function parseOptions(argv: string[]): Options {
   const all = listSystems();
   let systems = all;
   let figures: Figure[] = [...FIGURES];
-  let seconds: number | undefined;
-  let repeat: number | undefined;
-  let transport = "both";
   let pin = true;
-  let quick = false;
-  let out: string | undefined;
+  const common = commonFlags();
   eachFlag(argv, usage, (flag, value, arg) => {
+    if (takeCommonFlag(common, flag, value, usage)) return;
     switch (flag) {
       case "--systems":
         systems = value().split(",").filter(Boolean);
@@ -76,28 +73,9 @@ function parseOptions(argv: string[]): Options {
         figures = value().split(",").filter(Boolean) as Figure[];
         for (const f of figures) if (!(FIGURES as readonly string[]).includes(f)) usage(`unknown figure "${f}"`);
         break;
-      case "--seconds":
-        seconds = positiveNumber(value(), flag, usage);
-        break;
-      case "--repeat":
-        repeat = positiveInteger(value(), flag, usage);
-        break;
-      case "--transport":
-        transport = value();
-        if (!["unix", "tcp", "both"].includes(transport)) usage("--transport wants unix, tcp or both");
-        break;
       case "--no-pin":
         pin = false;
         break;
-      case "--quick":
-        quick = true;
-        break;
-      case "--out":
-        out = value();
-        break;
-      case "--help":
-      case "-h":
-        usage();
       default:
         usage(`unknown option "${arg}"`);
     }
@@ -106,13 +84,13 @@ function parseOptions(argv: string[]): Options {
   return {
     systems,
     figures: FIGURES.filter((f) => figures.includes(f)),
-    seconds: seconds ?? (quick ? 0.2 : 3),
-    repeat: repeat ?? (quick ? 1 : 3),
-    transports: transport === "both" ? ["unix", "tcp"] : [transport as "unix" | "tcp"],
+    seconds: common.seconds ?? (common.quick ? 0.2 : 3),
+    repeat: common.repeat ?? (common.quick ? 1 : 3),
+    transports: transportsOf(common),
     pin,
-    quick,
+    quick: common.quick,
     // A quick run is a smoke test: it does not overwrite the results unless asked.
-    out: out ?? (quick ? undefined : path.join(ROOT, "bench", "RESULTS.md")),
+    out: common.out ?? (common.quick ? undefined : path.join(ROOT, "bench", "RESULTS.md")),
   };
 }
 

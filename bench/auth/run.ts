@@ -9,7 +9,7 @@
 // pull-box-stream in the same run. Writes bench/RESULTS-auth.md.
 import fs from "node:fs";
 import path from "node:path";
-import { eachFlag, positiveInteger, positiveNumber } from "../lib/cli.js";
+import { commonFlags, eachFlag, positiveNumber, takeCommonFlag, transportsOf } from "../lib/cli.js";
 import { warmupSeconds } from "../lib/client.js";
 import {
   ROOT,
@@ -58,13 +58,10 @@ function usage(message?: string): never {
 function parseOptions(argv: string[]): Options {
   let figures: AuthFigure[] = [...AUTH_FIGURES];
   let rows = ROWS;
-  let seconds: number | undefined;
   let mib: number | undefined;
-  let repeat: number | undefined;
-  let transport = "both";
-  let quick = false;
-  let out: string | undefined;
+  const common = commonFlags();
   eachFlag(argv, usage, (flag, value, arg) => {
+    if (takeCommonFlag(common, flag, value, usage)) return;
     switch (flag) {
       case "--figures":
         figures = value().split(",").filter(Boolean) as AuthFigure[];
@@ -76,28 +73,9 @@ function parseOptions(argv: string[]): Options {
         rows = ROWS.filter((r) => r.key === "floor" || keys.includes(r.key));
         break;
       }
-      case "--seconds":
-        seconds = positiveNumber(value(), flag, usage);
-        break;
       case "--mib":
         mib = positiveNumber(value(), flag, usage);
         break;
-      case "--repeat":
-        repeat = positiveInteger(value(), flag, usage);
-        break;
-      case "--transport":
-        transport = value();
-        if (!["unix", "tcp", "both"].includes(transport)) usage("--transport wants unix, tcp or both");
-        break;
-      case "--quick":
-        quick = true;
-        break;
-      case "--out":
-        out = value();
-        break;
-      case "--help":
-      case "-h":
-        usage();
       default:
         usage(`unknown option "${arg}"`);
     }
@@ -105,12 +83,12 @@ function parseOptions(argv: string[]): Options {
   return {
     figures: AUTH_FIGURES.filter((f) => figures.includes(f)),
     rows,
-    seconds: seconds ?? (quick ? 0.3 : 2),
-    mib: mib ?? (quick ? 16 : 256),
-    repeat: repeat ?? (quick ? 1 : 3),
-    transports: transport === "both" ? ["unix", "tcp"] : [transport as Transport],
+    seconds: common.seconds ?? (common.quick ? 0.3 : 2),
+    mib: mib ?? (common.quick ? 16 : 256),
+    repeat: common.repeat ?? (common.quick ? 1 : 3),
+    transports: transportsOf(common),
     // A quick run is a smoke test: it does not overwrite the results unless asked.
-    out: out ?? (quick ? undefined : path.join(ROOT, "bench", "RESULTS-auth.md")),
+    out: common.out ?? (common.quick ? undefined : path.join(ROOT, "bench", "RESULTS-auth.md")),
   };
 }
 

@@ -29,3 +29,48 @@ export function positiveInteger(text: string, flag: string, usage: (message?: st
   if (!Number.isInteger(n) || n < 1) usage(`${flag} wants a positive integer`);
   return n;
 }
+
+/** The flags both runners take. */
+export interface CommonFlags {
+  seconds: number | undefined;
+  repeat: number | undefined;
+  transport: "unix" | "tcp" | "both";
+  quick: boolean;
+  out: string | undefined;
+}
+
+export function commonFlags(): CommonFlags {
+  return { seconds: undefined, repeat: undefined, transport: "both", quick: false, out: undefined };
+}
+
+/** Takes a flag both runners share into `flags`; false if it is not one of them. */
+export function takeCommonFlag(flags: CommonFlags, flag: string, value: () => string, usage: (message?: string) => never): boolean {
+  switch (flag) {
+    case "--seconds":
+      flags.seconds = positiveNumber(value(), flag, usage);
+      return true;
+    case "--repeat":
+      flags.repeat = positiveInteger(value(), flag, usage);
+      return true;
+    case "--transport": {
+      const transport = value();
+      if (transport !== "unix" && transport !== "tcp" && transport !== "both") usage("--transport wants unix, tcp or both");
+      flags.transport = transport;
+      return true;
+    }
+    case "--quick":
+      flags.quick = true;
+      return true;
+    case "--out":
+      flags.out = value();
+      return true;
+    case "--help":
+    case "-h":
+      usage();
+  }
+  return false;
+}
+
+export function transportsOf(flags: CommonFlags): ("unix" | "tcp")[] {
+  return flags.transport === "both" ? ["unix", "tcp"] : [flags.transport];
+}
