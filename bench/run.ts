@@ -5,7 +5,6 @@
 // Runs every system's server and client as separate processes over a unix
 // socket and/or TCP loopback, figure by figure, prints a table with each
 // figure's cost relative to the raw floor, and writes bench/RESULTS.md.
-import fs from "node:fs";
 import path from "node:path";
 import { FIGURES, warmupSeconds, type Figure } from "./lib/client.js";
 import { median } from "./lib/stats.js";
@@ -27,7 +26,7 @@ import {
   type Outcome,
   type RunningServer,
 } from "./lib/processes.js";
-import { commandLine, fmt, machineFacts, relative } from "./lib/report.js";
+import { commandLine, fmt, machineFacts, publish, relative } from "./lib/report.js";
 
 const FLOOR = "raw";
 /** Figures also run with both processes pinned to one CPU. */
@@ -345,14 +344,7 @@ async function main(): Promise<void> {
     for (const n of distinctNotes) out.push(`- ${n}`);
     out.push("");
   }
-  const markdown = out.join("\n");
-  console.log("\n" + markdown);
-  if (opts.out !== undefined) {
-    fs.writeFileSync(opts.out, markdown);
-    console.log(`wrote ${path.relative(process.cwd(), opts.out) || opts.out}`);
-  } else {
-    console.log("(--quick: results not written; pass --out FILE to keep them)");
-  }
+  publish(out.join("\n"), opts.out);
   cleanupAll();
 }
 

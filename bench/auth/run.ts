@@ -7,7 +7,6 @@
 // round trip) on unix and TCP loopback, and box-stream MB/s on TCP loopback,
 // beside a bare socket and beside SSB's own secret-handshake and
 // pull-box-stream in the same run. Writes bench/RESULTS-auth.md.
-import fs from "node:fs";
 import path from "node:path";
 import { commonFlags, eachFlag, positiveNumber, takeCommonFlag, transportsOf } from "../lib/cli.js";
 import { warmupSeconds } from "../lib/client.js";
@@ -25,7 +24,7 @@ import {
   type Metrics,
   type RunningServer,
 } from "../lib/processes.js";
-import { commandLine, fmt, machineFacts, relative } from "../lib/report.js";
+import { commandLine, fmt, machineFacts, publish, relative } from "../lib/report.js";
 import { median } from "../lib/stats.js";
 import { tsxCommand } from "../lib/systems.js";
 import { AUTH_FIGURES, BOX_CHUNK, type AuthFigure } from "./harness.js";
@@ -315,14 +314,7 @@ async function main(): Promise<void> {
     ...[...notes].map(([text, where]) => `- ${text} (${[...where].join(", ")})`),
     "",
   );
-  const markdown = out.join("\n");
-  console.log("\n" + markdown);
-  if (opts.out !== undefined) {
-    fs.writeFileSync(opts.out, markdown);
-    console.log(`wrote ${path.relative(process.cwd(), opts.out) || opts.out}`);
-  } else {
-    console.log("(--quick: results not written; pass --out FILE to keep them)");
-  }
+  publish(out.join("\n"), opts.out);
   cleanupAll();
 }
 

@@ -61,3 +61,14 @@ export function commandLine(argv: readonly string[], script: string, file: strin
   if (process.env.npm_lifecycle_event === script) return args ? `npm run ${script} -- ${args}` : `npm run ${script}`;
   return `npx tsx ${file} ${args}`.trim();
 }
+
+/** Prints the results and writes them to `out`; a quick run (no `out`) writes nothing. */
+export function publish(markdown: string, out: string | undefined): void {
+  console.log("\n" + markdown);
+  if (out !== undefined) {
+    fs.writeFileSync(out, markdown);
+    console.log(`wrote ${path.relative(process.cwd(), out) || out}`);
+  } else {
+    console.log("(--quick: results not written; pass --out FILE to keep them)");
+  }
+}
