@@ -20,7 +20,7 @@ import { CLIENT_HELLO_LENGTH, NETWORK_KEY_LENGTH, helloAuthenticates } from "./s
 
 /**
  * The network key of a mesh that does not choose its own. Meshes that must
- * not meet should each pick a random 32-byte key (`capmesh keygen` prints one).
+ * not meet should each pick a random 32-byte key (`capmesh netkey` prints one).
  */
 export const DEFAULT_NETWORK_KEY: Uint8Array = new Uint8Array(createHash("sha256").update("capmesh network key, version 1").digest());
 
@@ -132,12 +132,11 @@ export function anonymousChannel(socket: Socket): Channel {
 
 /**
  * Tells a plain Cap'n Proto peer from an shs client by its first bytes,
- * which it leaves unread. A Cap'n Proto stream
- * starts with (segment count - 1) as a little-endian u32, a small number; an
- * shs client hello starts with an HMAC, whose first word is that small only
- * once in 2^23 hellos, and then the HMAC itself settles it when the whole
- * hello is there. A plain peer must speak first (C++'s EzRpcClient sends its
- * Bootstrap at once).
+ * which it leaves unread. A Cap'n Proto stream starts with (segment count
+ * - 1) as a little-endian u32, a small number; an shs client hello starts
+ * with an HMAC, whose first word is that small only once in 2^23 hellos, and
+ * then the HMAC itself settles it when the whole hello is there. A plain
+ * peer must speak first (C++'s EzRpcClient sends its Bootstrap at once).
  */
 function sniff(socket: Socket, networkKey: Uint8Array, timeoutMs: number): Promise<"plain" | "shs"> {
   return new Promise((resolve, reject) => {

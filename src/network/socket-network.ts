@@ -110,7 +110,7 @@ export class SocketNetwork implements VatNetwork {
     }
     const socket = await dialSocket(addr, options.signal ? { signal: options.signal } : {});
     if (remoteKey === undefined) {
-      return { stream: streamFromDuplex(socket, this.options.limits, { remoteAddress: shown }), peer: peerOf(anonymousChannel(socket), shown) };
+      return this.connectionOf(anonymousChannel(socket), shown);
     }
     const channel = await dialChannel(socket, {
       // A dialler without an identity of its own still authenticates the
@@ -123,7 +123,7 @@ export class SocketNetwork implements VatNetwork {
       ...(options.signal ? { signal: options.signal } : {}),
     });
     log.debug("connected", { address: shown, peer: channel.remoteId, encrypted: channel.encrypted });
-    return { stream: streamFromDuplex(channel.duplex, this.options.limits, { remoteAddress: shown }), peer: peerOf(channel, shown) };
+    return this.connectionOf(channel, shown);
   }
 
   /** Starts accepting on `address`; each connection that passes the security layer is handed over. */
@@ -167,7 +167,7 @@ export class SocketNetwork implements VatNetwork {
         (channel) => {
           pending--;
           log.debug("accepted", { address: shown, from, peer: channel.remoteId, encrypted: channel.encrypted });
-          onConnection({ stream: streamFromDuplex(channel.duplex, this.options.limits, { remoteAddress: from }), peer: peerOf(channel, from) });
+          onConnection(this.connectionOf(channel, from));
         },
         (error: unknown) => {
           pending--;
@@ -178,6 +178,11 @@ export class SocketNetwork implements VatNetwork {
       );
     };
     this.listener = await listenSocket(addr, onSocket);
+  }
+
+  /** The RPC stream over a channel, and who is on the other end. */
+  private connectionOf(channel: Channel, address: string): NetworkConnection {
+    return { stream: streamFromDuplex(channel.duplex, this.options.limits, { remoteAddress: address }), peer: peerOf(channel, address) };
   }
 
   async close(): Promise<void> {
