@@ -103,12 +103,15 @@ export class RpcConnection {
       writeException(new ProtocolError(`bad frame: ${err.message}`), root._initAbort());
       return message;
     };
-    stream.onClose = (err) =>
+    stream.onClose = (err) => {
+      // After close() or an Abort the reason is already set: no error to make.
+      if (this.error) return;
       this.disconnect(
         err
           ? RpcError.disconnected(`connection to ${this.name} failed: ${err.message}`)
           : RpcError.disconnected(`${this.name} disconnected`),
       );
+    };
   }
 
   get peer(): unknown {

@@ -12,6 +12,12 @@ const THROTTLED_BACKLOG_BYTES = 1024 * 1024;
 /** Frames up to this size are copied into the per-tick batch buffer. */
 const SMALL_FRAME = 4096;
 const BATCH_BYTES = 64 * 1024;
+/**
+ * A connection's first batch buffer: under half of Node's buffer pool, so it
+ * comes from the pool rather than as a new ArrayBuffer (external memory that
+ * counts towards V8's next full GC). Short connections never need more.
+ */
+const FIRST_BATCH_BYTES = (Buffer.poolSize >>> 1) - 8;
 /** Queued bytes that are written at once instead of at the end of the tick. */
 const EARLY_FLUSH_BYTES = 4096;
 import { resolveLimits, type TransportLimits } from "./limits.js";
@@ -207,7 +213,9 @@ class DuplexMessageStream implements MessageStream {
   #reserve(size: number): Buffer {
     if (this.#batch === null || this.#batchUsed + size > this.#batch.byteLength) {
       this.#flushBatch();
-      this.#batch = Buffer.allocUnsafe(Math.max(BATCH_BYTES, size));
+      // Once a batch overflows, the connection is a busy one: full-size batches from then on.
+      this.#batchBytes = this.#batch === null ? this.#batchBytes : BATCH_BYTES;
+      this.#batch = Buffer.allocUnsafe(Math.max(this.#batchBytes, size));
       this.#batchStart = this.#batchUsed = 0;
     }
     return this.#batch;
@@ -225,6 +233,7 @@ class DuplexMessageStream implements MessageStream {
   }
 
   #batch: Buffer | null = null;
+  #batchBytes = FIRST_BATCH_BYTES;
   #batchStart = 0;
   #batchUsed = 0;
 
