@@ -9,7 +9,6 @@
 // pull-box-stream in the same run. Writes bench/RESULTS-auth.md.
 import path from "node:path";
 import { commonFlags, eachFlag, positiveNumber, takeCommonFlag, transportsOf } from "../lib/cli.js";
-import { warmupSeconds } from "../lib/client.js";
 import {
   ROOT,
   cleanupAll,
@@ -27,7 +26,7 @@ import {
 import { commandLine, fmt, machineFacts, publish, relative } from "../lib/report.js";
 import { median } from "../lib/stats.js";
 import { tsxCommand } from "../lib/systems.js";
-import { AUTH_FIGURES, BOX_CHUNK, type AuthFigure } from "./harness.js";
+import { AUTH_FIGURES, BOX_CHUNK, connectWarmupSeconds, type AuthFigure } from "./harness.js";
 import { ROWS, TARGET_CONNECT_US, rowLabel, type Row, type Transport } from "./rows.js";
 
 const SYSTEMS_DIR = path.join(ROOT, "bench", "auth", "systems");
@@ -125,7 +124,7 @@ function serverArgv(row: Row, figure: AuthFigure): string[] {
 function clientRun(row: Row, figure: AuthFigure, address: string, opts: Options): [string[], number] {
   const amount = figure === "connect" ? opts.seconds : opts.mib;
   const argv = [...tsxCommand(path.join(SYSTEMS_DIR, row.dir, "client.ts")), ...row.options, address, figure, String(amount)];
-  const seconds = figure === "connect" ? amount * 3 + warmupSeconds(amount) + 30 : amount / 10 + 30;
+  const seconds = figure === "connect" ? amount * 3 + connectWarmupSeconds(amount) + 30 : amount / 10 + 30;
   return [argv, (seconds + 30) * 1000];
 }
 
@@ -281,7 +280,7 @@ async function main(): Promise<void> {
   );
   out.push(
     `Each client and server is its own process; the systems take turns, run by run. ` +
-      `Connect: one new connection at a time for ${opts.seconds} s after a ${warmupSeconds(opts.seconds)} s warm-up; ` +
+      `Connect: one new connection at a time for ${opts.seconds} s after a ${connectWarmupSeconds(opts.seconds)} s warm-up (connection set-up code runs once per connection, and V8 needs seconds of connections to optimise it); ` +
       `the latency is dial → handshake → first reply, connections/s also counts the close. ` +
       `Box-stream: ${opts.mib} MiB in ${BOX_CHUNK / 1024} KiB writes one way over TCP loopback, timed until the server ` +
       `reports the byte count back, after a warm-up of an eighth of that on another connection; MB = 10^6 bytes; ` +

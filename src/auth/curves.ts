@@ -65,12 +65,17 @@ function sodiumCurvesOf(lib: SodiumNative): Curves {
       return out;
     },
     secretToCurve(secretKey) {
+      const out = new Uint8Array(32);
       if (secretKey.length === 64) {
-        const out = new Uint8Array(32);
         lib.crypto_sign_ed25519_sk_to_curve25519(out, secretKey);
         return out;
       }
-      return ed25519.utils.toMontgomerySecret(secretKey);
+      // libsodium reads only the seed half of the 64-byte form: pad a bare seed.
+      const padded = new Uint8Array(64);
+      padded.set(secretKey.subarray(0, 32));
+      lib.crypto_sign_ed25519_sk_to_curve25519(out, padded);
+      padded.fill(0);
+      return out;
     },
   };
 }

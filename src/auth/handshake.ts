@@ -19,11 +19,15 @@ import {
   boxStreamKeys,
   clean,
   clientCreateAuth,
+  clientPrepareAcceptCheck,
+  clientPrepareAuth,
   clientVerifyAccept,
   clientVerifyChallenge,
   createChallenge,
+  helloAuthenticates,
   initialize,
   serverCreateAccept,
+  serverPrepareAuthCheck,
   serverVerifyAuth,
   verifyChallenge,
   type BoxStreamKeys,
@@ -354,6 +358,33 @@ function checkOptions(options: CommonOptions): number {
   return timeoutMs;
 }
 
+// A new ephemeral key pair (with our hello's MAC) costs a SHA-512, an x25519
+// base multiplication and an HMAC. Each identity keeps one made ahead per
+// network key, replaced in idle time when a handshake takes it, so the next
+// handshake does not wait for it. Each is used once and wiped by `clean`.
+const spareStates = new WeakMap<Uint8Array, Map<string, Shs1State>>();
+
+function newState(identity: HandshakeIdentity, networkKey: Uint8Array): Shs1State {
+  return initialize({
+    appKey: networkKey,
+    local: { publicKey: identity.publicKey, secretKey: identity.secretKey },
+    random: randomBytes(32),
+  });
+}
+
+/** A fresh initialized state for a handshake as `identity` on `networkKey`. */
+function takeInitialState(identity: HandshakeIdentity, networkKey: Uint8Array): Shs1State {
+  let spares = spareStates.get(identity.secretKey);
+  if (spares === undefined) spareStates.set(identity.secretKey, (spares = new Map()));
+  const name = Buffer.from(networkKey.buffer, networkKey.byteOffset, networkKey.byteLength).toString("hex");
+  const spare = spares.get(name);
+  spares.delete(name);
+  setImmediate(() => {
+    if (!spares.has(name)) spares.set(name, newState(identity, networkKey));
+  }).unref();
+  return spare ?? newState(identity, networkKey);
+}
+
 function abortedError(role: HandshakeRole, phase: HandshakePhase, cause: unknown): HandshakeError {
   return new HandshakeError("ABORTED", role, phase, "the handshake was aborted", cause);
 }
@@ -400,13 +431,12 @@ export async function clientHandshake(socket: Duplex, options: ClientHandshakeOp
   });
 
   try {
-    let state: Shs1State | null = initialize({
-      appKey: options.networkKey,
-      local: { publicKey: options.identity.publicKey, secretKey: options.identity.secretKey },
-      remote: { publicKey: serverKey },
-      random: randomBytes(32),
-    });
+    let state: Shs1State | null = takeInitialState(options.identity, options.networkKey);
+    state = { ...state, remote: { publicKey: serverKey } };
     io.write(createChallenge(state));
+    // While the server checks our hello (each prepare step runs while the
+    // peer works on our last message).
+    state = clientPrepareAuth(state);
 
     const serverHello = await io.read(SERVER_HELLO_LENGTH, "server hello");
     const verified = clientVerifyChallenge(state, serverHello);
@@ -427,6 +457,7 @@ export async function clientHandshake(socket: Duplex, options: ClientHandshakeOp
     state = verified;
     // Only a holder of the server's secret key can open this.
     io.write(clientCreateAuth(state));
+    state = clientPrepareAcceptCheck(state);
 
     const accept = await io.read(SERVER_ACCEPT_LENGTH, "server accept");
     state = clientVerifyAccept(state, accept);
@@ -471,15 +502,10 @@ export async function serverHandshake(socket: Duplex, options: ServerHandshakeOp
   });
 
   try {
-    let state: Shs1State | null = initialize({
-      appKey: options.networkKey,
-      local: { publicKey: options.identity.publicKey, secretKey: options.identity.secretKey },
-      random: randomBytes(32),
-    });
+    let state: Shs1State | null = takeInitialState(options.identity, options.networkKey);
 
     const clientHello = await io.read(CLIENT_HELLO_LENGTH, "client hello");
-    const verified = verifyChallenge(state, clientHello);
-    if (verified === null) {
+    if (!helloAuthenticates(options.networkKey, clientHello)) {
       // Hang up without a word: a client with another network key learns
       // nothing about us, not even that this is an shs server.
       const garbage = otherProtocol(clientHello, io.buffered);
@@ -493,8 +519,14 @@ export async function serverHandshake(socket: Duplex, options: ServerHandshakeOp
             ),
       );
     }
-    state = verified;
+    // Our hello depends only on our own ephemeral key: it goes out before the
+    // x25519s, which then overlap the client's work.
     io.write(createChallenge(state));
+    state = verifyChallenge(state, clientHello);
+    if (state === null) {
+      throw io.fail(new HandshakeProtocolError("server", "client hello", "the client hello carries an invalid ephemeral key"));
+    }
+    state = serverPrepareAuthCheck(state);
 
     const auth = await io.read(CLIENT_AUTH_LENGTH, "client auth");
     state = serverVerifyAuth(state, auth);

@@ -16,6 +16,8 @@ export interface SodiumNative {
   crypto_sign_verify_detached(sig: Uint8Array, m: Uint8Array, pk: Uint8Array): boolean;
   crypto_sign_ed25519_pk_to_curve25519(x25519pk: Uint8Array, ed25519pk: Uint8Array): void;
   crypto_sign_ed25519_sk_to_curve25519(x25519sk: Uint8Array, ed25519sk: Uint8Array): void;
+  crypto_hash_sha256(out: Uint8Array, data: Uint8Array): void;
+  crypto_auth(out: Uint8Array, message: Uint8Array, key: Uint8Array): void;
 }
 
 function load(): SodiumNative | null {

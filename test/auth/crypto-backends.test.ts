@@ -6,6 +6,7 @@ import * as ed from "@noble/ed25519";
 import { describe, expect, it } from "vitest";
 import { BoxDecoder, BoxEncoder } from "../../src/auth/box-stream.js";
 import { curves, nodeCurves, sodiumCurves } from "../../src/auth/curves.js";
+import { nodeHashes, sodiumHashes } from "../../src/auth/hashes.js";
 import { generateIdentity } from "../../src/auth/identity.js";
 import { nobleSecretBox, secretBox, sodiumSecretBox, type SecretBox } from "../../src/auth/secretbox.js";
 
@@ -93,6 +94,9 @@ describe("secretbox implementations", () => {
       const back = other.x25519(other.secretToCurve(a.secretKey), other.publicToCurve(b.publicKey)!)!;
       expect(Buffer.from(back).equals(Buffer.from(shared))).toBe(true);
       expect(Buffer.from(other.x25519Base(secretB)).equals(Buffer.from(nodeCurves.x25519Base(secretB)))).toBe(true);
+      // A bare 32-byte seed (how the handshake derives its ephemeral key).
+      const seed = randomBytes(32);
+      expect(Buffer.from(other.secretToCurve(seed)).equals(Buffer.from(nodeCurves.secretToCurve(seed)))).toBe(true);
     }
 
     // Keys both must refuse: the identity (small order), a point with a
@@ -113,5 +117,20 @@ describe("secretbox implementations", () => {
     const secret = randomBytes(32);
     expect(nodeCurves.x25519(secret, new Uint8Array(32))).toBeNull();
     expect(other.x25519(secret, new Uint8Array(32))).toBeNull();
+  });
+});
+
+describe("hash implementations", () => {
+  it.skipIf(sodiumHashes === null)("SHA-256 and crypto_auth: libsodium and node:crypto agree", () => {
+    for (let round = 0; round < 20; round++) {
+      const data = randomBytes(round * 13);
+      const key = randomBytes(32);
+      expect(Buffer.from(sodiumHashes!.sha256(data))).toEqual(Buffer.from(nodeHashes.sha256(data)));
+      expect(Buffer.from(sodiumHashes!.auth(key, data))).toEqual(Buffer.from(nodeHashes.auth(key, data)));
+    }
+    // RFC 6234 / FIPS 180-2 test vector for "abc".
+    expect(Buffer.from(nodeHashes.sha256(Buffer.from("abc"))).toString("hex")).toBe(
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    );
   });
 });

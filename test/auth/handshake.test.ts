@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import type * as net from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
@@ -23,6 +23,11 @@ import {
 import { Cleanup, closed, connect, listen, readAll } from "./helpers.js";
 
 const cleanup = new Cleanup();
+
+/** shs1's hello MAC: HMAC-SHA-512-256 under the network key. */
+function shs1hmac(key: Uint8Array, data: Uint8Array): Buffer {
+  return createHmac("sha512", key).update(data).digest().subarray(0, 32);
+}
 afterEach(async () => {
   vi.restoreAllMocks();
   await cleanup.run();
@@ -317,6 +322,25 @@ describe("handshake over TCP", () => {
     expect(error.code).toBe("PROTOCOL_ERROR");
     expect(error.message).toMatch(/client sent text starting "GET \/capmesh HTTP\/1.1"/);
     expect(serverWrites).toEqual([]);
+  });
+
+  it("a client hello with the right MAC but a low-order ephemeral key is refused after the server hello", async () => {
+    let serverWrites: Buffer[] = [];
+    const { port, result } = await serve((socket) => {
+      serverWrites = recordWrites(socket);
+      return failure(serverHandshake(socket, { identity: generateIdentity(), networkKey }));
+    });
+    const socket = await connect(cleanup, port);
+    // An all-zero x25519 key: every shared secret with it is zero.
+    const lowOrder = new Uint8Array(32);
+    socket.write(Buffer.concat([shs1hmac(networkKey, lowOrder), lowOrder]));
+    const error = await result;
+    expect(error).toBeInstanceOf(HandshakeProtocolError);
+    expect(error.message).toMatch(/client hello carries an invalid ephemeral key/);
+    // The server hello went out before the key was checked (it reveals only
+    // what a holder of the network key may know), then the server hung up.
+    expect(Buffer.concat(serverWrites).length).toBe(shs1.SERVER_HELLO_LENGTH);
+    expect((await readAll(socket)).length).toBe(shs1.SERVER_HELLO_LENGTH);
   });
 
   it("garbage: a short text banner, then silence, is named as such rather than as a stall", async () => {

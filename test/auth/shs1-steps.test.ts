@@ -120,6 +120,25 @@ describe.skipIf(!present && !inCI)("shs1 steps against the reference's vectors",
     });
   });
 
+  // The prepare steps compute ahead what a verify step needs: with them, each
+  // verify step must give the reference's result all the same.
+  const prepared: Record<string, { prepare: (s: State) => State; verify: (s: State, p: Uint8Array) => State | null }> = {
+    clientVerifyChallenge: { prepare: shs1.clientPrepareAuth, verify: shs1.clientVerifyChallenge },
+    serverVerifyAuth: { prepare: shs1.serverPrepareAuthCheck, verify: shs1.serverVerifyAuth },
+    clientVerifyAccept: { prepare: shs1.clientPrepareAcceptCheck, verify: shs1.clientVerifyAccept },
+  };
+  vectors.forEach((vector, index) => {
+    const pair = prepared[vector.name];
+    if (pair === undefined || vector.result === null) return;
+    it(`#${index} ${vector.name}, its x25519 prepared ahead`, () => {
+      const [state, packet] = fromVector(vector.args) as [State, Uint8Array];
+      const ahead = pair.prepare(state);
+      expect(ahead).not.toBe(state);
+      expect(toVector(state)).toEqual(vector.args[0]); // prepare leaves its argument alone
+      expect(toVector(pair.verify(ahead, packet))).toEqual(vector.result);
+    });
+  });
+
   it("box-stream keys and nonces of each completed handshake pair up", () => {
     const cleaned = vectors
       .filter((v) => v.name === "clean")
