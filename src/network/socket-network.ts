@@ -22,7 +22,7 @@ import type { NetworkConnection, PeerInfo, VatNetwork } from "../rpc/vat-network
 import { formatAddress, toAddress, type Address } from "../transport/address.js";
 import type { TransportLimits } from "../transport/limits.js";
 import { streamFromDuplex } from "../transport/message-stream.js";
-import { dialSocket, listenSocket, type SocketListener } from "../transport/socket.js";
+import { SocketError, dialSocket, listenSocket, type SocketListener } from "../transport/socket.js";
 
 const log = logger("capmesh:net");
 
@@ -108,20 +108,39 @@ export class SocketNetwork implements VatNetwork {
         `connect ${shown}: an identity was given but no remoteKey; the secret handshake needs the listener's public key (pass remoteKey, e.g. its "@...ed25519" id)`,
       );
     }
-    const socket = await dialSocket(addr, options.signal ? { signal: options.signal } : {});
+    const signal = options.signal ? { signal: options.signal } : {};
     if (remoteKey === undefined) {
-      return this.connectionOf(anonymousChannel(socket), shown);
+      return this.connectionOf(anonymousChannel(await dialSocket(addr, signal)), shown);
     }
-    const channel = await dialChannel(socket, {
-      // A dialler without an identity of its own still authenticates the
-      // listener; it shows a throwaway key.
-      identity: this.options.identity ?? generateIdentity(),
-      networkKey: this.networkKey,
-      remoteKey,
-      encrypt: this.options.encrypt ?? defaultEncrypt(addr),
-      ...(this.options.handshakeTimeoutMs !== undefined ? { timeoutMs: this.options.handshakeTimeoutMs } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
+    // The handshake starts on the socket while it connects: our hello leaves
+    // the moment the connection is up.
+    let handshake: Promise<Channel> | undefined;
+    const dialling = dialSocket(addr, {
+      ...signal,
+      onSocket: (socket) => {
+        handshake = dialChannel(socket, {
+          // A dialler without an identity of its own still authenticates the
+          // listener; it shows a throwaway key.
+          identity: this.options.identity ?? generateIdentity(),
+          networkKey: this.networkKey,
+          remoteKey,
+          encrypt: this.options.encrypt ?? defaultEncrypt(addr),
+          ...(this.options.handshakeTimeoutMs !== undefined ? { timeoutMs: this.options.handshakeTimeoutMs } : {}),
+          ...signal,
+        });
+        handshake.catch(() => {}); // awaited below, or superseded by the dial's error
+      },
     });
+    try {
+      await dialling;
+    } catch (dialError) {
+      // The dial's error says why, unless the handshake gave up on it first
+      // (its time limit ran out while connecting) and abandoned it.
+      const abandoned = dialError instanceof SocketError && dialError.code === "ECONNABORTED";
+      if (abandoned && handshake) await handshake;
+      throw dialError;
+    }
+    const channel = await handshake!;
     log.debug("connected", { address: shown, peer: channel.remoteId, encrypted: channel.encrypted });
     return this.connectionOf(channel, shown);
   }

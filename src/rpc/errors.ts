@@ -6,16 +6,25 @@ export type ExceptionType = "failed" | "overloaded" | "disconnected" | "unimplem
 
 const WIRE_TYPES: readonly ExceptionType[] = ["failed", "overloaded", "disconnected", "unimplemented"];
 
-/** An error that crossed (or could cross) an RPC connection. */
+/**
+ * An error that crossed (or could cross) an RPC connection. It carries no
+ * stack trace: the type and reason are what the caller acts on; the stack
+ * would show the peer's message arriving or the engine tearing a connection
+ * down, never the caller's code. Capturing one costs more than the rest of a
+ * connection's teardown.
+ */
 export class RpcError extends Error {
   override name = "RpcError";
-  constructor(
-    readonly type: ExceptionType,
-    message: string,
-    /** True when the exception came from the peer rather than this vat. */
-    readonly remote = false,
-  ) {
+  readonly type: ExceptionType;
+  /** True when the exception came from the peer rather than this vat. */
+  readonly remote: boolean;
+  constructor(type: ExceptionType, message: string, remote = false) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
+    this.type = type;
+    this.remote = remote;
   }
 
   static failed(message: string): RpcError {

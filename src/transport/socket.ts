@@ -43,6 +43,13 @@ export interface DialOptions {
   signal?: AbortSignal;
   /** Gives up after this many milliseconds ("ETIMEDOUT"). No limit by default. */
   timeoutMs?: number;
+  /**
+   * Gets the socket as soon as it exists, before it is connected. What is
+   * written then goes out the moment it connects, so a protocol's first
+   * message need not wait for the promise to settle. Destroying the socket
+   * abandons the dial ("ECONNABORTED").
+   */
+  onSocket?: (socket: net.Socket) => void;
 }
 
 // sun_path is 108 bytes on Linux and 104 on the BSDs and macOS, NUL included.
@@ -304,7 +311,7 @@ export function dialSocket(address: string | Address, options: DialOptions = {})
     const socket =
       addr.kind === "unix"
         ? net.createConnection({ path: addr.path })
-        : net.createConnection({ host: addr.host, port: addr.port });
+        : net.createConnection({ host: addr.host, port: addr.port, noDelay: true });
     let timer: NodeJS.Timeout | undefined;
 
     const cleanup = () => {
@@ -312,6 +319,7 @@ export function dialSocket(address: string | Address, options: DialOptions = {})
       signal?.removeEventListener("abort", onAbort);
       socket.off("connect", onConnect);
       socket.off("error", onError);
+      socket.off("close", onAbandoned);
     };
     const fail = (err: SocketError) => {
       cleanup();
@@ -331,8 +339,12 @@ export function dialSocket(address: string | Address, options: DialOptions = {})
     const onAbort = () =>
       fail(new SocketError("ABORT_ERR", shown, `connecting to ${shown} was aborted`, { cause: signal?.reason }));
 
+    const onAbandoned = () =>
+      fail(new SocketError("ECONNABORTED", shown, `connecting to ${shown} was abandoned: the socket was destroyed before it connected`));
+
     socket.once("connect", onConnect);
     socket.once("error", onError);
+    socket.once("close", onAbandoned);
     signal?.addEventListener("abort", onAbort, { once: true });
     if (timeoutMs !== undefined) {
       timer = setTimeout(
@@ -340,5 +352,6 @@ export function dialSocket(address: string | Address, options: DialOptions = {})
         timeoutMs,
       );
     }
+    options.onSocket?.(socket);
   });
 }

@@ -290,6 +290,16 @@ describe("failed handshakes", () => {
     await noneLeftBeyond(before);
   });
 
+  it("nothing listening: the dial's own error, not a handshake one, and nothing left behind", async () => {
+    const before = handles();
+    for (const address of [unixAddress(), "tcp://127.0.0.1:1"]) {
+      const attempt = connect(address, { identity: alice, remoteKey: server.id });
+      await expect(attempt).rejects.toThrow(/nothing is listening/);
+      await expect(attempt).rejects.not.toBeInstanceOf(HandshakeClosedError);
+    }
+    await noneLeftBeyond(before);
+  });
+
   it("stall: a listener that never answers times out, leaving no timer or socket", async () => {
     const address = await rawServer(() => {});
     const before = handles();
