@@ -14,7 +14,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 export const SYSTEMS_DIR = fileURLToPath(new URL("../systems/", import.meta.url));
 
 /** Table order; the raw floor comes first, ours last. */
-export const KNOWN_ORDER = ["raw", "capnweb", "grpc", "vscode-jsonrpc", "capnp-es", "capnp-es-to-cpp", "capnp-ts", "cpp", "capmesh"];
+export const KNOWN_ORDER = ["raw", "capnweb", "grpc", "vscode-jsonrpc", "capnp-es", "capnp-es-to-cpp", "capnp-ts", "cpp", "capmesh", "capmesh-tuned"];
 
 export interface Commands {
   /** argv prefix of the server; the address is appended. */
