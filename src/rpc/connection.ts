@@ -31,6 +31,7 @@ import {
   descriptorFrom,
   descriptorInto,
   newCall,
+  newBootstrap,
   newFinish,
   newRelease,
   newResultsReturn,
@@ -139,9 +140,7 @@ export class RpcConnection {
     if (this.error) return new BrokenHook(this.error);
     const question = new Question(this);
     question.id = this.questions.add(question);
-    const { message, root } = newRpcMessage();
-    root._initBootstrap().questionId = question.id;
-    this.send(message);
+    this.sendFrame(newBootstrap(question.id));
     const cap = question.getPipelinedCap([]);
     // No one else consumes a Bootstrap's Return: `cap` has taken its own
     // reference from the results, so they go at once, and the import is
@@ -406,36 +405,33 @@ export class RpcConnection {
     if (this.answers.has(id)) throw new ProtocolError(`Bootstrap uses question ID ${id}, which is still in use`);
     const answer = new Answer(id);
     this.answers.add(answer);
-    const { message, root } = newRpcMessage();
-    const ret = root._initReturn();
-    ret.answerId = id;
-    ret.releaseParamCaps = false;
-    let hook: CapHook | null = null;
+    let hook: CapHook | null;
     try {
       const factory = this.bootstrapFactory ?? this.options.bootstrap;
       hook = factory ? factory() : null;
     } catch (err) {
-      writeException(err, ret._initException());
+      this.sendExceptionReturn(answer, err);
+      return;
     }
-    if (!ret._isException) {
-      if (!hook) {
-        writeException(RpcError.failed("this vat offers no bootstrap capability"), ret._initException());
-      } else {
-        const results = ret._initResults();
-        utils.setInterfacePointer(0, results.content);
-        const { descriptor, exportId } = this.describe(hook);
-        descriptorInto(descriptor, results._initCapTable(1).get(0));
-        if (exportId !== null) answer.resultExports.push(exportId);
-        const cap = hook;
-        answer.pipeline = {
-          getPipelinedCap: (ops) =>
-            ops.length === 0 ? cap.addRef() : new BrokenHook(RpcError.failed("invalid pipeline transform on bootstrap")),
-        };
-        answer.response = { message, content: results.content, release: () => cap.release() };
-      }
+    if (!hook) {
+      this.sendExceptionReturn(answer, RpcError.failed("this vat offers no bootstrap capability"));
+      return;
     }
+    // Built like any call's results (a connection's first message goes
+    // through no code that a busy connection has not already warmed up).
+    const envelope = newResultsReturn(id, 128);
+    utils.setInterfacePointer(0, envelope.content);
+    const { descriptor, exportId } = this.describe(hook);
+    envelope.setCapTable([descriptor]);
+    if (exportId !== null) answer.resultExports.push(exportId);
+    const cap = hook;
+    answer.pipeline = {
+      getPipelinedCap: (ops) =>
+        ops.length === 0 ? cap.addRef() : new BrokenHook(RpcError.failed("invalid pipeline transform on bootstrap")),
+    };
+    answer.response = { message: envelope.message, content: envelope.content, release: () => cap.release() };
     answer.returnSent = true;
-    this.send(message);
+    this.send(envelope.message);
   }
 
   private handleCall(message: Message, call: WireCall): void {

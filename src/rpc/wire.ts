@@ -415,27 +415,37 @@ export function newResultsReturn(answerId: number, sizeHint = 512): OutgoingEnve
   return envelope(message, payload);
 }
 
-// Finish and Release are fixed-size: they are framed by hand from a template
-// (one segment of four words: root pointer, Message, then the body), with
-// no capnp-es message at all.
+// Finish, Release and Bootstrap are fixed-size: they are framed by hand from
+// a template (one segment: root pointer, Message, then the body), with no
+// capnp-es message at all.
 //   word 0: root pointer → Message (offset 0, 1 data word, 1 pointer)
 //   word 1: Message data: union tag
-//   word 2: Message pointer → body (offset 0, 1 data word, 0 pointers)
-//   word 3: the body
-function smallFrame(which: number): Uint8Array {
-  const frame = new Uint8Array(8 + 32);
+//   word 2: Message pointer → body (offset 0, 1 data word, `bodyPointers` pointers)
+//   word 3: the body's data word; then its pointers, all null
+function smallFrame(which: number, bodyPointers = 0): Uint8Array {
+  const words = 4 + bodyPointers;
+  const frame = new Uint8Array(8 + words * 8);
   const dv = new DataView(frame.buffer);
   dv.setUint32(0, 0, true); // one segment
-  dv.setUint32(4, 4, true); // of four words
+  dv.setUint32(4, words, true);
   dv.setUint32(8, 0, true); // root: struct, offset 0
   dv.setUint32(12, 1 | (1 << 16), true); // 1 data word, 1 pointer
   dv.setUint16(16, which, true);
   dv.setUint32(24, 0, true); // body: struct, offset 0
-  dv.setUint32(28, 1, true); // 1 data word, 0 pointers
+  dv.setUint32(28, 1 | (bodyPointers << 16), true);
   return frame;
 }
 const FINISH_TEMPLATE = smallFrame(rpc.Message.FINISH);
 const RELEASE_TEMPLATE = smallFrame(rpc.Message.RELEASE);
+// Bootstrap: questionId, and deprecatedObjectId (null).
+const BOOTSTRAP_TEMPLATE = smallFrame(rpc.Message.BOOTSTRAP, 1);
+
+/** A framed Bootstrap. */
+export function newBootstrap(questionId: number): Uint8Array {
+  const frame = BOOTSTRAP_TEMPLATE.slice();
+  new DataView(frame.buffer).setUint32(32, questionId, true);
+  return frame;
+}
 const scratch = new Uint8Array(40);
 const scratchView = new DataView(scratch.buffer);
 

@@ -166,6 +166,29 @@ describe("handshake over TCP", () => {
     expect(hex(ours.keys.encryptKey)).not.toBe(hex(ours.keys.decryptKey));
   });
 
+  it("every handshake has fresh ephemeral keys, those made ahead in idle time included", async () => {
+    const server = generateIdentity();
+    const client = generateIdentity();
+    const serverSides: Promise<Buffer>[] = [];
+    const port = await listen(cleanup, (socket) => {
+      const written = recordWrites(socket);
+      serverSides.push(serverHandshake(socket, { identity: server, networkKey }).then(() => written[0]!));
+    });
+    const clientHellos: Buffer[] = [];
+    for (let i = 0; i < 6; i++) {
+      const socket = await connect(cleanup, port);
+      const written = recordWrites(socket);
+      await clientHandshake(socket, { identity: client, networkKey, remoteKey: server.id });
+      clientHellos.push(written[0]!);
+      // Idle time, in which each side makes its next ephemeral key ahead.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const hellos = [...clientHellos, ...(await Promise.all(serverSides))];
+    const ephemeralKeys = hellos.map((hello) => hello.subarray(32, 64).toString("hex"));
+    expect(ephemeralKeys).toHaveLength(12);
+    expect(new Set(ephemeralKeys).size).toBe(12);
+  });
+
   it("secureClient/secureServer give box-streams that talk", async () => {
     const server = generateIdentity();
     const { port, result } = await serve(async (socket) => {
