@@ -33,7 +33,7 @@ export const ROWS: Row[] = [
     figures: ["connect", "box"],
     description:
       "connect: `connect()` with the server's key (shs1 handshake; then box-stream on TCP, the bare socket on unix: the defaults), " +
-      "one `ping` on the bootstrap Bench, `session.close()`; the server is `listen()` with an identity. " +
+      "one `ping` on the bootstrap Bench, then `await session.close()`, which resolves once both ends have closed (the goodbyes too), as ssb's client waits for its socket to close; the server is `listen()` with an identity. " +
       "box: `boxStream(socket, keys)` from src/auth/box-stream.ts on both ends.",
   },
   {
@@ -50,7 +50,7 @@ export const ROWS: Row[] = [
     figures: ["connect", "box"],
     description:
       "SSB's JavaScript stack over net sockets via stream-to-pull-stream. connect: secret-handshake's client and server, then " +
-      "one 8-byte round trip through its box-stream (an echo), then the goodbyes. box: pull-box-stream on both ends.",
+      "one 8-byte round trip through its box-stream (an echo), then the goodbyes, until the socket closes. box: pull-box-stream on both ends.",
   },
 ];
 

@@ -89,6 +89,8 @@ export class RpcConnection {
   private readonly maxInboundBytes: number;
   private readonly closedPromise: Promise<RpcError>;
   private resolveClosed!: (e: RpcError) => void;
+  private readonly transportClosedPromise: Promise<void>;
+  private resolveTransportClosed!: () => void;
 
   constructor(
     private readonly stream: MessageStream,
@@ -98,6 +100,7 @@ export class RpcConnection {
     this.maxInboundCalls = options.inbound?.maxCalls ?? 16384;
     this.maxInboundBytes = options.inbound?.maxBytes ?? 64 * 1024 * 1024;
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.transportClosedPromise = new Promise((resolve) => (this.resolveTransportClosed = resolve));
     stream.onMessage = (message) => this.handleMessage(message);
     stream.onFrameError = (err) => {
       const { message, root } = newRpcMessage();
@@ -105,6 +108,7 @@ export class RpcConnection {
       return message;
     };
     stream.onClose = (err) => {
+      this.resolveTransportClosed();
       // After close() or an Abort the reason is already set: no error to make.
       if (this.error) return;
       this.disconnect(
@@ -125,6 +129,15 @@ export class RpcConnection {
   /** Resolves (never rejects) with the reason once the connection is closed. */
   get closed(): Promise<RpcError> {
     return this.closedPromise;
+  }
+
+  /**
+   * Resolves once the transport underneath has finished too: our last
+   * messages flushed, the peer's end (and box-stream's goodbyes) exchanged,
+   * or the stream's close timeout passed.
+   */
+  get transportClosed(): Promise<void> {
+    return this.transportClosedPromise;
   }
 
   onClose(listener: (error: RpcError) => void): () => void {

@@ -52,9 +52,14 @@ export class Session implements AsyncDisposable {
     return this.connection.closed;
   }
 
+  /**
+   * Closes the connection: everything imported breaks, everything exported
+   * is dropped at once. Resolves once the transport has closed too (the
+   * peer's end of stream arrived, or the stream's close timeout passed).
+   */
   async close(): Promise<void> {
     this.connection.close();
-    await this.connection.closed;
+    await this.connection.transportClosed;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

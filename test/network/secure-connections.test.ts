@@ -144,6 +144,19 @@ describe("authenticated connections", () => {
     expect(serverSessions.map((session) => session.remoteId)).toEqual([alice.id, bob.id]);
   });
 
+  it("close() resolves once the connection has closed at both ends, goodbyes and all", async () => {
+    for (const address of ["tcp://127.0.0.1:0", unixAddress()]) {
+      const listener = await serve(address);
+      const session = await connect(listener.address, { identity: alice, remoteKey: server.id });
+      expect((await session.bootstrap(Counter).add({ delta: 1n })).value).toBe(8n);
+      expect(listener.sessions.size).toBe(1);
+      await session.close();
+      // Our end of stream (box-stream's goodbye over TCP) reached the
+      // listener, which closed its side before ours finished closing.
+      expect(listener.sessions.size).toBe(0);
+    }
+  });
+
   it("a dialler without an identity of its own still checks the listener's, under a throwaway id", async () => {
     const ids: string[] = [];
     const listener = await serve(unixAddress(), { onSession: (session) => ids.push(session.remoteId!) });
@@ -301,7 +314,8 @@ describe("failed handshakes", () => {
   });
 
   it("stall: a listener that never answers times out, leaving no timer or socket", async () => {
-    const address = await rawServer(() => {});
+    // It reads (and drops) what comes, so it sees the dialler leave.
+    const address = await rawServer((socket) => socket.resume());
     const before = handles();
     const attempt = connect(address, { identity: alice, remoteKey: server.id, handshakeTimeoutMs: 150 });
     await expect(attempt).rejects.toThrow(HandshakeTimeoutError);
