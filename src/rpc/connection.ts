@@ -600,7 +600,11 @@ export class RpcConnection {
 
   private sendExceptionReturn(answer: Answer, err: unknown): void {
     if (answer.finishReceived || answer.returnSent || this.error) return;
-    this.sendSimpleReturn(answer, (ret) => writeException(err, ret._initException()));
+    // Calls pipelined on a failed answer fail with its exception (a refused
+    // Bootstrap has no other pipeline to say so).
+    const error = toRpcError(err);
+    answer.pipeline ??= { getPipelinedCap: () => new BrokenHook(error) };
+    this.sendSimpleReturn(answer, (ret) => writeException(error, ret._initException()));
   }
 
   private sendSimpleReturn(answer: Answer, fill: (ret: rpc.Return) => void): void {

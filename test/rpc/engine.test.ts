@@ -35,6 +35,30 @@ describe("RPC engine over an in-memory pair", () => {
     expect((await counter.add({ delta: 1n })).value).toBe(16n);
   });
 
+  it("a vat that offers no bootstrap, or whose bootstrap function throws, answers with an exception", async () => {
+    const peer = (id: string): PeerInfo => ({ id, authenticated: false, address: `memory:${id}` });
+    const offers = [
+      { offer: null, reason: /offers no bootstrap capability/ },
+      {
+        offer: () => {
+          throw new Error("no capability for you");
+        },
+        reason: /no capability for you/,
+      },
+    ];
+    for (const { offer, reason } of offers) {
+      const [a, b] = memoryStreamPair();
+      const server = new Session(new RpcConnection(a, { name: "server" }), peer("client"), offer);
+      const client = new Session(new RpcConnection(b, { name: "client" }), peer("server"), null);
+      sessions.push(server, client);
+      const error = await client.bootstrap(Counter).add({ delta: 1n }).then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(RpcError);
+      expect((error as RpcError).message).toMatch(reason);
+      // The connection stays up: the question was answered, not aborted.
+      expect(client.connection.error).toBeNull();
+    }
+  });
+
   it("pipelines calls on a capability before it arrives", async () => {
     const { counter, client } = pair(new CounterImpl(1n));
     const a = counter.next();
