@@ -111,9 +111,9 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return Buffer.concat(parts);
 }
 
-const sha256 = (data: Uint8Array): Uint8Array => hashes.sha256(data);
+const { sha256 } = hashes;
 /** crypto_auth: HMAC-SHA-512 truncated to 32 bytes. */
-const hmac = (key: Uint8Array, message: Uint8Array): Uint8Array => hashes.auth(key, message);
+const hmac = hashes.auth;
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
