@@ -21,6 +21,8 @@
 import { Message, ObjectSize, Pointer, utils } from "capnp-es";
 import type { Struct } from "capnp-es";
 import type { Init } from "./init.js";
+import { copyPointer } from "./copy.js";
+import { newMessage } from "./message.js";
 import type {
   CapTableReader,
   CapTableWriter,
@@ -123,11 +125,45 @@ function resolvePointer(seg: Segment, off: number): boolean {
   return true;
 }
 
+/** Where a pointer leads: filled in by followPointer and allocatePointer. */
+export interface PointerRef {
+  seg: Segment;
+  /** Byte offset of the content (for a list of structs: of its tag word). */
+  off: number;
+  /** The pointer's two tag words (type bits, sizes), after any far pointers. */
+  lo: number;
+  hi: number;
+}
+
+/** Follows the pointer at (seg, off) through far pointers into `out`; false for a null pointer. */
+export function followPointer(seg: Segment, off: number, out: PointerRef): boolean {
+  if (!resolvePointer(seg, off)) return false;
+  out.seg = rSeg;
+  out.off = rOff;
+  out.lo = rLo;
+  out.hi = rHi;
+  return true;
+}
+
+/**
+ * Allocates `bytes` of content for the (null) pointer at (seg, ptrOff) and
+ * writes that pointer (`kind` 0 struct or 1 list, `hi` its second word);
+ * `out` gets where the content is.
+ */
+export function allocatePointer(seg: Segment, ptrOff: number, bytes: number, kind: number, hi: number, out: PointerRef): void {
+  allocate(seg, ptrOff, bytes, kind, hi);
+  out.seg = aSeg;
+  out.off = aOff;
+}
+
 /** Counts bytes read against the message's traversal limit (amplification guard). */
 function charge(seg: Segment, bytes: number): void {
   const m = seg.message._capnp;
   if ((m.traversalLimit -= bytes < 8 ? 8 : bytes) < 0) {
-    throw malformed("traversal limit exceeded");
+    throw malformed(
+      "traversal limit exceeded (the message was read past its read budget: the transport limits " +
+        "traversalLimitWords and readBudgetFactor bound it; raise them on the receiving side if this is legitimate)",
+    );
   }
 }
 
@@ -731,7 +767,7 @@ function writeAnyPointerAt(seg: Segment, off: number, value: unknown): void {
   if (!(value instanceof Pointer)) {
     throw new TypeError("capmesh: an AnyPointer field takes a capnp-es Pointer (or null)");
   }
-  utils.copyFrom(value, new Pointer(seg, off));
+  copyPointer(value, new Pointer(seg, off));
 }
 
 /** Copies a capnp-es Pointer (e.g. one decoded from another message) into the field. */
@@ -1211,13 +1247,20 @@ export function initStructField(v: StructView, i: number, dataWords: number, poi
 export function capIndexAt(slot: Pointer, ops: readonly number[]): number {
   let seg = slot.segment;
   let off = slot.byteOffset;
-  let depth = depthOf(slot);
-  for (const index of ops) {
-    const v = structAt(seg, off, depth);
-    if (v === null || index >= v.ptrCount) return -1;
-    seg = v.seg;
-    off = v.ptrs + index * 8;
-    depth = v.depth;
+  // Not charged to the read budget: the path is as long as `ops`, which the
+  // caller already paid for, and a response pipelined on for the life of a
+  // connection would otherwise run out of budget one call at a time.
+  for (let i = 0; i < ops.length; i++) {
+    if (i >= NESTING_LIMIT) throw malformed("nesting limit exceeded");
+    if (!resolvePointer(seg, off)) return -1;
+    if ((rLo & 3) !== 0) throw malformed("expected a struct pointer");
+    const dataLen = (rHi & 0xffff) * 8;
+    const ptrCount = rHi >>> 16;
+    if (rOff < 0 || rOff + dataLen + ptrCount * 8 > rSeg.byteLength) throw malformed("struct pointer out of bounds");
+    const index = ops[i]!;
+    if (index >= ptrCount) return -1;
+    seg = rSeg;
+    off = rOff + dataLen + index * 8;
   }
   const lo = seg.getUint32(off);
   const hi = seg.getUint32(off + 4);
@@ -1238,7 +1281,7 @@ export function writePointer<T>(codec: Codec<T>, value: T | Init<T>, p: Pointer,
 
 /** A new message whose root is `value`. */
 export function writeMessage<T>(codec: Codec<T>, value: T | Init<T>, caps: CapTableWriter = noCaps): Message {
-  const message = new Message();
+  const message = newMessage();
   writeStructAt(message.getSegment(0), 0, codec as Codec<unknown>, (value ?? {}) as Loose, caps);
   return message;
 }

@@ -25,7 +25,9 @@ import {
 import { IdTable } from "./id-table.js";
 import { ImportHook, ImportTable } from "./imports.js";
 import { OwnedResponse } from "./local.js";
-import { capTableOf, releaseCapTable, setCapTable, sizedMessage, type CapTable } from "./payload.js";
+import { copyPointer } from "../codec/copy.js";
+import { newMessage } from "../codec/message.js";
+import { capTableOf, releaseCapTable, setCapTable, type CapTable } from "./payload.js";
 import { Question } from "./questions.js";
 import {
   descriptorFrom,
@@ -35,6 +37,7 @@ import {
   newFinish,
   newRelease,
   newResultsReturn,
+  newUnimplemented,
   readIncoming,
   targetFrom,
   targetInto,
@@ -216,7 +219,13 @@ export class RpcConnection {
   copyPayload(from: Payload, to: Pointer, toMessage: Message): void {
     const table = capTableOf(toMessage);
     const before = table.length;
-    utils.copyFrom(from.content, to);
+    try {
+      copyPointer(from.content, to);
+    } catch (err) {
+      table.length = before; // entries of a partial copy hold no references
+      releaseCapTable(from.message);
+      throw err;
+    }
     for (let i = before; i < table.length; i++) table[i]?.addRef();
     releaseCapTable(from.message);
   }
@@ -396,7 +405,7 @@ export class RpcConnection {
           // Provide, Accept, Join (Level 3/4), obsolete and unknown
           // messages: echo back as Unimplemented, keep the connection.
           log.debug("unimplemented message", { conn: this.name, which });
-          return this.replyUnimplemented(root);
+          return this.send(newUnimplemented(message));
       }
     } catch (err) {
       const protocolError =
@@ -405,12 +414,6 @@ export class RpcConnection {
           : new ProtocolError(`malformed message: ${describe(err).replace(/^capmesh: malformed message: /, "")}`);
       this.abort(protocolError);
     }
-  }
-
-  private replyUnimplemented(received: rpc.Message): void {
-    const { message, root } = newRpcMessage();
-    root.unimplemented = received;
-    this.send(message);
   }
 
   private handleBootstrap(bootstrap: rpc.Bootstrap): void {
@@ -580,7 +583,7 @@ export class RpcConnection {
       // them in. The Return's cap table only borrows the response's caps.
       envelope = newResultsReturn(answer.id, responseBytes(response) + 128);
       try {
-        utils.copyFrom(response.content, envelope.content);
+        copyPointer(response.content, envelope.content);
       } catch (err) {
         setCapTable(envelope.message, []);
         response.release();
@@ -690,13 +693,25 @@ export class RpcConnection {
           // If that Finish came first, the response is ours to release.
           const copy = emptyPayload();
           const table = capTableOf(copy.message);
-          utils.copyFrom(r.content, copy.content);
+          try {
+            copyPointer(r.content, copy.content);
+          } catch (err) {
+            table.length = 0;
+            if (r !== other.response) r.release();
+            throw RpcError.failed(`could not take the results of question ${otherId}: ${describe(err)}`);
+          }
           for (const hook of table) hook?.addRef();
           if (r !== other.response) r.release();
           return new OwnedResponse(copy.message, copy.content);
         };
         // Results already here are copied now, before a Finish can release them.
-        question.fulfill(other.response ? take(other.response) : other.redirected.then(take));
+        let taken: Response | Promise<Response>;
+        try {
+          taken = other.response ? take(other.response) : other.redirected.then(take);
+        } catch (err) {
+          taken = Promise.reject(err);
+        }
+        question.fulfill(taken);
         break;
       }
       default:
@@ -820,9 +835,7 @@ export class RpcConnection {
       }
       default: {
         // accept / provide belong to Level 3.
-        const { message, root } = newRpcMessage();
-        root.unimplemented = disembargo.segment.message.getRoot(rpc.Message);
-        this.send(message);
+        this.send(newUnimplemented(disembargo.segment.message));
       }
     }
   }
@@ -1018,7 +1031,7 @@ class AnswerHints implements CallHints {
 
 /** A new rpc.capnp Message; `bytes` sizes its first segment (it grows if needed). */
 function newRpcMessage(bytes = 128): { message: Message; root: rpc.Message } {
-  const message = sizedMessage(bytes);
+  const message = newMessage(bytes);
   const root = message.initRoot(rpc.Message);
   return { message, root };
 }
@@ -1037,7 +1050,7 @@ function responseBytes(response: Response): number {
 }
 
 function emptyPayload(): { message: Message; content: Pointer } {
-  const message = sizedMessage(64);
+  const message = newMessage(64);
   setCapTable(message, []);
   return { message, content: new Pointer(message.getSegment(0), 0) };
 }

@@ -29,7 +29,9 @@ import {
   initStructField,
   type Codec,
 } from "../codec/runtime.js";
-import { sizedMessage, setCapTable } from "./payload.js";
+import { copyPointer } from "../codec/copy.js";
+import { messageBytes, newMessage } from "../codec/message.js";
+import { setCapTable } from "./payload.js";
 
 // ---------------------------------------------------------------------------
 // Plain forms
@@ -200,7 +202,7 @@ export type WireIncoming =
 
 /** An empty Payload for a missing pointer. */
 function emptySlot(): Pointer {
-  const m = sizedMessage(8);
+  const m = newMessage(8);
   return new Pointer(m.getSegment(0), 0);
 }
 
@@ -388,7 +390,7 @@ export function newCall(
   methodId: number,
   sizeHint = 512,
 ): OutgoingEnvelope & { setQuestion(id: number, yourself: boolean): void } {
-  const message = sizedMessage(sizeHint);
+  const message = newMessage(sizeHint);
   setCapTable(message, []);
   const call = rootView(message, rpc.Message.CALL, 3, 3);
   writeStructField(call, 0, MessageTarget as Codec<unknown>, target, noCaps);
@@ -406,13 +408,28 @@ export function newCall(
 
 /** A Return carrying results. */
 export function newResultsReturn(answerId: number, sizeHint = 512): OutgoingEnvelope {
-  const message = sizedMessage(sizeHint);
+  const message = newMessage(sizeHint);
   setCapTable(message, []);
   const ret = rootView(message, rpc.Message.RETURN, 2, 1);
   writeUint32(ret, 0, answerId);
   writeBool(ret, 32, false, true); // releaseParamCaps = false
   const payload = initStructField(ret, 0, 0, 2);
   return envelope(message, payload);
+}
+
+/**
+ * An Unimplemented echo of `received` (rpc.capnp Message.unimplemented: the
+ * message is sent back as it came). The copy can never be larger than what
+ * the peer sent: aliased pointers that would expand it make copyPointer
+ * throw, and the caller treats that as a malformed message.
+ */
+export function newUnimplemented(received: Message): Message {
+  const message = newMessage(messageBytes(received) + 16);
+  const root = initStructField(new StructView(message.getSegment(0), 0, 0, 0, 1, 64), 0, 1, 1);
+  writeUint16(root, 0, rpc.Message.UNIMPLEMENTED);
+  const nestingLimit = (received as { nestingLimit?: number }).nestingLimit;
+  copyPointer(new Pointer(received.getSegment(0), 0), new Pointer(root.seg, root.ptrs), nestingLimit ? { nestingLimit } : {});
+  return message;
 }
 
 // Finish, Release and Bootstrap are fixed-size: they are framed by hand from

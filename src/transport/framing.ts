@@ -7,10 +7,14 @@
 //           a whole number of words)
 //   the segments, back to back
 //
-// Decoding makes exactly one copy of the message body: bytes go straight from
-// the incoming chunks into one ArrayBuffer per segment, allocated once the
-// segment table is known. Those buffers are handed to capnp-es without further
-// copying. Each segment gets its own exactly-sized ArrayBuffer on purpose:
+// Decoding gives every segment its own exactly-sized ArrayBuffer, handed to
+// capnp-es without further copying. A frame that arrives whole in one chunk,
+// or is small (up to FREE_BYTES_PER_CONNECTION), is copied straight into
+// those buffers, allocated once the segment table is known. A larger frame
+// still arriving is not allocated at the size its header announces (a peer
+// sending 16 bytes could claim 64 MiB): its body is kept in blocks as it
+// comes, charged to the process-wide inbound budget (inbound-budget.ts), and
+// copied into the segments once complete. Each segment's own buffer is on purpose:
 // capnp-es reads through a DataView over a segment's whole buffer, so a bad
 // pointer can at worst reach the end of its own segment, where the DataView
 // throws a RangeError, and never a neighbouring segment or a later message.
@@ -23,7 +27,8 @@
 // as a protocol error of that connection.
 
 import { Message, type Struct, type StructCtor } from "capnp-es";
-import { resolveLimits, type TransportLimits } from "./limits.js";
+import { FREE_BYTES_PER_CONNECTION, processInboundBudget, type InboundBudget } from "./inbound-budget.js";
+import { readBudgetBytes, resolveLimits, type TransportLimits } from "./limits.js";
 
 export type FrameErrorCode = "segment-count" | "message-too-large" | "truncated" | "malformed";
 
@@ -151,8 +156,11 @@ function wrapSegments(segments: ArrayBuffer[], lim: Readonly<TransportLimits>): 
     }
     message = new InboundMessage(all.buffer, false, false);
   }
-  // capnp-es keeps its read budget in bytes and charges 8 per pointer read.
-  message._capnp.traversalLimit = lim.traversalLimitWords * WORD;
+  // capnp-es keeps its read budget in bytes and charges 8 per pointer read;
+  // the codec runtime charges the size of each struct and list it reads.
+  let bytes = 0;
+  for (const s of segments) bytes += s.byteLength;
+  message._capnp.traversalLimit = readBudgetBytes(lim, bytes);
   message.nestingLimit = lim.nestingLimit;
   return message;
 }
@@ -278,15 +286,30 @@ export class FrameDecoder {
   #headerNeed = 4;
   #segmentCount = 0;
 
-  // Body.
+  // Body, when its segments are allocated up front.
   #segments: ArrayBuffer[] = [];
   #views: Uint8Array[] = [];
   #segIndex = 0;
   #segOffset = 0;
   #bodyBytes = 0;
   #bodyReceived = 0;
+  /** Bytes of the current chunk not yet consumed (for #readTable's choice). */
+  #available = 0;
 
-  constructor(limits?: Partial<TransportLimits>, onMessage?: (message: InboundMessage) => void) {
+  // Body, when it is collected as it arrives (large frames arriving in parts).
+  #collecting = false;
+  #blocks: Uint8Array[] = [];
+  #blockUsed = 0;
+  /** Bytes charged to the budget for the blocks. */
+  #charged = 0;
+  readonly #budget: InboundBudget;
+
+  constructor(
+    limits?: Partial<TransportLimits>,
+    onMessage?: (message: InboundMessage) => void,
+    budget: InboundBudget = processInboundBudget,
+  ) {
+    this.#budget = budget;
     this.limits = Object.freeze(resolveLimits(limits));
     this.onMessage =
       onMessage ??
@@ -298,6 +321,19 @@ export class FrameDecoder {
   /** True while part of a frame has been received but not all of it. */
   get midFrame(): boolean {
     return this.#state === State.Table || this.#state === State.Body || this.#headerLen > 0;
+  }
+
+  /** Bytes held for the incomplete frame (allocated segments or collected blocks). */
+  get heldBytes(): number {
+    return this.#collecting ? this.#charged : this.#state === State.Body ? this.#bodyBytes : 0;
+  }
+
+  /** Frees what an incomplete frame holds (the stream is closing). Later pushes fail. */
+  dispose(): void {
+    if (this.#state === State.Failed) return;
+    this.#state = State.Failed;
+    this.#failure = new Error("FrameDecoder: the stream was closed");
+    this.#release();
   }
 
   /** Feeds bytes. Throws FrameError on bad framing (see class doc). */
@@ -345,7 +381,7 @@ export class FrameDecoder {
     const len = chunk.byteLength;
     while (pos < len) {
       if (this.#state === State.Body) {
-        pos = this.#copyBody(chunk, pos);
+        pos = this.#collecting ? this.#collectBody(chunk, pos) : this.#copyBody(chunk, pos);
         continue;
       }
       // Header states: gather #headerNeed bytes.
@@ -354,6 +390,7 @@ export class FrameDecoder {
       this.#headerLen += take;
       pos += take;
       if (this.#headerLen < this.#headerNeed) return;
+      this.#available = len - pos;
       if (this.#state === State.Count) this.#readCount();
       else this.#readTable();
     }
@@ -407,6 +444,24 @@ export class FrameDecoder {
         "invalid Cap'n Proto frame: the first segment is empty, so the message has no root pointer",
       );
     }
+    this.#bodyBytes = total;
+    this.#bodyReceived = 0;
+    this.#state = State.Body;
+    if (total > FREE_BYTES_PER_CONNECTION && total > this.#available) {
+      // Large, and not all here yet: collect what arrives, allocate at the end.
+      this.#collecting = true;
+      return;
+    }
+    this.#allocateSegments();
+    this.#segIndex = 0;
+    this.#segOffset = 0;
+    this.#skipEmptySegments();
+  }
+
+  /** One exactly-sized buffer per segment, as the segment table says. */
+  #allocateSegments(): void {
+    const count = this.#segmentCount;
+    const dv = this.#headerView;
     const segments: ArrayBuffer[] = new Array(count);
     const views: Uint8Array[] = new Array(count);
     try {
@@ -418,18 +473,61 @@ export class FrameDecoder {
     } catch (e) {
       throw new FrameError(
         "message-too-large",
-        `cannot allocate ${total} bytes for an incoming Cap'n Proto message (lower maxMessageBytes or free memory)`,
+        `cannot allocate ${this.#bodyBytes} bytes for an incoming Cap'n Proto message (lower maxMessageBytes or free memory)`,
         { cause: e },
       );
     }
     this.#segments = segments;
     this.#views = views;
-    this.#segIndex = 0;
-    this.#segOffset = 0;
-    this.#bodyBytes = total;
-    this.#bodyReceived = 0;
-    this.#state = State.Body;
-    this.#skipEmptySegments();
+  }
+
+  /** Keeps the next part of a large frame's body in blocks, charged to the budget. */
+  #collectBody(chunk: Uint8Array, pos: number): number {
+    const take = Math.min(this.#bodyBytes - this.#bodyReceived, chunk.byteLength - pos);
+    let from = pos;
+    const end = pos + take;
+    while (from < end) {
+      let block = this.#blocks[this.#blocks.length - 1];
+      if (block === undefined || this.#blockUsed === block.byteLength) {
+        // Blocks of at least 64 KiB, never past the end of the body.
+        const size = Math.min(this.#bodyBytes - this.#bodyReceived, Math.max(FREE_BYTES_PER_CONNECTION, end - from));
+        block = new Uint8Array(size);
+        this.#blocks.push(block);
+        this.#blockUsed = 0;
+        this.#charged += size;
+        this.#budget.charge(size);
+      }
+      const n = Math.min(block.byteLength - this.#blockUsed, end - from);
+      block.set(chunk.subarray(from, from + n), this.#blockUsed);
+      this.#blockUsed += n;
+      this.#bodyReceived += n;
+      from += n;
+    }
+    if (this.#bodyReceived === this.#bodyBytes) this.#assemble();
+    return end;
+  }
+
+  /** The whole body is in the blocks: move it into its segments. */
+  #assemble(): void {
+    this.#allocateSegments();
+    let seg = 0;
+    let at = 0;
+    for (const block of this.#blocks) {
+      let from = 0;
+      while (from < block.byteLength) {
+        const view = this.#views[seg]!;
+        if (at === view.byteLength) {
+          seg++;
+          at = 0;
+          continue;
+        }
+        const n = Math.min(view.byteLength - at, block.byteLength - from);
+        view.set(block.subarray(from, from + n), at);
+        at += n;
+        from += n;
+      }
+    }
+    this.#finish();
   }
 
   #skipEmptySegments(): void {
@@ -466,6 +564,13 @@ export class FrameDecoder {
   }
 
   #release(): void {
+    if (this.#charged > 0) {
+      this.#budget.release(this.#charged);
+      this.#charged = 0;
+    }
+    this.#collecting = false;
+    this.#blocks = [];
+    this.#blockUsed = 0;
     this.#segments = [];
     this.#views = [];
     this.#segIndex = 0;

@@ -10,6 +10,14 @@
 //    never come close to either number.)
 //  - message size: the traversal limit in bytes. The C++ reader likewise
 //    refuses a frame whose segments add up to more than the traversal limit.
+//
+// One rule is stricter than C++: a message's read budget also scales with its
+// own size (readBudgetFactor × its bytes, at least READ_BUDGET_FLOOR_BYTES),
+// so aliased pointers cannot make a few hundred bytes cost as much to read as
+// 64 MiB: every message costs time linear in its size.
+
+/** Read budget every inbound message gets whatever its size (1 MiB). */
+export const READ_BUDGET_FLOOR_BYTES = 1024 * 1024;
 
 /** Limits on what a peer may send us. All fields are positive integers. */
 export interface TransportLimits {
@@ -35,6 +43,13 @@ export interface TransportLimits {
    * the root is obtained with `message.getRoot(...)` on a decoded message.
    */
   nestingLimit: number;
+  /**
+   * Each inbound message may be read (pointer traversal, in bytes) up to
+   * this many times its own size, or READ_BUDGET_FLOOR_BYTES if that is
+   * more, and never past traversalLimitWords. Reading a message once costs
+   * its size; the engine and a decoder read it about once.
+   */
+  readBudgetFactor: number;
 }
 
 const WORD_BYTES = 8;
@@ -47,6 +62,7 @@ export const DEFAULT_LIMITS: Readonly<TransportLimits> = Object.freeze({
   nestingLimit: 64,
   maxSegments: 512,
   maxMessageBytes: 8 * 1024 * 1024 * WORD_BYTES,
+  readBudgetFactor: 4,
 });
 
 const LIMIT_KEYS: readonly (keyof TransportLimits)[] = [
@@ -54,6 +70,7 @@ const LIMIT_KEYS: readonly (keyof TransportLimits)[] = [
   "maxSegments",
   "traversalLimitWords",
   "nestingLimit",
+  "readBudgetFactor",
 ];
 
 /**
@@ -102,4 +119,10 @@ export function resolveLimits(partial?: Partial<TransportLimits>): TransportLimi
     throw new RangeError(`transport limit nestingLimit must be at most ${0x7fffffff}`);
   }
   return out;
+}
+
+/** The read budget, in bytes, of an inbound message of `messageBytes` bytes. */
+export function readBudgetBytes(limits: Readonly<TransportLimits>, messageBytes: number): number {
+  const scaled = Math.max(READ_BUDGET_FLOOR_BYTES, limits.readBudgetFactor * messageBytes);
+  return Math.min(limits.traversalLimitWords * WORD_BYTES, scaled);
 }

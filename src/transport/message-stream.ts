@@ -21,6 +21,7 @@ const FIRST_BATCH_BYTES = (Buffer.poolSize >>> 1) - 8;
 /** Queued bytes that are written at once instead of at the end of the tick. */
 const EARLY_FLUSH_BYTES = 4096;
 import { resolveLimits, type TransportLimits } from "./limits.js";
+import { FREE_BYTES_PER_CONNECTION, processInboundBudget, type InboundBudget } from "./inbound-budget.js";
 
 export interface MessageStream {
   /**
@@ -89,6 +90,11 @@ export interface StreamOptions {
    * destroying the duplex. Default 10 s.
    */
   closeTimeoutMs?: number;
+  /**
+   * The budget this stream's buffered inbound bytes (incomplete frames, read
+   * backlog) are charged to. Default: the process-wide one (setInboundBudget).
+   */
+  budget?: InboundBudget;
 }
 
 // Peer descriptions for sockets whose own remoteAddress is not useful (unix
@@ -132,6 +138,9 @@ class DuplexMessageStream implements MessageStream {
   readonly #duplex: Duplex;
   readonly #decoder: FrameDecoder;
   readonly #closeTimeoutMs: number;
+  readonly #budget: InboundBudget;
+  /** Set while reading is stopped because the inbound budget is spent: cancels the wait. */
+  #budgetWait: (() => void) | undefined;
   #onMessage: (message: Message) => void = noMessageHandler;
   #reading = false;
   #closed = false;
@@ -144,7 +153,8 @@ class DuplexMessageStream implements MessageStream {
     this.#duplex = duplex;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.remoteAddress = options.remoteAddress ?? describeRemote(duplex);
-    this.#decoder = new FrameDecoder(limits, (m) => this.#deliver(m));
+    this.#budget = options.budget ?? processInboundBudget;
+    this.#decoder = new FrameDecoder(limits, (m) => this.#deliver(m), this.#budget);
     duplex.on("error", this.#handleError);
     duplex.on("end", this.#handleEnd);
     duplex.on("close", this.#handleClose);
@@ -259,12 +269,41 @@ class DuplexMessageStream implements MessageStream {
   resumeReading(): void {
     if (!this.#throttled) return;
     this.#throttled = false;
-    this.#duplex.resume();
+    if (this.#budgetWait === undefined) this.#duplex.resume();
     while (this.#backlog.length > 0 && !this.#throttled && !this.#closed) {
       const chunk = this.#backlog.shift()!;
       this.#backlogBytes -= chunk.byteLength;
+      this.#budget.release(chunk.byteLength);
       this.#decode(chunk);
     }
+  }
+
+  /** Bytes this stream holds that the peer sent but no message has been made of yet. */
+  get #heldBytes(): number {
+    return this.#decoder.heldBytes + this.#backlogBytes;
+  }
+
+  /**
+   * Past its free allowance, a stream that finds the process's inbound
+   * budget spent stops reading from its socket until bytes are given back.
+   */
+  #checkBudget(): void {
+    if (this.#budgetWait !== undefined || this.#closed) return;
+    if (this.#heldBytes <= FREE_BYTES_PER_CONNECTION || !this.#budget.exhausted) return;
+    this.#duplex.pause();
+    this.#budgetWait = this.#budget.waitForRoom(() => {
+      this.#budgetWait = undefined;
+      if (!this.#closed && !this.#throttled) this.#duplex.resume();
+    });
+  }
+
+  #releaseInbound(): void {
+    this.#budgetWait?.();
+    this.#budgetWait = undefined;
+    this.#decoder.dispose();
+    if (this.#backlogBytes > 0) this.#budget.release(this.#backlogBytes);
+    this.#backlog = [];
+    this.#backlogBytes = 0;
   }
 
   close(error?: Error): void {
@@ -324,6 +363,7 @@ class DuplexMessageStream implements MessageStream {
   #report(): void {
     if (this.#reported) return;
     this.#reported = true;
+    this.#releaseInbound();
     if (this.#closeTimer !== undefined) clearTimeout(this.#closeTimer);
     const error = this.#error;
     queueMicrotask(() => this.onClose(error));
@@ -338,7 +378,9 @@ class DuplexMessageStream implements MessageStream {
     if (this.#throttled || this.#backlog.length > 0) {
       this.#backlog.push(chunk);
       this.#backlogBytes += chunk.byteLength;
+      this.#budget.charge(chunk.byteLength);
       if (this.#backlogBytes >= THROTTLED_BACKLOG_BYTES) this.#duplex.pause();
+      else this.#checkBudget();
       return;
     }
     this.#decode(chunk);
@@ -347,6 +389,7 @@ class DuplexMessageStream implements MessageStream {
   #decode(chunk: Buffer): void {
     try {
       this.#decoder.push(chunk);
+      this.#checkBudget();
     } catch (e) {
       const error = asError(e);
       if (error instanceof FrameError && this.onFrameError) this.#failWithGoodbye(error, this.onFrameError(error));
@@ -379,6 +422,7 @@ class DuplexMessageStream implements MessageStream {
     if (!this.#closed && this.#backlog.length > 0) {
       // The peer hung up while its work was throttled: what it sent after
       // that can no longer be answered usefully. Drop it and end cleanly.
+      this.#budget.release(this.#backlogBytes);
       this.#backlog = [];
       this.#backlogBytes = 0;
       this.#closed = true;
@@ -582,6 +626,7 @@ class MemoryMessageStream implements MessageStream {
   #report(): void {
     if (this.#reported) return;
     this.#reported = true;
+    this.#decoder.dispose();
     const error = this.#error;
     queueMicrotask(() => this.onClose(error));
   }

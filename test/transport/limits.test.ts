@@ -8,6 +8,7 @@ describe("limits", () => {
       nestingLimit: 64,
       maxSegments: 512,
       maxMessageBytes: 64 * 1024 * 1024,
+      readBudgetFactor: 4,
     });
     expect(Object.isFrozen(DEFAULT_LIMITS)).toBe(true);
   });

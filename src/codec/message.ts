@@ -1,0 +1,87 @@
+// Messages that capmesh builds: one segment that grows geometrically.
+//
+// capnp-es grows a single-segment message by max(request, 4 KiB) and copies
+// the whole segment each time, so building an n-byte message costs O(n²)
+// (an 8 MiB result took seconds). Its multi-segment arena instead starts a
+// 4 KiB segment per overflow, which would put thousands of segments (and far
+// pointers) into a large message, past what receivers accept (the C++ reader
+// takes at most 511). Here the one segment doubles instead: every byte is
+// copied O(1) times on average, and the frame stays a single segment.
+import { Message } from "capnp-es";
+
+type Segment = Message["_capnp"]["segments"][number];
+type ArenaCtor = new (buffer: ArrayBuffer) => { buffer: ArrayBuffer };
+type SegmentCtor = new (id: number, message: Message, buffer: ArrayBuffer, byteLength: number) => Segment;
+
+// The arena and segment classes are not exported by name: take them from a
+// probe message, and fail loudly at load time should capnp-es change shape.
+const probe = new Message();
+const SingleSegmentArena = (probe._capnp.arena as unknown as { constructor: ArenaCtor }).constructor;
+const SegmentClass = (probe.getSegment(0) as unknown as { constructor: SegmentCtor }).constructor;
+/** capnp-es's default read budget, in bytes (for messages we build and may read back). */
+export const DEFAULT_TRAVERSAL_LIMIT = probe._capnp.traversalLimit;
+if (
+  Object.keys(probe).join() !== "_capnp" ||
+  typeof (probe._capnp.arena as unknown as { buffer?: unknown }).buffer !== "object" ||
+  typeof (probe.getSegment(0) as unknown as { replaceBuffer?: unknown }).replaceBuffer !== "function" ||
+  typeof (Message.prototype as unknown as { allocateSegment?: unknown }).allocateSegment !== "function"
+) {
+  throw new Error("capmesh: unsupported capnp-es version (its Message/Segment layout changed); install the version capmesh pins");
+}
+
+/** Largest segment a frame header can describe (u32 words), kept within ArrayBuffer limits. */
+const MAX_SEGMENT_BYTES = 2 ** 32 - 8;
+
+/**
+ * A message under construction. capnp-es asks `allocateSegment` for room when
+ * segment 0 is full; we answer with segment 0 itself in a buffer at least
+ * twice as large.
+ */
+export class BuilderMessage extends Message {
+  /** How many times segment 0 moved to a larger buffer (for tests). */
+  growths = 0;
+
+  override allocateSegment(byteLength: number): Segment {
+    const segment = this._capnp.segments[0]!;
+    const used = segment.byteLength;
+    const needed = used + ((byteLength + 7) & ~7);
+    if (needed > MAX_SEGMENT_BYTES) {
+      throw new RangeError(`capmesh: a message cannot grow past ${MAX_SEGMENT_BYTES} bytes (needed ${needed})`);
+    }
+    const capacity = Math.min(MAX_SEGMENT_BYTES, Math.max(needed, segment.buffer.byteLength * 2));
+    const buffer = new ArrayBuffer(capacity);
+    new Uint8Array(buffer).set(new Uint8Array(segment.buffer, 0, used));
+    segment.replaceBuffer(buffer);
+    (this._capnp.arena as unknown as { buffer: ArrayBuffer }).buffer = buffer;
+    this.growths++;
+    return segment;
+  }
+}
+
+/**
+ * A new message whose first segment has room for `bytes` (it grows by
+ * doubling when needed), with its root pointer already reserved (as
+ * getSegment(0) would). Building any message this way takes time linear in
+ * its size.
+ */
+export function newMessage(bytes = 1024): BuilderMessage {
+  const size = Math.max(16, (bytes + 7) & ~7);
+  const buffer = new ArrayBuffer(size);
+  const message = Object.create(BuilderMessage.prototype) as BuilderMessage;
+  message.growths = 0;
+  const internal = {
+    arena: new SingleSegmentArena(buffer),
+    segments: [] as Segment[],
+    traversalLimit: DEFAULT_TRAVERSAL_LIMIT,
+  };
+  (message as { _capnp: unknown })._capnp = internal;
+  internal.segments.push(new SegmentClass(0, message, buffer, 8));
+  return message;
+}
+
+/** Total bytes of a message's segments (what its frame body carries). */
+export function messageBytes(message: Message): number {
+  let total = 0;
+  for (const segment of message._capnp.segments) total += segment.byteLength;
+  return total;
+}
