@@ -27,10 +27,13 @@ export interface CopyOptions {
   budgetWords?: number;
   /** Pointer levels the copy may descend; default NESTING_LIMIT (64, as the C++ reader). */
   nestingLimit?: number;
+  /** Leave pointers deeper than nestingLimit null instead of failing: a shallow copy. */
+  truncate?: boolean;
 }
 
 interface CopyContext {
   budget: number;
+  readonly truncate: boolean;
   readonly srcCaps: unknown[] | undefined;
   readonly dstMessage: Message;
   readonly src: PointerRef;
@@ -41,7 +44,8 @@ interface CopyContext {
  * Copies what `from` points at into the null pointer `to` (in another
  * message). Capability pointers are appended to the destination's cap table
  * (the caller adds references for the new entries); a capability index the
- * source table does not have is copied as a null pointer. Throws
+ * source table does not have is copied as a null pointer; a source with no
+ * cap table at all keeps its indexes. Throws
  * CopyLimitError when the copy would exceed its budget or nesting limit, or
  * the source is out of bounds; the destination then holds a partial copy.
  */
@@ -49,6 +53,7 @@ export function copyPointer(from: Pointer, to: Pointer, options: CopyOptions = {
   const srcMessage = from.segment.message;
   const ctx: CopyContext = {
     budget: options.budgetWords ?? messageBytes(srcMessage) / 8 + 1,
+    truncate: options.truncate ?? false,
     srcCaps: (srcMessage._capnp as { capTable?: unknown[] }).capTable,
     dstMessage: to.segment.message,
     src: { seg: from.segment, off: 0, lo: 0, hi: 0 },
@@ -57,8 +62,10 @@ export function copyPointer(from: Pointer, to: Pointer, options: CopyOptions = {
   copyAt(ctx, from.segment, from.byteOffset, to.segment, to.byteOffset, options.nestingLimit ?? NESTING_LIMIT);
 }
 
+// Objects of no size are charged nothing: the pointer to one is a word of
+// its parent's content, already charged, so the work stays within the budget.
 function charge(ctx: CopyContext, words: number): void {
-  if ((ctx.budget -= words < 1 ? 1 : words) < 0) {
+  if ((ctx.budget -= words) < 0) {
     throw new CopyLimitError(
       "capmesh: copying this data would write more than its message holds (aliased pointers); refusing to expand it",
     );
@@ -79,7 +86,10 @@ function copyAt(ctx: CopyContext, srcSeg: Segment, srcOff: number, dstSeg: Segme
     copyCapability(ctx, src.hi, dstSeg, dstOff);
     return;
   }
-  if (depth <= 0) throw new CopyLimitError("capmesh: malformed message: nesting limit exceeded");
+  if (depth <= 0) {
+    if (ctx.truncate) return;
+    throw new CopyLimitError("capmesh: malformed message: nesting limit exceeded");
+  }
   const fromSeg = src.seg;
   const from = src.off;
   const hi = src.hi;
@@ -89,9 +99,13 @@ function copyAt(ctx: CopyContext, srcSeg: Segment, srcOff: number, dstSeg: Segme
 }
 
 function copyCapability(ctx: CopyContext, index: number, dstSeg: Segment, dstOff: number): void {
-  const hook = ctx.srcCaps?.[index];
-  if (hook === undefined) return;
-  const dstIndex = ctx.dstMessage.addCap(hook as never);
+  let dstIndex = index;
+  if (ctx.srcCaps) {
+    const hook = ctx.srcCaps[index];
+    if (hook === undefined) return;
+    dstIndex = ctx.dstMessage.addCap(hook as never);
+  }
+  // (A source without a cap table, such as a raw message being echoed, keeps its indexes.)
   dstSeg.setUint32(dstOff, 3);
   dstSeg.setUint32(dstOff + 4, dstIndex);
 }
@@ -144,9 +158,7 @@ function copyList(
     const ptrCount = fromSeg.getUint16(from + 6);
     const stride = dataBytes + ptrCount * 8;
     if (elements * stride > words * 8) throw new CopyLimitError("capmesh: malformed message: composite list overruns its words");
-    // Elements of no size still cost a word each to visit: nothing is
-    // visited for them, so charge only what is written.
-    charge(ctx, words + 1);
+    charge(ctx, words + 1); // with the tag word
     // The list pointer's count is in words, shifted left by 3: words × 8 = bytes.
     allocatePointer(dstSeg, dstOff, 8 + elements * stride, 1, 7 + elements * stride, dst);
     const toSeg = dst.seg;

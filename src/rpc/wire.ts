@@ -29,7 +29,7 @@ import {
   initStructField,
   type Codec,
 } from "../codec/runtime.js";
-import { copyPointer } from "../codec/copy.js";
+import { CopyLimitError, copyPointer } from "../codec/copy.js";
 import { messageBytes, newMessage } from "../codec/message.js";
 import { setCapTable } from "./payload.js";
 
@@ -419,16 +419,28 @@ export function newResultsReturn(answerId: number, sizeHint = 512): OutgoingEnve
 
 /**
  * An Unimplemented echo of `received` (rpc.capnp Message.unimplemented: the
- * message is sent back as it came). The copy can never be larger than what
- * the peer sent: aliased pointers that would expand it make copyPointer
- * throw, and the caller treats that as a malformed message.
+ * message is sent back as it came). The echo is never larger than what the
+ * peer sent: when aliased pointers would expand the copy past that, or it
+ * is malformed below the top, only what identifies the message is echoed —
+ * the message kind and the body's data section (its question ID), with the
+ * body's pointers left null.
  */
 export function newUnimplemented(received: Message): Message {
+  const from = new Pointer(received.getSegment(0), 0);
+  const nestingLimit = (received as { nestingLimit?: number }).nestingLimit ?? 64;
+  try {
+    return unimplementedWith(received, (to) => copyPointer(from, to, { nestingLimit }));
+  } catch (err) {
+    if (!(err instanceof CopyLimitError)) throw err;
+    return unimplementedWith(received, (to) => copyPointer(from, to, { nestingLimit: 2, truncate: true }));
+  }
+}
+
+function unimplementedWith(received: Message, copyRoot: (to: Pointer) => void): Message {
   const message = newMessage(messageBytes(received) + 16);
   const root = initStructField(new StructView(message.getSegment(0), 0, 0, 0, 1, 64), 0, 1, 1);
   writeUint16(root, 0, rpc.Message.UNIMPLEMENTED);
-  const nestingLimit = (received as { nestingLimit?: number }).nestingLimit;
-  copyPointer(new Pointer(received.getSegment(0), 0), new Pointer(root.seg, root.ptrs), nestingLimit ? { nestingLimit } : {});
+  copyRoot(new Pointer(root.seg, root.ptrs));
   return message;
 }
 

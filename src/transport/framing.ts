@@ -43,6 +43,8 @@ export class FrameError extends Error {
 }
 
 const WORD = 8;
+/** The smallest block a large frame's body is collected in. */
+const MIN_BLOCK_BYTES = 4096;
 
 /** Bytes of the frame header for `count` segments. */
 export function frameHeaderBytes(count: number): number {
@@ -489,8 +491,10 @@ export class FrameDecoder {
     while (from < end) {
       let block = this.#blocks[this.#blocks.length - 1];
       if (block === undefined || this.#blockUsed === block.byteLength) {
-        // Blocks of at least 64 KiB, never past the end of the body.
-        const size = Math.min(this.#bodyBytes - this.#bodyReceived, Math.max(FREE_BYTES_PER_CONNECTION, end - from));
+        // Each block as large as what came before it (so there are few, and
+        // what is held stays within twice what arrived), at least 4 KiB,
+        // never past the end of the body.
+        const size = Math.min(this.#bodyBytes - this.#bodyReceived, Math.max(MIN_BLOCK_BYTES, end - from, this.#bodyReceived));
         block = new Uint8Array(size);
         this.#blocks.push(block);
         this.#blockUsed = 0;

@@ -9,6 +9,13 @@
 // budget spent stops reading from its socket (the peer's writes back up in
 // the kernel and then in the peer) until other frames complete and give bytes
 // back. Nothing is refused: large messages are delayed, not lost.
+//
+// Waiting alone could deadlock: frames that each hold part of the budget
+// would all wait for one another to finish. So one connection at a time may
+// overdraw the spent budget (the first to find it spent): its frame always
+// completes, and hands the overdraft on. The memory held is thus at most the
+// budget, plus one frame of at most maxMessageBytes, plus each connection's
+// free allowance and one socket read.
 
 /** Bytes a connection may hold in incomplete frames without drawing on the budget. */
 export const FREE_BYTES_PER_CONNECTION = 64 * 1024;
@@ -29,6 +36,8 @@ export class InboundBudget {
   #maxBytes: number;
   #used = 0;
   readonly #waiters = new Set<() => void>();
+  /** The one reader allowed past a spent budget (see above). */
+  #overdraft: object | null = null;
 
   constructor(maxBytes = DEFAULT_INBOUND_BUDGET_BYTES) {
     this.#maxBytes = checkBudget(maxBytes);
@@ -52,6 +61,22 @@ export class InboundBudget {
     this.#used += bytes;
   }
 
+  /**
+   * Whether `reader` may go on reading although the budget is spent: true
+   * for the one reader that holds (or now takes) the overdraft.
+   */
+  mayOverdraw(reader: object): boolean {
+    if (this.#overdraft === null) this.#overdraft = reader;
+    return this.#overdraft === reader;
+  }
+
+  /** `reader` no longer needs the overdraft (its frame is complete, or it closed). */
+  endOverdraft(reader: object): void {
+    if (this.#overdraft !== reader) return;
+    this.#overdraft = null;
+    this.#wake();
+  }
+
   release(bytes: number): void {
     this.#used -= bytes;
     this.#wake();
@@ -71,9 +96,10 @@ export class InboundBudget {
   }
 
   #wake(): void {
-    if (this.exhausted || this.#waiters.size === 0) return;
+    if ((this.exhausted && this.#overdraft !== null) || this.#waiters.size === 0) return;
     // Every waiter resumes; each may overshoot by at most one socket read
-    // before it sees the budget spent again and waits once more.
+    // before it sees the budget spent again (or takes the free overdraft)
+    // and waits once more.
     const waiters = [...this.#waiters];
     this.#waiters.clear();
     for (const resume of waiters) resume();

@@ -289,7 +289,11 @@ class DuplexMessageStream implements MessageStream {
    */
   #checkBudget(): void {
     if (this.#budgetWait !== undefined || this.#closed) return;
-    if (this.#heldBytes <= FREE_BYTES_PER_CONNECTION || !this.#budget.exhausted) return;
+    if (this.#heldBytes <= FREE_BYTES_PER_CONNECTION) {
+      this.#budget.endOverdraft(this);
+      return;
+    }
+    if (!this.#budget.exhausted || this.#budget.mayOverdraw(this)) return;
     this.#duplex.pause();
     this.#budgetWait = this.#budget.waitForRoom(() => {
       this.#budgetWait = undefined;
@@ -300,6 +304,7 @@ class DuplexMessageStream implements MessageStream {
   #releaseInbound(): void {
     this.#budgetWait?.();
     this.#budgetWait = undefined;
+    this.#budget.endOverdraft(this);
     this.#decoder.dispose();
     if (this.#backlogBytes > 0) this.#budget.release(this.#backlogBytes);
     this.#backlog = [];
