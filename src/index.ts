@@ -3,5 +3,13 @@ export * from "./rpc/index.js";
 export { SocketNetwork, type AcceptOptions, type ConnectionSecurityOptions, type SocketNetworkOptions } from "./network/socket-network.js";
 export * from "./auth/index.js";
 export { parseAddress, formatAddress, type Address } from "./transport/address.js";
-export { DEFAULT_LIMITS, type TransportLimits } from "./transport/limits.js";
+export { DEFAULT_LIMITS, READ_BUDGET_FLOOR_BYTES, type TransportLimits } from "./transport/limits.js";
+export {
+  DEFAULT_INBOUND_BUDGET_BYTES,
+  FREE_BYTES_PER_CONNECTION,
+  inboundBudgetStats,
+  setInboundBudget,
+  type InboundBudgetStats,
+} from "./transport/inbound-budget.js";
+export { CopyLimitError } from "./codec/copy.js";
 export * from "./codec/runtime.js";

@@ -3,7 +3,16 @@
 
 export { AddressError, ACCEPTED_ADDRESS_FORMS, formatAddress, parseAddress, toAddress } from "./address.js";
 export type { Address } from "./address.js";
-export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
+export { DEFAULT_LIMITS, READ_BUDGET_FLOOR_BYTES, readBudgetBytes, resolveLimits } from "./limits.js";
+export {
+  DEFAULT_INBOUND_BUDGET_BYTES,
+  FREE_BYTES_PER_CONNECTION,
+  InboundBudget,
+  inboundBudgetStats,
+  processInboundBudget,
+  setInboundBudget,
+} from "./inbound-budget.js";
+export type { InboundBudgetStats } from "./inbound-budget.js";
 export type { TransportLimits } from "./limits.js";
 export {
   FrameDecoder,
