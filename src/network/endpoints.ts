@@ -32,7 +32,7 @@ export async function listen(address: string, options: ListenOptions = {}): Prom
   const sessions = new Set<Session>();
   const network = new SocketNetwork(options, { ...options, address });
   await network.accept((net) => {
-    const session = startSession(net, options.bootstrap, options.inbound);
+    const session = startSession(net, options.bootstrap, options);
     sessions.add(session);
     session.connection.onClose(() => sessions.delete(session));
     options.onSession?.(session);
@@ -63,5 +63,5 @@ export async function connect(address: string, options: ConnectOptions = {}): Pr
     ...(options.remoteKey !== undefined ? { remoteKey: options.remoteKey } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });
-  return startSession(net, options.bootstrap, options.inbound);
+  return startSession(net, options.bootstrap, options);
 }

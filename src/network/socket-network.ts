@@ -47,6 +47,11 @@ export interface SocketNetworkOptions extends ConnectionSecurityOptions {
   limits?: Partial<TransportLimits>;
   /** How much of a peer's work may be in progress before we stop reading from it. */
   inbound?: InboundLimits;
+  /**
+   * Cancels calls over these connections that have not returned after this
+   * many milliseconds (a call's own `timeout` option overrides it). Default: none.
+   */
+  callTimeoutMs?: number;
 }
 
 /** How a network that accepts connections listens. */

@@ -9,7 +9,8 @@ import { frameBytes } from "../transport/framing.js";
 import type { MessageStream } from "../transport/message-stream.js";
 import { Answer, AnswerTable } from "./answers.js";
 import { EmbargoTable, type LiftEmbargo } from "./embargoes.js";
-import { ProtocolError, RpcError, exceptionFromWire, readException, toRpcError, writeException } from "./errors.js";
+import { ProtocolError, RpcError, canceledBy, exceptionFromWire, readException, toRpcError, writeException } from "./errors.js";
+import { methodLabel } from "./registry.js";
 import { ExportTable } from "./exports.js";
 import {
   BrokenHook,
@@ -21,6 +22,7 @@ import {
   type Payload,
   type Response,
   type TailCallRequest,
+  timedOut,
 } from "./hook.js";
 import { IdTable } from "./id-table.js";
 import { ImportHook, ImportTable } from "./imports.js";
@@ -64,6 +66,12 @@ export interface ConnectionOptions {
   name?: string;
   /** Inbound flow control: how much of the peer's work may be in progress at once. */
   inbound?: InboundLimits;
+  /**
+   * Cancels every call made over this connection that has not returned
+   * after this many milliseconds (a call's own `timeout` overrides it).
+   * Default: none.
+   */
+  callTimeoutMs?: number;
 }
 
 export interface InboundLimits {
@@ -202,7 +210,7 @@ export class RpcConnection {
     }
     const signal = hints?.signal;
     if (signal) {
-      const onAbort = () => this.cancelQuestion(question);
+      const onAbort = () => this.cancelQuestion(question, canceledBy(signal));
       if (signal.aborted) onAbort();
       else {
         signal.addEventListener("abort", onAbort, { once: true });
@@ -212,7 +220,18 @@ export class RpcConnection {
         );
       }
     }
-    return { promise: question.promise, pipeline: question };
+    const timeout = hints?.timeout ?? this.options.callTimeoutMs;
+    if (timeout !== undefined && timeout > 0) this.armTimeout(question, call, timeout);
+    return { promise: question.promise, pipeline: question, canceler: question };
+  }
+
+  private armTimeout(question: Question, call: OutgoingWireCall, ms: number): void {
+    const label = methodLabel(call.interfaceId, call.methodId);
+    const timer = setTimeout(() => this.cancelQuestion(question, timedOut(label, ms)), ms);
+    // A pending call keeps nothing alive that its connection does not already.
+    timer.unref();
+    const clear = () => clearTimeout(timer);
+    question.promise.then(clear, clear);
   }
 
   /** Copies a payload built elsewhere into an outgoing message, moving its caps. */
@@ -230,10 +249,11 @@ export class RpcConnection {
     releaseCapTable(from.message);
   }
 
-  private cancelQuestion(question: Question): void {
+  /** The caller gave up on `question`: it rejects with `reason`, and Finish goes out once nothing pipelines on it. */
+  cancelQuestion(question: Question, reason: RpcError = canceledBy(undefined)): void {
     if (!question.awaitingReturn || question.canceled) return;
     question.canceled = true;
-    question.reject(new RpcError("failed", "call canceled by the caller"));
+    question.reject(reason);
     this.maybeFinish(question);
   }
 
@@ -265,7 +285,10 @@ export class RpcConnection {
       entry.refcount++;
       return { descriptor: { kind: entry.isPromise ? "senderPromise" : "senderHosted", id: existing }, exportId: existing };
     }
-    const more = inner.whenMoreResolved();
+    // A broken capability goes out as a promise that is broken at once
+    // (Resolve.exception): the peer's whenResolved() then reports why, where
+    // C++ sends it as senderHosted and only a call would tell.
+    const more = inner.whenMoreResolved() ?? (inner.brokenReason ? Promise.resolve(inner) : null);
     const id = this.exports.add(inner.addRef(), more !== null);
     if (more) {
       this.resolveExportedPromise(id, inner, more);
@@ -1020,6 +1043,9 @@ class AnswerHints implements CallHints {
   }
   get peer(): unknown {
     return this.conn.peer;
+  }
+  get answering(): boolean {
+    return true;
   }
   tailCall(request: TailCallRequest): CallResult {
     return this.conn.tailCall(this.answer, request);

@@ -46,6 +46,27 @@ export class ProtocolError extends RpcError {
   }
 }
 
+/**
+ * The error a call rejects with when its caller aborts it through `signal`:
+ * it says why, keeping the signal's reason as its cause (AbortSignal.timeout()
+ * gives "timed out", not "canceled").
+ */
+export function canceledBy(signal: AbortSignal | undefined): RpcError {
+  const reason: unknown = signal?.reason;
+  let error: RpcError;
+  if (reason instanceof Error && reason.name === "TimeoutError") {
+    error = new RpcError("failed", `call timed out: ${reason.message} (the caller's AbortSignal timed out); the call was canceled`);
+  } else if (reason instanceof RpcError) {
+    return reason;
+  } else if (reason instanceof Error && reason.name !== "AbortError") {
+    error = new RpcError("failed", `call canceled by the caller: ${reason.message}`);
+  } else {
+    error = new RpcError("failed", "call canceled by the caller");
+  }
+  if (reason !== undefined) Object.defineProperty(error, "cause", { value: reason, configurable: true, writable: true });
+  return error;
+}
+
 /** Normalises anything thrown by application code into an RpcError. */
 export function toRpcError(err: unknown): RpcError {
   if (err instanceof RpcError) return err;

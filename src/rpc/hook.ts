@@ -31,6 +31,18 @@ export interface CallHints {
    * should write its results (the Return message itself, saving a copy).
    */
   allocResults?: (() => Payload) | undefined;
+  /**
+   * True when a connection delivers a call its peer made: the call is
+   * canceled by the peer's Finish, never through CallResult.canceler.
+   */
+  readonly answering?: boolean;
+  /** Cancel the call if it has not returned after this many milliseconds. */
+  timeout?: number | undefined;
+}
+
+/** Cancels one call: a remote one sends Finish, a local one's server sees its signal fire. */
+export interface Cancelable {
+  cancel(reason: RpcError): void;
 }
 
 /** A server's answer "my results are whatever this other call returns". */
@@ -51,6 +63,13 @@ export function isTailCall(value: unknown): value is TailCallRequest {
 export interface CallResult {
   readonly promise: Promise<Response>;
   readonly pipeline: PipelineSource;
+  /** Cancels the call; the promise then rejects with the reason given. */
+  readonly canceler?: Cancelable | undefined;
+}
+
+/** The error a call that ran out of time rejects with. */
+export function timedOut(label: string, ms: number): RpcError {
+  return new RpcError("failed", `${label} timed out after ${ms} ms (the caller's timeout); the call was canceled`);
 }
 
 export interface PipelineSource {

@@ -1,7 +1,8 @@
 // Hooks for capabilities that live in this vat: server objects, and local
 // promises that queue calls until they know their target (C++'s
 // LocalClient and QueuedClient).
-import { RpcError, toRpcError } from "./errors.js";
+import { RpcError, canceledBy, toRpcError } from "./errors.js";
+import { methodLabel } from "./registry.js";
 import {
   BrokenHook,
   localOutgoingCall,
@@ -15,7 +16,9 @@ import {
   type PipelineSource,
   type Response,
   type TailCallRequest,
+  type Cancelable,
   isTailCall,
+  timedOut,
 } from "./hook.js";
 import { badCapIndex, capTableOf, releaseCapTable } from "./payload.js";
 import { capIndexAt } from "../codec/runtime.js";
@@ -34,7 +37,6 @@ export interface ServerDispatch {
 export type ServerCallContext = CallHints;
 
 export const neverAborted: AbortSignal = new AbortController().signal;
-const NO_HINTS: CallHints = {};
 
 /** A capability implemented by a server object in this vat. */
 export class LocalServerHook extends RefCounted implements CapHook {
@@ -47,12 +49,16 @@ export class LocalServerHook extends RefCounted implements CapHook {
 
   call(interfaceId: bigint, methodId: number, params: Payload, hints?: CallHints): CallResult {
     const pipeline = new ResponsePipeline();
-    const ctx: ServerCallContext = hints ?? NO_HINTS;
     // The call keeps the object alive until it completes, even if the
     // caller drops its reference right after calling.
     this.addRef();
-    const promise = this.deliver(interfaceId, methodId, params, ctx, hints, pipeline);
-    return { promise, pipeline };
+    if (hints?.answering) {
+      // A peer's call: its Finish cancels it, through hints.signal.
+      return { promise: this.deliver(interfaceId, methodId, params, hints, hints, pipeline), pipeline };
+    }
+    const local = new LocalCall(hints, interfaceId, methodId);
+    const promise = local.settleWith(this.deliver(interfaceId, methodId, params, local, hints, pipeline));
+    return { promise, pipeline, canceler: local };
   }
 
   private async deliver(
@@ -158,6 +164,77 @@ export class ResponsePipeline implements PipelineSource {
   }
 }
 
+/**
+ * A call from this vat to one of its own servers, as the server sees it
+ * (ServerCallContext) and as the caller cancels it: the server's signal
+ * fires, and the caller's promise rejects at once. The signal is made only
+ * if the server asks for it.
+ */
+class LocalCall implements ServerCallContext, Cancelable {
+  #controller: AbortController | null = null;
+  #canceled: RpcError | null = null;
+  #reject: ((reason: RpcError) => void) | null = null;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly hints: CallHints | undefined,
+    private readonly interfaceId: bigint,
+    private readonly methodId: number,
+  ) {}
+
+  get peer(): unknown {
+    return this.hints?.peer;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#canceled) this.#controller.abort(this.#canceled);
+    }
+    return this.#controller.signal;
+  }
+
+  /** The caller's view of `delivered`: it rejects as soon as the call is canceled. */
+  settleWith(delivered: Promise<Response>): Promise<Response> {
+    const outer = this.hints?.signal;
+    const timeout = this.hints?.timeout;
+    return new Promise<Response>((resolve, reject) => {
+      this.#reject = reject;
+      const onAbort = () => this.cancel(canceledBy(outer));
+      if (outer?.aborted) onAbort();
+      else outer?.addEventListener("abort", onAbort, { once: true });
+      if (timeout !== undefined && timeout > 0 && !this.#canceled) {
+        this.#timer = setTimeout(() => this.cancel(timedOut(methodLabel(this.interfaceId, this.methodId), timeout)), timeout);
+        this.#timer.unref();
+      }
+      const settled = () => {
+        clearTimeout(this.#timer);
+        outer?.removeEventListener("abort", onAbort);
+      };
+      delivered.then(
+        (response) => {
+          settled();
+          // Results that come after the caller gave up are nobody's: release them.
+          if (this.#canceled) response.release();
+          else resolve(response);
+        },
+        (err: unknown) => {
+          settled();
+          reject(err);
+        },
+      );
+    });
+  }
+
+  cancel(reason: RpcError): void {
+    if (this.#canceled) return;
+    this.#canceled = reason;
+    clearTimeout(this.#timer);
+    this.#controller?.abort(reason);
+    this.#reject?.(reason);
+  }
+}
+
 interface QueuedCall {
   interfaceId: bigint;
   methodId: number;
@@ -240,13 +317,21 @@ export class QueuedHook extends RefCounted implements CapHook {
  */
 function queuedCall(enqueue: (settle: (result: CallResult) => void) => void): CallResult {
   let real: CallResult | null = null;
+  let canceled: RpcError | null = null;
   let pendingPipes: { ops: readonly number[]; hook: QueuedHook }[] = [];
   let resolvePromise!: (p: Promise<Response>) => void;
-  const promise = new Promise<Response>((resolve) => {
+  let rejectPromise!: (reason: RpcError) => void;
+  const promise = new Promise<Response>((resolve, reject) => {
     resolvePromise = resolve;
+    rejectPromise = reject;
   });
   enqueue((result) => {
     real = result;
+    if (canceled) {
+      // Canceled while queued: the call went out anyway (E-order); cancel it there too.
+      result.canceler?.cancel(canceled);
+      result.promise.then((r) => r.release(), () => {});
+    }
     resolvePromise(result.promise);
     const pipes = pendingPipes;
     pendingPipes = [];
@@ -260,7 +345,15 @@ function queuedCall(enqueue: (settle: (result: CallResult) => void) => void): Ca
       return hook;
     },
   };
-  return { promise, pipeline };
+  const canceler: Cancelable = {
+    cancel(reason) {
+      if (real) return real.canceler?.cancel(reason);
+      if (canceled) return;
+      canceled = reason;
+      rejectPromise(reason);
+    },
+  };
+  return { promise, pipeline, canceler };
 }
 
 /** A response whose caps are owned by it until release(). */

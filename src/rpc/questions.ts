@@ -3,6 +3,7 @@
 // (rpc.capnp: only then may the ID be reused).
 import { RpcError } from "./errors.js";
 import {
+  type Cancelable,
   BrokenHook,
   RefCounted,
   type CallHints,
@@ -19,7 +20,7 @@ import { RemotePromiseHook } from "./remote-promise.js";
 import type { WireDescriptor, WireTarget } from "./wire.js";
 import { capFromResponse } from "./local.js";
 
-export class Question implements PipelineSource {
+export class Question implements PipelineSource, Cancelable {
   id = -1;
   awaitingReturn = true;
   finishSent = false;
@@ -46,6 +47,11 @@ export class Question implements PipelineSource {
     });
     // A caller that never awaits must not produce an unhandled rejection.
     this.promise.catch(() => {});
+  }
+
+  /** The caller gave up on the call (disposed, timed out, aborted): Finish goes out. */
+  cancel(reason: RpcError): void {
+    this.conn.cancelQuestion(this, reason);
   }
 
   getPipelinedCap(ops: readonly number[]): CapHook {

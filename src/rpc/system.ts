@@ -67,14 +67,28 @@ export class Session implements AsyncDisposable {
   }
 }
 
-export function startSession(net: NetworkConnection, offer: BootstrapOffer, inbound?: InboundLimits): Session {
+/** Per-connection options of a session (see ConnectionOptions). */
+export interface SessionOptions {
+  inbound?: InboundLimits | undefined;
+  callTimeoutMs?: number | undefined;
+}
+
+export function startSession(net: NetworkConnection, offer: BootstrapOffer, options: SessionOptions = {}): Session {
   const connection = new RpcConnection(net.stream, {
     peer: net.peer,
     name: net.peer.address,
-    ...(inbound ? { inbound } : {}),
+    ...(options.inbound ? { inbound: options.inbound } : {}),
+    ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: checkTimeout(options.callTimeoutMs) } : {}),
   });
   log.debug("connection up", { peer: net.peer.id, address: net.peer.address });
   return new Session(connection, net.peer, offer);
+}
+
+function checkTimeout(ms: number): number {
+  if (typeof ms !== "number" || !(ms > 0) || !Number.isFinite(ms)) {
+    throw new RangeError(`callTimeoutMs must be a positive number of milliseconds, got ${String(ms)}`);
+  }
+  return ms;
 }
 
 /** Connections to many vats over one network, one connection per vat. */

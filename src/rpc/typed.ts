@@ -3,12 +3,14 @@
 // method ordinal. Generated code (src/gen) calls `defineInterface`.
 import type { Pointer } from "capnp-es";
 import type { CapTableReader, CapTableWriter, InterfaceDef, MethodDef, StructCodec } from "../codec/types.js";
-import { RpcError, toRpcError } from "./errors.js";
+import { RpcError, canceledBy, toRpcError } from "./errors.js";
 import {
   BrokenHook,
   NULL_CAP_ERROR,
+  innermost,
   isTailCall,
   type CallResult,
+  type Cancelable,
   type CapHook,
   type PipelineSource,
   type Response,
@@ -27,6 +29,7 @@ import { badCapIndex, capTableOf, initStructIn, newPayloadMessage, readStructIn,
 import { Codec, readPointer, writePointer } from "../codec/runtime.js";
 import type { CallContext, CallOptions, Capability, TailCall } from "./types.js";
 import { FlowController } from "./flow.js";
+import { registerInterface } from "./registry.js";
 import type { Message } from "capnp-es";
 
 const kHook = Symbol("capmesh.hook");
@@ -74,13 +77,21 @@ export class CapabilityClient implements Capability {
     return wrapHook(liveHook(this).addRef(), this[kIface]) as this;
   }
 
+  /**
+   * Resolves once this reference no longer points at an unresolved promise;
+   * rejects with the exception if it settled broken (as C++'s
+   * Capability::Client::whenResolved()), so a broken promise shows without
+   * making a call.
+   */
   async whenResolved(): Promise<void> {
     let hook = liveHook(this);
     for (;;) {
       const more = hook.whenMoreResolved();
-      if (!more) return;
+      if (!more) break;
       hook = await more;
     }
+    hook = innermost(hook);
+    if (hook.brokenReason) throw hook.brokenReason;
   }
 
   /** A view of this capability as another interface (same reference count). */
@@ -227,7 +238,7 @@ function callMethod(
   } catch (err) {
     return rejectedRpcPromise(err, method.results);
   }
-  return rpcPromise(result, method.results, opts?.signal);
+  return rpcPromise(result, method.results, opts?.signal, iface, method);
 }
 
 /** Decodes a response into a plain object the caller owns; releases the response. */
@@ -266,6 +277,15 @@ interface PipelineRoot {
   value: unknown;
   /** Disposed before being awaited: the results are (or will be, on arrival) released. */
   disposed: boolean;
+  /** The call returned (results or exception). */
+  settled: boolean;
+  /** Cancels the call while it has not returned. */
+  canceler: Cancelable | undefined;
+  /** For the cancellation error's message. */
+  iface: InterfaceDef | null;
+  method: MethodDef | null;
+  /** The one client per pipelined capability field, released with the promise. */
+  clients: Map<string, CapabilityClient> | null;
 }
 
 const DISPOSED = "the results of this call were released (its RpcPromise was disposed) before being awaited";
@@ -340,15 +360,26 @@ class RpcPromiseBase implements Promise<unknown>, Disposable {
     return this.results().finally(onfinally);
   }
   /**
-   * For a promise only pipelined on, never awaited: releases the capabilities
-   * in its results now (or when they arrive) instead of at GC. Clients
-   * already pipelined from it keep working; awaiting it afterwards rejects.
-   * After an await it does nothing: the results are the caller's.
+   * Releases what the promise holds: the clients read from its capability
+   * fields (one per field), and, unless it was awaited, the capabilities in
+   * its results, now or when they arrive, instead of at GC. A call that has
+   * not returned yet is canceled. Awaiting it afterwards rejects. After an
+   * await, the decoded results stay the caller's.
    */
   [Symbol.dispose](): void {
     const root = this.root;
+    if (root.clients) {
+      for (const client of root.clients.values()) client.release();
+      root.clients = null;
+    }
     if (root.decoded || root.disposed) return;
     root.disposed = true;
+    if (!root.settled && root.canceler) {
+      // Dropping an unreturned call cancels it, as dropping the promise does
+      // in C++: Finish goes out and the server's ctx.signal fires.
+      const label = root.iface && root.method ? `${root.iface.name}.${root.method.name}` : "the call";
+      root.canceler.cancel(new RpcError("failed", `${label} was canceled: its RpcPromise was disposed before the results arrived`));
+    }
     const response = root.response;
     if (response) {
       root.response = null;
@@ -404,7 +435,21 @@ function promiseClassFor(codec: StructCodec<unknown>) {
   return cls;
 }
 
+/**
+ * The client for a capability field of a promise: one per field, owned by
+ * the promise (released when it is disposed or collected). Reading the
+ * field again gives the same client; dup() one to keep it longer.
+ */
 function pipelinedClient(root: PipelineRoot, ops: number[], path: string[], iface: InterfaceDef | null): CapabilityClient {
+  const key = path.join(".");
+  const existing = root.clients?.get(key);
+  if (existing && existing[kHook]) return existing;
+  const client = newPipelinedClient(root, ops, path, iface);
+  (root.clients ??= new Map()).set(key, client);
+  return client;
+}
+
+function newPipelinedClient(root: PipelineRoot, ops: number[], path: string[], iface: InterfaceDef | null): CapabilityClient {
   if (root.response) return wrapHook(capFromResponse(root.response, ops), iface);
   if (root.disposed && !root.decoded) return wrapHook(new BrokenHook(new RpcError("failed", DISPOSED)), iface);
   if (root.decoded) {
@@ -417,9 +462,28 @@ function pipelinedClient(root: PipelineRoot, ops: number[], path: string[], ifac
   return wrapHook(root.pipeline!.getPipelinedCap(ops), iface);
 }
 
-function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: AbortSignal): RpcPromiseLike<unknown> {
-  const root: PipelineRoot = { pipeline: result.pipeline, codec, response: null, decoded: false, value: undefined, disposed: false };
+function rpcPromise(
+  result: CallResult,
+  codec: StructCodec<unknown>,
+  signal: AbortSignal | undefined,
+  iface: InterfaceDef,
+  method: MethodDef,
+): RpcPromiseLike<unknown> {
+  const root: PipelineRoot = {
+    pipeline: result.pipeline,
+    codec,
+    response: null,
+    decoded: false,
+    value: undefined,
+    disposed: false,
+    settled: false,
+    canceler: result.canceler,
+    iface,
+    method,
+    clients: null,
+  };
   const arrived = result.promise.then((response): unknown => {
+    root.settled = true;
     if (capTableOf(response.message).length === 0) {
       root.value = decodeResponse(response, codec);
       root.decoded = true;
@@ -436,7 +500,9 @@ function rpcPromise(result: CallResult, codec: StructCodec<unknown>, signal?: Ab
     return KEPT;
   });
   // A call nobody awaits must not take the process down when it fails.
-  arrived.catch(() => {});
+  arrived.catch(() => {
+    root.settled = true;
+  });
   return new (promiseClassFor(codec))(arrived, root, signal) as RpcPromiseLike<unknown>;
 }
 
@@ -449,21 +515,25 @@ function rejectedRpcPromise(err: unknown, codec: StructCodec<unknown>): RpcPromi
     decoded: false,
     value: undefined,
     disposed: false,
+    settled: true,
+    canceler: undefined,
+    iface: null,
+    method: null,
+    clients: null,
   };
   const arrived = Promise.reject(err instanceof Error ? err : error);
   arrived.catch(() => {});
   return new (promiseClassFor(codec))(arrived, root, undefined) as RpcPromiseLike<unknown>;
 }
 
-/** Rejects as soon as the caller aborts, whatever the callee does. */
+/** Rejects as soon as the caller aborts, whatever the callee does (saying why: canceledBy). */
 function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  const canceled = () => new RpcError("failed", "call canceled by the caller");
   if (signal.aborted) {
     promise.catch(() => {});
-    return Promise.reject(canceled());
+    return Promise.reject(canceledBy(signal));
   }
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(canceled());
+    const onAbort = () => reject(canceledBy(signal));
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(
       (v) => {
@@ -580,8 +650,9 @@ class TypedDispatch implements ServerDispatch {
     const borrowed: CapabilityClient[] = [];
     try {
       const decoded = decodeAt(params.content, method.params, capReader(params.message, borrowed));
-      // Only methods that declare a second parameter get a context object.
-      let returned: unknown = fn.length > 1 ? fn.call(this.impl, decoded, new ServerContext(ctx)) : fn.call(this.impl, decoded);
+      // Every method gets its context, whatever its declared arity: a method
+      // written `(p = {}, ctx)` or `(...args)` has a length below 2.
+      let returned: unknown = fn.call(this.impl, decoded, new ServerContext(ctx));
       if (returned instanceof Promise) returned = await returned;
       if (isTailCall(returned)) return returned;
       const { message, content } = ctx.allocResults ? ctx.allocResults() : newPayloadMessage();
@@ -670,6 +741,7 @@ export type InterfaceHandle<C extends Capability, S> = InterfaceDef & {
 };
 
 export function defineInterface<C extends Capability, S>(def: InterfaceDef): InterfaceHandle<C, S> {
+  registerInterface(def);
   const handle = def as InterfaceHandle<C, S>;
   Object.defineProperty(handle, "server", {
     value: (impl: S) => wrapHook(serverHook(impl as object, def), def) as unknown as C,

@@ -7,14 +7,27 @@ export interface Capability extends Disposable {
   release(): void;
   /** A second, independent reference to the same capability. */
   dup(): this;
-  /** Resolves once this reference no longer points at an unresolved promise. */
+  /**
+   * Resolves once this reference no longer points at an unresolved promise;
+   * rejects with the promise's exception if it broke.
+   */
   whenResolved(): Promise<void>;
 }
 
 /** Options for one outgoing call. */
 export interface CallOptions {
-  /** Aborting sends Finish: the server sees its own signal fire. */
+  /**
+   * Aborting cancels the call: Finish goes out, the server sees its own
+   * signal fire, and the call rejects with an error saying why (a signal
+   * from AbortSignal.timeout() says the call timed out).
+   */
   signal?: AbortSignal;
+  /**
+   * Cancels the call, as `signal` would, if it has not returned after this
+   * many milliseconds; it then rejects with an error saying it timed out.
+   * Overrides the connection's `callTimeoutMs`.
+   */
+  timeout?: number;
 }
 
 /** What a server method receives beside its params. */

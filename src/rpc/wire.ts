@@ -389,7 +389,7 @@ export function newCall(
   interfaceId: bigint,
   methodId: number,
   sizeHint = 512,
-): OutgoingEnvelope & { setQuestion(id: number, yourself: boolean): void } {
+): OutgoingEnvelope & { readonly interfaceId: bigint; readonly methodId: number; setQuestion(id: number, yourself: boolean): void } {
   const message = newMessage(sizeHint);
   setCapTable(message, []);
   const call = rootView(message, rpc.Message.CALL, 3, 3);
@@ -399,6 +399,8 @@ export function newCall(
   const payload = initStructField(call, 1, 0, 2);
   return {
     ...envelope(message, payload),
+    interfaceId,
+    methodId,
     setQuestion(id, yourself) {
       writeUint32(call, 0, id);
       if (yourself) writeUint16(call, 6, 1);

@@ -289,7 +289,9 @@ describe("malformed and illegal rpc messages", () => {
     peer.finish(0, false); // keep the bootstrap capability
 
     // A cap table entry naming an export of the server that does not exist:
-    // the capability is broken (as in C++), the call itself goes through.
+    // the capability is broken (as in C++), the call itself goes through. A
+    // broken capability goes back as a promise broken at once (C++ sends it
+    // as senderHosted), so the peer can learn why without calling it.
     peer.send((root) => {
       const call = fillEmptyCall(root, 3, boot, ECHO);
       const params = call.params;
@@ -300,8 +302,10 @@ describe("malformed and illegal rpc messages", () => {
     const ret3 = await peer.returnFor(3);
     expect(ret3._isResults).toBe(true);
     const echoed = ret3.results.capTable.get(0);
-    expect(echoed._isSenderHosted).toBe(true);
-    const brokenId = echoed.senderHosted;
+    expect(echoed._isSenderPromise).toBe(true);
+    const brokenId = echoed.senderPromise;
+    const resolve = await peer.next((m) => m._isResolve && m.resolve.promiseId === brokenId, "the Resolve of the broken promise");
+    expect(resolve.resolve.exception.reason).toMatch(/receiverHosted names unknown export 99/);
     peer.send((root) => fillAddCall(root, 4, brokenId, 1n));
     const ret4 = await peer.returnFor(4);
     expect(ret4._isException).toBe(true);
