@@ -14,7 +14,8 @@ export {
   type InterfaceHandle,
 } from "./typed.js";
 export { setStreamWindow } from "./flow.js";
-export type { Capability, CallContext, CallOptions, Pipelined, RpcPromise, ServerOf } from "./types.js";
+export type { Capability, CallContext, CallOptions, Pipelined, RpcPromise, ServerOf, TailCall } from "./types.js";
+export { capabilityState, getLocalServer, isPromise, type CapabilityState } from "./introspect.js";
 export { RpcSystem, Session, startSession, type BootstrapOffer } from "./system.js";
 export type { NetworkConnection, PeerInfo, VatNetwork } from "./vat-network.js";
 // listen/connect live with the network layer; re-exported for code that imports capmesh/rpc alone.

@@ -150,6 +150,10 @@ export class ReflectedHook extends RefCounted implements CapHook {
   constructor(private readonly inner: CapHook) {
     super();
   }
+  /** The local capability this stands for (for introspection). */
+  get reflected(): CapHook {
+    return this.inner;
+  }
   call(interfaceId: bigint, methodId: number, params: Payload, hints?: CallHints): CallResult {
     return this.inner.call(interfaceId, methodId, params, hints);
   }

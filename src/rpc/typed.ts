@@ -110,6 +110,11 @@ function liveHook(client: CapabilityClient): CapHook {
   return hook;
 }
 
+/** True once release() was called on this client. */
+export function isReleasedClient(client: Capability): boolean {
+  return client instanceof CapabilityClient && client[kHook] === null;
+}
+
 /** The engine-level hook behind a client (for tools and the mesh layers). */
 export function hookOf(client: Capability): CapHook {
   if (!(client instanceof CapabilityClient)) throw new TypeError("not a capmesh capability client");

@@ -7,7 +7,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { connect, listen, type CallContext, type Listener, type Session } from "../../src/rpc/index.js";
+import {
+  capabilityState,
+  connect,
+  getLocalServer,
+  isPromise,
+  listen,
+  type CallContext,
+  type Listener,
+  type Session,
+} from "../../src/rpc/index.js";
 import { Counter, CounterImpl, type CounterServer } from "./fixtures.js";
 import { until } from "./helpers/raw-peer.js";
 
@@ -196,5 +205,43 @@ describe("pipelined fields", () => {
       () => JSON.stringify(session.connection.stats()) === JSON.stringify(baseline),
       () => `tables back to ${JSON.stringify(baseline)}: ${JSON.stringify(session.connection.stats())}`,
     );
+  });
+});
+
+describe("asking what a capability is", () => {
+  it("tells a promise, one of this vat's servers, a peer's capability, a broken one and a released one apart", async () => {
+    const here = new CounterImpl(5n);
+    const local = Counter.server(here);
+    expect(capabilityState(local)).toMatchObject({ kind: "local", server: here, interface: Counter });
+    expect(await getLocalServer(local, Counter)).toBe(here);
+
+    let resolve!: (c: Counter) => void;
+    const later = Counter.fromPromise(new Promise<Counter>((r) => (resolve = r)));
+    expect(isPromise(later)).toBe(true);
+    expect(capabilityState(later).kind).toBe("promise");
+    const found = getLocalServer(later, Counter);
+    resolve(local.dup());
+    expect(await found).toBe(here);
+    expect(isPromise(later)).toBe(false);
+
+    const { counter, session } = await remoteCounter();
+    await counter.whenResolved();
+    const state = capabilityState(counter);
+    expect(state.kind).toBe("remote");
+    expect(state.kind === "remote" && state.peer.address).toBe(session.peer.address);
+    expect(await getLocalServer(counter)).toBeNull();
+    // Our own capability, sent to the peer and back, is ours again.
+    const { cap: back } = await counter.echo({ cap: local });
+    expect(await getLocalServer(back!, Counter)).toBe(here);
+    back!.release();
+
+    const broken = Counter.fromPromise(Promise.reject(new Error("gone")));
+    await expect(broken.whenResolved()).rejects.toThrow(/gone/);
+    expect(capabilityState(broken)).toMatchObject({ kind: "broken", error: { message: "gone" } });
+    expect(await getLocalServer(broken)).toBeNull();
+
+    local.release();
+    expect(capabilityState(local).kind).toBe("released");
+    later.release();
   });
 });
