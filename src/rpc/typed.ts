@@ -779,7 +779,65 @@ export interface DynamicResponse extends Disposable {
   release(): void;
 }
 
-export async function dynamicCall(
+/**
+ * Calls a method by name with params as a plain object, on any capability,
+ * given the interface's schema (`Foo` from generated code): for tools that
+ * only know what to call at run time. Resolves to the results as a plain
+ * object (capabilities in it are the caller's to release).
+ */
+export function dynamicCall(
+  target: Capability,
+  iface: InterfaceDef,
+  method: string,
+  params?: Record<string, unknown>,
+  opts?: CallOptions,
+): Promise<Record<string, unknown>>;
+/**
+ * The low-level form: interface and method by ID, params written by
+ * `writeParams` into the Call, results handed over undecoded.
+ */
+export function dynamicCall(
+  target: Capability,
+  interfaceId: bigint,
+  methodId: number,
+  writeParams: (content: Pointer, caps: CapTableWriter) => void,
+  opts?: CallOptions,
+): Promise<DynamicResponse>;
+export function dynamicCall(
+  target: Capability,
+  ifaceOrId: InterfaceDef | bigint,
+  methodOrId: string | number,
+  paramsOrWriter?: Record<string, unknown> | ((content: Pointer, caps: CapTableWriter) => void),
+  opts?: CallOptions,
+): Promise<unknown> {
+  if (typeof ifaceOrId === "bigint") {
+    return rawDynamicCall(target, ifaceOrId, methodOrId as number, paramsOrWriter as (c: Pointer, w: CapTableWriter) => void, opts);
+  }
+  return callByName(target, ifaceOrId, methodOrId as string, paramsOrWriter as Record<string, unknown> | undefined, opts);
+}
+
+function callByName(
+  target: Capability,
+  iface: InterfaceDef,
+  name: string,
+  params: Record<string, unknown> | undefined,
+  opts: CallOptions | undefined,
+): Promise<Record<string, unknown>> {
+  const found = allMethods(iface).get(methodPropertyName(name)) ?? allMethods(iface).get(name);
+  if (!found) {
+    const known = [...allMethods(iface).values()].map((m) => m.method.name).join(", ");
+    return Promise.reject(new TypeError(`${iface.name} has no method "${name}" (its methods: ${known})`));
+  }
+  const { iface: owner, method } = found;
+  if (method.stream) {
+    return streamCall(target as CapabilityClient, owner, method, params, opts).then(() => ({}));
+  }
+  if (!(target instanceof CapabilityClient)) return Promise.reject(new TypeError("dynamicCall needs a capmesh capability client"));
+  const promise = callMethod(target, owner, method, params, opts);
+  return Promise.resolve(promise) as Promise<Record<string, unknown>>;
+}
+
+async function rawDynamicCall(
   target: Capability,
   interfaceId: bigint,
   methodId: number,

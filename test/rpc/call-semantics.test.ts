@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   capabilityState,
   connect,
+  dynamicCall,
   getLocalServer,
   isPromise,
   listen,
@@ -243,5 +244,18 @@ describe("asking what a capability is", () => {
     local.release();
     expect(capabilityState(local).kind).toBe("released");
     later.release();
+  });
+});
+
+describe("dynamicCall by method name", () => {
+  it("calls with params as a plain object and resolves to the results, given the interface's schema", async () => {
+    const { counter } = await remoteCounter();
+    const before = (await counter.add({ delta: 0n })).value;
+    expect(await dynamicCall(counter, Counter, "add", { delta: 2n })).toEqual({ value: before + 2n });
+    const { counter: child } = (await dynamicCall(counter, Counter, "next")) as { counter: Counter };
+    expect((await child.add({ delta: 0n })).value).toBe(before + 3n);
+    child.release();
+    await expect(dynamicCall(counter, Counter, "fail", { reason: "as asked" })).rejects.toThrow(/as asked/);
+    await expect(dynamicCall(counter, Counter, "nope")).rejects.toThrow(/Counter has no method "nope" \(its methods: add, next/);
   });
 });
