@@ -331,8 +331,28 @@ function otherProtocol(bytes: Uint8Array, extra: number): string | undefined {
     const line = Buffer.from(bytes).toString("latin1").split(/\r?\n/)[0]!.slice(0, 40);
     return `text starting ${JSON.stringify(line)} (HTTP, SSH or another text protocol)`;
   }
+  if (looksLikeCapnpFrame(bytes, extra)) {
+    return (
+      "a plain Cap'n Proto message: that end does not use the secret handshake " +
+      "(to reach a plain listener, connect without remoteKey and identity; or have the listener use an identity)"
+    );
+  }
   if (extra > 0) return `more bytes than a handshake message before our reply (${extra} extra)`;
   return undefined;
+}
+
+/**
+ * Whether `bytes` (with `extra` more already buffered) open a standard
+ * Cap'n Proto frame: a sane segment count and a first segment that fits in
+ * what arrived. A plain listener answers our hello with an rpc Abort.
+ */
+function looksLikeCapnpFrame(bytes: Uint8Array, extra: number): boolean {
+  if (bytes.length < 8) return false;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const segments = dv.getUint32(0, true) + 1;
+  const firstWords = dv.getUint32(4, true);
+  const header = 8 * (Math.floor(segments / 2) + 1);
+  return segments <= 512 && firstWords > 0 && header + firstWords * 8 <= bytes.length + extra;
 }
 
 function describeTimeout(timeoutMs: number, phase: HandshakePhase, length: number, got: number): string {

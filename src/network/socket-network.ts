@@ -155,7 +155,9 @@ export class SocketNetwork implements VatNetwork {
     const options = this.accepting;
     if (options === undefined) throw new Error("this network was not given an address to listen on");
     const addr = toAddress(options.address);
-    const shown = formatAddress(addr);
+    // The requested address until the socket is bound; then the real one
+    // (a TCP port 0 becomes the port given), for what peers are told.
+    let shown = formatAddress(addr);
     const { identity } = this.options;
     const plain = options.plain ?? (identity === undefined && addr.kind === "unix");
     if (identity === undefined && !plain) {
@@ -202,6 +204,7 @@ export class SocketNetwork implements VatNetwork {
       );
     };
     this.listener = await listenSocket(addr, onSocket);
+    shown = this.address ?? shown;
   }
 
   /** The RPC stream over a channel, and who is on the other end. */

@@ -228,6 +228,27 @@ describe("plain Cap'n Proto", () => {
     await stillServes(listener);
   });
 
+  it("the Abort names the listener's real address (a TCP port 0 as bound), not the one asked for", async () => {
+    const listener = await serve("tcp://127.0.0.1:0", {});
+    expect(listener.address).not.toMatch(/:0$/);
+    const plain = track(await connect(listener.address));
+    const failure = plain.bootstrap(Counter).add({ delta: 0n });
+    await expect(failure).rejects.toThrow(`${listener.address} requires the capmesh secret handshake`);
+  });
+
+  it("a handshake client that meets a plain listener is told to drop remoteKey", async () => {
+    const listener = await listen(unixAddress(), { bootstrap: Counter.server(new CounterImpl()) });
+    try {
+      const attempt = connect(listener.address, { identity: alice, remoteKey: server.id });
+      await expect(attempt).rejects.toBeInstanceOf(HandshakeProtocolError);
+      await expect(connect(listener.address, { identity: alice, remoteKey: server.id })).rejects.toThrow(
+        /plain Cap'n Proto message.*connect without remoteKey/,
+      );
+    } finally {
+      await listener.close();
+    }
+  });
+
   it("with plain: true the same listener also lets anonymous plain peers in", async () => {
     const seen: PeerInfo[] = [];
     const listener = await serve(unixAddress(), {
