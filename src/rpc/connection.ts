@@ -222,7 +222,25 @@ export class RpcConnection {
     }
     const timeout = hints?.timeout ?? this.options.callTimeoutMs;
     if (timeout !== undefined && timeout > 0) this.armTimeout(question, call, timeout);
+    if (log.enabled) this.logCall("call", question.id, call.interfaceId, call.methodId, question.promise);
     return { promise: question.promise, pipeline: question, canceler: question };
+  }
+
+  /** DEBUG=capmesh:rpc: one line per call made or answered, once it settles. */
+  private logCall(event: "call" | "answer", id: number, interfaceId: bigint, methodId: number, done: Promise<unknown>): void {
+    const started = performance.now();
+    const line = (outcome: string) =>
+      log.debug(event, {
+        conn: this.name,
+        [event === "call" ? "question" : "answer"]: id,
+        method: methodLabel(interfaceId, methodId),
+        ms: Math.round((performance.now() - started) * 1000) / 1000,
+        outcome,
+      });
+    done.then(
+      () => line("results"),
+      (err: unknown) => line(`exception: ${describe(err)}`),
+    );
   }
 
   private armTimeout(question: Question, call: OutgoingWireCall, ms: number): void {
@@ -499,6 +517,7 @@ export class RpcConnection {
     }
     answer.pipeline = result.pipeline;
     this.holdInbound(message, result.promise);
+    if (log.enabled) this.logCall("answer", id, call.interfaceId, call.methodId, result.promise);
     if (sendResultsTo === rpc.Call_SendResultsTo.YOURSELF) {
       // A tail call from the peer: the results stay here for the peer's
       // other question to take (Return.takeFromOtherQuestion).
