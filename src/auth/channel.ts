@@ -63,6 +63,8 @@ export interface Channel {
   readonly remoteId: string | null;
   /** True when box-stream encrypts the connection. */
   readonly encrypted: boolean;
+  /** The socket underneath (for keeping the process alive or not: ref/unref). */
+  readonly socket: Duplex;
 }
 
 interface Common {
@@ -122,12 +124,12 @@ function secured(
   remoteId: string,
   keys: Parameters<typeof boxStream>[1] | undefined,
 ): Channel {
-  return { duplex: keys ? boxStream(socket, keys) : socket, remoteKey, remoteId, encrypted: keys !== undefined };
+  return { duplex: keys ? boxStream(socket, keys) : socket, remoteKey, remoteId, encrypted: keys !== undefined, socket };
 }
 
 /** A connection whose peer proved nothing: plain Cap'n Proto. */
 export function anonymousChannel(socket: Socket): Channel {
-  return { duplex: socket, remoteKey: null, remoteId: null, encrypted: false };
+  return { duplex: socket, remoteKey: null, remoteId: null, encrypted: false, socket };
 }
 
 /**

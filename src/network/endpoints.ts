@@ -54,6 +54,13 @@ export interface ConnectOptions extends SocketNetworkOptions {
   /** What this side offers if the peer asks for bootstrap. */
   bootstrap?: BootstrapOffer;
   signal?: AbortSignal;
+  /**
+   * Keep the process alive while the session is open, even when idle. By
+   * default an idle session (no call in flight, nothing exported to the
+   * peer, no bootstrap offered) does not: a program that is done exits
+   * even if it never called session.close().
+   */
+  holdProcess?: boolean;
 }
 
 /** Connects to a vat listening on `address`. */

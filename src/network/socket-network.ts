@@ -18,7 +18,7 @@ import { generateIdentity, toPublicKey } from "../auth/identity.js";
 import { logger } from "../log.js";
 import { abortFrame, type InboundLimits } from "../rpc/connection.js";
 import { RpcError } from "../rpc/errors.js";
-import type { NetworkConnection, PeerInfo, VatNetwork } from "../rpc/vat-network.js";
+import type { NetworkConnection, PeerInfo, ProcessHold, VatNetwork } from "../rpc/vat-network.js";
 import { formatAddress, toAddress, type Address } from "../transport/address.js";
 import type { TransportLimits } from "../transport/limits.js";
 import { streamFromDuplex } from "../transport/message-stream.js";
@@ -115,7 +115,7 @@ export class SocketNetwork implements VatNetwork {
     }
     const signal = options.signal ? { signal: options.signal } : {};
     if (remoteKey === undefined) {
-      return this.connectionOf(anonymousChannel(await dialSocket(addr, signal)), shown);
+      return this.connectionOf(anonymousChannel(await dialSocket(addr, signal)), shown, true);
     }
     // The handshake starts on the socket while it connects: our hello leaves
     // the moment the connection is up.
@@ -147,7 +147,7 @@ export class SocketNetwork implements VatNetwork {
     }
     const channel = await handshake!;
     log.debug("connected", { address: shown, peer: channel.remoteId, encrypted: channel.encrypted });
-    return this.connectionOf(channel, shown);
+    return this.connectionOf(channel, shown, true);
   }
 
   /** Starts accepting on `address`; each connection that passes the security layer is handed over. */
@@ -208,8 +208,12 @@ export class SocketNetwork implements VatNetwork {
   }
 
   /** The RPC stream over a channel, and who is on the other end. */
-  private connectionOf(channel: Channel, address: string): NetworkConnection {
-    return { stream: streamFromDuplex(channel.duplex, this.options.limits, { remoteAddress: address }), peer: peerOf(channel, address) };
+  private connectionOf(channel: Channel, address: string, dialled = false): NetworkConnection {
+    const stream = streamFromDuplex(channel.duplex, this.options.limits, { remoteAddress: address });
+    const peer = peerOf(channel, address);
+    const socket = channel.socket as Partial<ProcessHold>;
+    if (!dialled || typeof socket.ref !== "function" || typeof socket.unref !== "function") return { stream, peer };
+    return { stream, peer, processHold: socket as ProcessHold };
   }
 
   async close(): Promise<void> {

@@ -53,6 +53,7 @@ type OutgoingWireCall = ReturnType<typeof newCall>;
 type WireReturn = Extract<WireIncoming, { kind: "return" }>;
 type WireFinish = Extract<WireIncoming, { kind: "finish" }>;
 import { isRemoteHookOf, type RemoteHook } from "./remote-hook.js";
+import type { ProcessHold } from "./vat-network.js";
 import { ReflectedHook, RemotePromiseHook } from "./remote-promise.js";
 
 const log = logger("capmesh:rpc");
@@ -72,6 +73,11 @@ export interface ConnectionOptions {
    * Default: none.
    */
   callTimeoutMs?: number;
+  /**
+   * Lets go of the process (unref) while the connection is idle: no call in
+   * flight and nothing exported to the peer. Set for dialled client sessions.
+   */
+  processHold?: ProcessHold;
 }
 
 export interface InboundLimits {
@@ -98,6 +104,8 @@ export class RpcConnection {
   private readingPaused = false;
   private readonly maxInboundCalls: number;
   private readonly maxInboundBytes: number;
+  /** Whether processHold is ref'd now (sockets start ref'd). */
+  private holdingProcess = true;
   private readonly closedPromise: Promise<RpcError>;
   private resolveClosed!: (e: RpcError) => void;
   private readonly transportClosedPromise: Promise<void>;
@@ -112,6 +120,7 @@ export class RpcConnection {
     this.maxInboundBytes = options.inbound?.maxBytes ?? 64 * 1024 * 1024;
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     this.transportClosedPromise = new Promise((resolve) => (this.resolveTransportClosed = resolve));
+    this.refreshProcessHold();
     stream.onMessage = (message) => this.handleMessage(message);
     stream.onFrameError = (err) => {
       const { message, root } = newRpcMessage();
@@ -156,6 +165,17 @@ export class RpcConnection {
     return () => this.closeListeners.delete(listener);
   }
 
+  /** Refs the process hold while calls are in flight or capabilities exported, unrefs it otherwise. */
+  private refreshProcessHold(): void {
+    const hold = this.options.processHold;
+    if (!hold) return;
+    const busy = this.error === null && (this.questions.size > 0 || this.exports.size > 0);
+    if (busy === this.holdingProcess) return;
+    this.holdingProcess = busy;
+    if (busy) hold.ref();
+    else hold.unref();
+  }
+
   // ---------------------------------------------------------------------
   // Outgoing
 
@@ -164,6 +184,7 @@ export class RpcConnection {
     if (this.error) return new BrokenHook(this.error);
     const question = new Question(this);
     question.id = this.questions.add(question);
+    this.refreshProcessHold();
     this.sendFrame(newBootstrap(question.id));
     const cap = question.getPipelinedCap([]);
     // No one else consumes a Bootstrap's Return: `cap` has taken its own
@@ -195,6 +216,7 @@ export class RpcConnection {
     }
     const question = new Question(this);
     question.id = this.questions.add(question);
+    this.refreshProcessHold();
     if (tailFor) question.isTailCall = true;
     call.setQuestion(question.id, tailFor !== undefined);
     const described = this.describeAll(capTableOf(message));
@@ -288,7 +310,10 @@ export class RpcConnection {
       // must release them itself (as C++ does).
       this.sendFrame(newFinish(question.id, question.awaitingReturn));
     }
-    if (!question.awaitingReturn) this.questions.delete(question.id);
+    if (!question.awaitingReturn) {
+      this.questions.delete(question.id);
+      this.refreshProcessHold();
+    }
   }
 
   /** Describes `hook` to the peer, exporting it if needed (exportId: the export used). */
@@ -308,6 +333,7 @@ export class RpcConnection {
     // C++ sends it as senderHosted and only a call would tell.
     const more = inner.whenMoreResolved() ?? (inner.brokenReason ? Promise.resolve(inner) : null);
     const id = this.exports.add(inner.addRef(), more !== null);
+    this.refreshProcessHold();
     if (more) {
       this.resolveExportedPromise(id, inner, more);
       return { descriptor: { kind: "senderPromise", id }, exportId: id };
@@ -694,8 +720,10 @@ export class RpcConnection {
     if (question.canceled) {
       // We already sent Finish with releaseResultCaps: ignore the results
       // (a takeFromOtherQuestion's stay with that answer until its Finish).
-      if (question.finishSent) this.questions.delete(id);
-      else this.maybeFinish(question);
+      if (question.finishSent) {
+        this.questions.delete(id);
+        this.refreshProcessHold();
+      } else this.maybeFinish(question);
       return;
     }
 
@@ -837,6 +865,7 @@ export class RpcConnection {
   private releaseExportOrThrow(id: number, count: number): void {
     const problem = this.exports.release(id, count);
     if (problem) throw new ProtocolError(problem);
+    this.refreshProcessHold();
   }
 
   private handleDisembargo(disembargo: rpc.Disembargo): void {
@@ -911,6 +940,7 @@ export class RpcConnection {
         question.paramExports = [];
         for (const e of exported) this.releaseExportOrThrow(e, 1);
         this.questions.delete(id);
+        this.refreshProcessHold();
         question.reject(RpcError.unimplemented(`${this.name} does not implement this request`));
         return;
       }

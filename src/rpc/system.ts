@@ -71,6 +71,13 @@ export class Session implements AsyncDisposable {
 export interface SessionOptions {
   inbound?: InboundLimits | undefined;
   callTimeoutMs?: number | undefined;
+  /**
+   * Keep the process alive for as long as the session is open, even while
+   * it is idle. By default a dialled session holds the process only while
+   * it has calls in flight or capabilities exported to the peer (or offers
+   * a bootstrap capability), so a program that forgets close() still exits.
+   */
+  holdProcess?: boolean | undefined;
 }
 
 export function startSession(net: NetworkConnection, offer: BootstrapOffer, options: SessionOptions = {}): Session {
@@ -79,6 +86,7 @@ export function startSession(net: NetworkConnection, offer: BootstrapOffer, opti
     name: net.peer.address,
     ...(options.inbound ? { inbound: options.inbound } : {}),
     ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: checkTimeout(options.callTimeoutMs) } : {}),
+    ...(net.processHold && !offer && !options.holdProcess ? { processHold: net.processHold } : {}),
   });
   log.debug("connection up", { peer: net.peer.id, address: net.peer.address });
   return new Session(connection, net.peer, offer);

@@ -23,6 +23,18 @@ export interface PeerInfo {
 export interface NetworkConnection {
   readonly stream: MessageStream;
   readonly peer: PeerInfo;
+  /**
+   * Whether the connection keeps the process alive (a socket's ref/unref).
+   * A dialled connection lets go of the process while it is idle, as Node's
+   * HTTP agent does with its free sockets.
+   */
+  readonly processHold?: ProcessHold;
+}
+
+/** Something that keeps the Node process alive while ref'd: a socket, a timer. */
+export interface ProcessHold {
+  ref(): unknown;
+  unref(): unknown;
 }
 
 export interface VatNetwork {
