@@ -8,4 +8,7 @@ export default defineConfig({
   clean: true,
   target: "node20",
   splitting: true,
+  // Error classes (and every other class) keep their names in the bundle:
+  // users see SocketError, not _SocketError, in logs and err.constructor.name.
+  keepNames: true,
 });

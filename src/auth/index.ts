@@ -50,6 +50,6 @@ export {
   type BoxStreamFault,
   type BoxStreamOptions,
 } from "./box-stream.js";
-export { DEFAULT_NETWORK_KEY, type NetworkKeyInput } from "./channel.js";
+export { DEFAULT_NETWORK_KEY, PlainPeerRefusedError, type NetworkKeyInput } from "./channel.js";
 export * as shs1 from "./shs1.js";
 export type { BoxStreamKeys } from "./shs1.js";

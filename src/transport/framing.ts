@@ -85,6 +85,9 @@ function findCapnpInternals(): { Arena: ArenaCtor; Segment: SegmentCtor } | unde
 
 const capnpInternals = findCapnpInternals();
 
+/** Whether decoded frames are wrapped in place (capnp-es internals as expected) or copied (fallback). */
+export const WRAPS_SEGMENTS_IN_PLACE = capnpInternals !== undefined;
+
 /**
  * A message decoded from the wire. It is a plain capnp-es Message except that
  * `getRoot()` starts the root at the receiver's nesting limit, so reading
