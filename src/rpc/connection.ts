@@ -98,6 +98,11 @@ export class RpcConnection {
   readonly embargoes = new EmbargoTable();
   readonly name: string;
   private readonly closeListeners = new Set<(error: RpcError) => void>();
+  /**
+   * Calls sent over this connection on behalf of a call that came in over
+   * another one: this vat passing calls between two peers (the vine).
+   */
+  forwardedCalls = 0;
   /** Calls from the peer in progress, and the bytes of their messages (C++'s flowLimit). */
   private inboundCalls = 0;
   private inboundBytes = 0;
@@ -168,7 +173,7 @@ export class RpcConnection {
   /** Refs the process hold while calls are in flight or capabilities exported, unrefs it otherwise. */
   private refreshProcessHold(): void {
     const hold = this.options.processHold;
-    if (!hold) return;
+    if (!hold || this.error) return;
     const busy = this.error === null && (this.questions.size > 0 || this.exports.size > 0);
     if (busy === this.holdingProcess) return;
     this.holdingProcess = busy;
@@ -217,6 +222,7 @@ export class RpcConnection {
     const question = new Question(this);
     question.id = this.questions.add(question);
     this.refreshProcessHold();
+    if (hints?.origin !== undefined && hints.origin !== this) this.forwardedCalls++;
     if (tailFor) question.isTailCall = true;
     call.setQuestion(question.id, tailFor !== undefined);
     const described = this.describeAll(capTableOf(message));
@@ -435,6 +441,9 @@ export class RpcConnection {
 
   /** Closes the connection: everything imported breaks, everything exported is dropped. */
   close(reason = "connection closed locally"): void {
+    // Whoever awaits the close (Session.close) keeps the process alive until
+    // the transport has finished, even if the connection was idle.
+    if (!this.error && !this.holdingProcess) this.options.processHold?.ref();
     this.disconnect(RpcError.disconnected(reason));
   }
 
@@ -1095,6 +1104,9 @@ class AnswerHints implements CallHints {
   }
   get answering(): boolean {
     return true;
+  }
+  get origin(): object {
+    return this.conn;
   }
   tailCall(request: TailCallRequest): CallResult {
     return this.conn.tailCall(this.answer, request);

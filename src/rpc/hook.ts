@@ -36,6 +36,8 @@ export interface CallHints {
    * canceled by the peer's Finish, never through CallResult.canceler.
    */
   readonly answering?: boolean;
+  /** The connection a delivered call came in over (to count calls passed between peers). */
+  readonly origin?: object;
   /** Cancel the call if it has not returned after this many milliseconds. */
   timeout?: number | undefined;
 }
@@ -43,6 +45,12 @@ export interface CallHints {
 /** Cancels one call: a remote one sends Finish, a local one's server sees its signal fire. */
 export interface Cancelable {
   cancel(reason: RpcError): void;
+  /**
+   * The caller dropped the call's promise after pipelining on it: cancel
+   * unless capabilities pipelined on the call are still held elsewhere
+   * (then the call runs on for them).
+   */
+  abandon?(reason: RpcError): void;
 }
 
 /** A server's answer "my results are whatever this other call returns". */
@@ -128,6 +136,11 @@ export abstract class RefCounted {
   // initializer would be one define-property site shared by every subclass,
   // which V8 handles megamorphically (it showed as ~5% of a pipelined chain).
   private declare refs: number;
+
+  /** References held now (the engine checks whether a promise's only holder is itself). */
+  get refCount(): number {
+    return this.refs;
+  }
 
   constructor() {
     this.refs = 1;

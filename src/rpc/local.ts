@@ -352,6 +352,10 @@ function queuedCall(enqueue: (settle: (result: CallResult) => void) => void): Ca
       canceled = reason;
       rejectPromise(reason);
     },
+    abandon(reason) {
+      // Still queued, pipelines unknown: let it run; once sent, its own rule applies.
+      real?.canceler?.abandon?.(reason);
+    },
   };
   return { promise, pipeline, canceler };
 }

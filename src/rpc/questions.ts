@@ -54,6 +54,19 @@ export class Question implements PipelineSource, Cancelable {
     this.conn.cancelQuestion(this, reason);
   }
 
+  /**
+   * The caller dropped the promise. If nothing else pipelines on the call
+   * (every pipelined promise we hold is held by us alone), it is canceled
+   * now; otherwise it runs on for those who do, and its results are released
+   * when they arrive.
+   */
+  abandon(reason: RpcError): void {
+    if (!this.awaitingReturn || this.canceled) return;
+    const ours = this.pending.length;
+    const external = this.pipelineRefs > ours || this.pending.some((p) => p.hook.refCount > 1);
+    if (!external) this.conn.cancelQuestion(this, reason);
+  }
+
   getPipelinedCap(ops: readonly number[]): CapHook {
     if (this.error) return new BrokenHook(this.error);
     if (this.response) return capFromResponse(this.response, ops);

@@ -373,6 +373,7 @@ class RpcPromiseBase implements Promise<unknown>, Disposable {
    */
   [Symbol.dispose](): void {
     const root = this.root;
+    const pipelined = root.clients !== null && root.clients.size > 0;
     if (root.clients) {
       for (const client of root.clients.values()) client.release();
       root.clients = null;
@@ -381,9 +382,12 @@ class RpcPromiseBase implements Promise<unknown>, Disposable {
     root.disposed = true;
     if (!root.settled && root.canceler) {
       // Dropping an unreturned call cancels it, as dropping the promise does
-      // in C++: Finish goes out and the server's ctx.signal fires.
+      // in C++: Finish goes out and the server's ctx.signal fires. If
+      // capabilities pipelined on it are still held (dup()ed), it runs on.
       const label = root.iface && root.method ? `${root.iface.name}.${root.method.name}` : "the call";
-      root.canceler.cancel(new RpcError("failed", `${label} was canceled: its RpcPromise was disposed before the results arrived`));
+      const reason = new RpcError("failed", `${label} was canceled: its RpcPromise was disposed before the results arrived`);
+      if (!pipelined) root.canceler.cancel(reason);
+      else root.canceler.abandon?.(reason);
     }
     const response = root.response;
     if (response) {

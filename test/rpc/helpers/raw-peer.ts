@@ -9,10 +9,10 @@ import { initStructIn, readStructIn } from "../../../src/rpc/payload.js";
 import { FrameDecoder } from "../../../src/transport/framing.js";
 
 /** Rejects with a descriptive error if `promise` takes longer than `ms` (a failure guard, not synchronisation). */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export function within<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${typeof what === "string" ? what : what()}`)), ms);
   });
   return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
 }
