@@ -41,6 +41,7 @@ import {
   newResultsReturn,
   newUnimplemented,
   readIncoming,
+  DEFAULT_MAX_CAPS_PER_MESSAGE,
   targetFrom,
   targetInto,
   type WireDescriptor,
@@ -85,6 +86,11 @@ export interface InboundLimits {
   maxCalls?: number;
   /** Bytes of the peer's call messages held while their calls run (default 64 MiB). */
   maxBytes?: number;
+  /**
+   * Capabilities one message may carry (default 16384): each costs table
+   * entries and a Release, so a larger cap table aborts the connection.
+   */
+  maxCapsPerMessage?: number;
 }
 
 
@@ -109,6 +115,7 @@ export class RpcConnection {
   private readingPaused = false;
   private readonly maxInboundCalls: number;
   private readonly maxInboundBytes: number;
+  private readonly maxCapsPerMessage: number;
   /** Whether processHold is ref'd now (sockets start ref'd). */
   private holdingProcess = true;
   private readonly closedPromise: Promise<RpcError>;
@@ -123,6 +130,7 @@ export class RpcConnection {
     this.name = options.name ?? stream.remoteAddress ?? "peer";
     this.maxInboundCalls = options.inbound?.maxCalls ?? 16384;
     this.maxInboundBytes = options.inbound?.maxBytes ?? 64 * 1024 * 1024;
+    this.maxCapsPerMessage = options.inbound?.maxCapsPerMessage ?? DEFAULT_MAX_CAPS_PER_MESSAGE;
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     this.transportClosedPromise = new Promise((resolve) => (this.resolveTransportClosed = resolve));
     this.refreshProcessHold();
@@ -219,13 +227,19 @@ export class RpcConnection {
       releaseCapTable(message);
       return new BrokenHook(this.error).call(0n, 0, { message, content: call.content });
     }
+    let described: { descriptors: WireDescriptor[]; exports: number[] };
+    try {
+      described = this.describeAll(capTableOf(message));
+    } catch (err) {
+      releaseCapTable(message);
+      throw err;
+    }
     const question = new Question(this);
     question.id = this.questions.add(question);
     this.refreshProcessHold();
     if (hints?.origin !== undefined && hints.origin !== this) this.forwardedCalls++;
     if (tailFor) question.isTailCall = true;
     call.setQuestion(question.id, tailFor !== undefined);
-    const described = this.describeAll(capTableOf(message));
     question.paramExports = described.exports;
     call.setCapTable(described.descriptors);
     // The export table now holds what the params referenced.
@@ -351,15 +365,21 @@ export class RpcConnection {
   private describeAll(table: CapTable): { descriptors: WireDescriptor[]; exports: number[] } {
     const descriptors: WireDescriptor[] = new Array(table.length);
     const exports: number[] = [];
-    for (let i = 0; i < table.length; i++) {
-      const hook = table[i];
-      if (!hook) {
-        descriptors[i] = { kind: "none" };
-        continue;
+    try {
+      for (let i = 0; i < table.length; i++) {
+        const hook = table[i];
+        if (!hook) {
+          descriptors[i] = { kind: "none" };
+          continue;
+        }
+        const { descriptor, exportId } = this.describe(hook);
+        descriptors[i] = descriptor;
+        if (exportId !== null) exports.push(exportId);
       }
-      const { descriptor, exportId } = this.describe(hook);
-      descriptors[i] = descriptor;
-      if (exportId !== null) exports.push(exportId);
+    } catch (err) {
+      // Nothing goes out: take back the references counted so far.
+      for (const id of exports) this.exports.release(id, 1);
+      throw err;
     }
     return { descriptors, exports };
   }
@@ -453,7 +473,7 @@ export class RpcConnection {
   private handleMessage(message: Message): void {
     if (this.error) return;
     try {
-      const incoming = readIncoming(message);
+      const incoming = readIncoming(message, this.maxCapsPerMessage);
       switch (incoming.kind) {
         case "call":
           return this.handleCall(message, incoming);
@@ -669,7 +689,17 @@ export class RpcConnection {
       }
     }
     // The response keeps its references for pipelining until Finish.
-    const described = this.describeAll(capTableOf(envelope.message));
+    let described: { descriptors: WireDescriptor[]; exports: number[] };
+    try {
+      described = this.describeAll(capTableOf(envelope.message));
+    } catch (err) {
+      // A capability that cannot be described (a cycle of promises the peer
+      // closed through this very answer): the call fails, the rest goes on.
+      if (envelope.message !== response.message) setCapTable(envelope.message, []);
+      response.release();
+      this.sendExceptionReturn(answer, RpcError.failed(`could not send results: ${describe(err)}`));
+      return;
+    }
     envelope.setCapTable(described.descriptors);
     answer.resultExports = described.exports;
     if (envelope.message !== response.message) setCapTable(envelope.message, []);

@@ -111,7 +111,14 @@ export class LocalServerHook extends RefCounted implements CapHook {
 
 /** Takes a new reference to the capability at `ops` inside a response. */
 export function capFromResponse(response: Response, ops: readonly number[]): CapHook {
-  const index = capIndexAt(response.content, ops);
+  let index: number;
+  try {
+    index = capIndexAt(response.content, ops);
+  } catch (err) {
+    // The transform leads to something other than a capability: only the
+    // pipelined call fails, never the call whose results these are.
+    return new BrokenHook(RpcError.failed(`pipelined call on a field that is not a capability: ${toRpcError(err).message}`));
+  }
   if (index < 0) return new BrokenHook(RpcError.failed("pipelined call on a null capability field"));
   const hook = capTableOf(response.message)[index];
   if (hook === undefined) return new BrokenHook(badCapIndex(response.message, index));

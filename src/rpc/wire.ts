@@ -27,8 +27,11 @@ import {
   writeUint32,
   writeUint64,
   initStructField,
+  followPointer,
   type Codec,
+  type PointerRef,
 } from "../codec/runtime.js";
+import { ProtocolError } from "./errors.js";
 import { CopyLimitError, copyPointer } from "../codec/copy.js";
 import { messageBytes, newMessage } from "../codec/message.js";
 import { setCapTable } from "./payload.js";
@@ -169,6 +172,9 @@ const Exception: Codec<WireException> = defineStruct<WireException>({
 // ---------------------------------------------------------------------------
 // Incoming
 
+/** Capabilities one message may carry unless the connection says otherwise. */
+export const DEFAULT_MAX_CAPS_PER_MESSAGE = 16384;
+
 export interface WirePayload {
   /** The AnyPointer slot of Payload.content. */
   readonly content: Pointer;
@@ -206,13 +212,33 @@ function emptySlot(): Pointer {
   return new Pointer(m.getSegment(0), 0);
 }
 
-function readPayload(v: StructView, index: number): WirePayload {
+function readPayload(v: StructView, index: number, maxCaps: number): WirePayload {
   const p = readStructField(v, index, PayloadView, noCaps);
   if (p.ptrCount === 0) return { content: emptySlot(), capTable: [] };
+  if (p.ptrCount > 1) checkCapCount(p, maxCaps);
   return {
     content: new Pointer(p.seg, p.ptrs, p.depth),
     capTable: p.ptrCount > 1 ? readList(p, 1, CapDescriptorList, noCaps) : [],
   };
+}
+
+const capTableRef: PointerRef = { seg: null as unknown as PointerRef["seg"], off: 0, lo: 0, hi: 0 };
+
+/**
+ * Every capability a message carries costs table entries, a hook and a
+ * Release, far more than its 16 bytes: the count is bounded before any is
+ * decoded (ConnectionOptions.inbound.maxCapsPerMessage).
+ */
+function checkCapCount(payload: StructView, maxCaps: number): void {
+  if (!followPointer(payload.seg, payload.ptrs + 8, capTableRef)) return;
+  // A list of CapDescriptor (2 words each): the list pointer counts words.
+  const count = (capTableRef.lo & 3) === 1 && (capTableRef.hi & 7) === 7 ? (capTableRef.hi >>> 3) / 2 : 0;
+  if (count > maxCaps) {
+    throw new ProtocolError(
+      `the message carries up to ${count} capabilities, over this connection's limit of ${maxCaps} ` +
+        `(to accept it, raise inbound.maxCapsPerMessage on the receiving side)`,
+    );
+  }
 }
 
 const PayloadView: Codec<StructView> = defineStruct<StructView>({
@@ -232,7 +258,7 @@ function copyView(v: StructView): StructView {
 }
 
 /** Reads the envelope of an incoming message. Throws on malformed input. */
-export function readIncoming(message: Message): WireIncoming {
+export function readIncoming(message: Message, maxCaps = DEFAULT_MAX_CAPS_PER_MESSAGE): WireIncoming {
   const root = viewOfMessageRoot(message);
   const which = readUint16(root, 0);
   switch (which) {
@@ -245,7 +271,7 @@ export function readIncoming(message: Message): WireIncoming {
         interfaceId: readUint64(c, 8),
         methodId: readUint16(c, 4),
         sendResultsTo: readUint16(c, 6),
-        params: readPayload(c, 1),
+        params: readPayload(c, 1, maxCaps),
       };
     }
     case rpc.Message.RETURN: {
@@ -256,7 +282,7 @@ export function readIncoming(message: Message): WireIncoming {
         answerId: readUint32(r, 0),
         releaseParamCaps: readBool(r, 32, true),
         which: tag,
-        results: tag === 0 ? readPayload(r, 0) : null,
+        results: tag === 0 ? readPayload(r, 0, maxCaps) : null,
         exception: tag === 1 ? readStructField(r, 0, Exception, noCaps) : null,
         takeFromOtherQuestion: tag === 4 ? readUint32(r, 8) : 0,
       };
