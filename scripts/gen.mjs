@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Regenerates the TypeScript modules generated from Cap'n Proto schemas:
 //
-//   npm run gen              rewrite src/gen/ (and the codec test fixture)
+//   npm run gen              rewrite src/gen/ (and the codec test fixture, and the
+//                            message benchmark's bench/messages/shapes.ts, and
+//                            the RPC tests' test/rpc/schema/trees.ts)
 //   npm run gen -- --check   write nothing; exit 1 listing out-of-date files (CI)
 //
 // The generator is TypeScript (src/codegen/cli.ts); it runs under tsx.
@@ -32,6 +34,20 @@ const jobs = [
     out: "test/codec/fixtures/gen",
     runtime: "../../shim.js",
     codec: "../../../../src/codec/runtime.js",
+  },
+  {
+    // The message benchmark's shapes (bench/messages/); generated next to the schema.
+    schemaDir: "bench/messages",
+    out: "bench/messages",
+    runtime: "../../src/rpc/index.js",
+    codec: "../../src/codec/runtime.js",
+  },
+  {
+    // The RPC tests' schema for large and hostile messages; generated next to it.
+    schemaDir: "test/rpc/schema",
+    out: "test/rpc/schema",
+    runtime: "../../../src/rpc/index.js",
+    codec: "../../../src/codec/runtime.js",
   },
 ];
 
