@@ -15,3 +15,25 @@ export {
 } from "./transport/inbound-budget.js";
 export { CopyLimitError } from "./codec/copy.js";
 export * from "./codec/runtime.js";
+// The mesh: a hub, the plugin SDK, and the mesh protocol's types (schema/mesh.capnp).
+export { startHub, type HubOptions, type MeshHub } from "./mesh/hub.js";
+export { joinMesh, type JoinOptions, type MeshPeer } from "./mesh/join.js";
+export { ConfigError, loadConfig, parseConfig, CONFIG_FILE } from "./mesh/config.js";
+export { Policy, DEFAULT_QUOTAS, type Action, type Rule, type PolicyRules, type Quotas } from "./mesh/policy.js";
+export { nameProblem, MAX_NAME_LENGTH } from "./mesh/names.js";
+export { ENV as MESH_ENV } from "./mesh/defaults.js";
+export {
+  Hub,
+  Registration,
+  Observer,
+  Provider,
+  Watch,
+  Admin,
+  protocolVersion as MESH_PROTOCOL_VERSION,
+  type Entry,
+  type Event as MeshEvent,
+  type PluginInfo,
+  type InterfaceInfo,
+  type HubStats,
+  type PeerStats,
+} from "./gen/mesh.js";

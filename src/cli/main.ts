@@ -11,11 +11,15 @@ commands:
   keygen [FILE] [--force]   create an ed25519 identity (key file, mode 0600) and
                             print its id; FILE defaults to ~/.capmesh/secret
                             ($CAPMESH_HOME/secret when set)
+  serve [options]           run a mesh hub on embedded defaults (serve --help)
+  ls [--json]               list the plugins registered with the hub
+  watch [--json]            print plugins as they join and leave
   id [FILE]                 print the id (@<base64>.ed25519) of a key file
   netkey                    print a new random network key (base64), for a mesh
                             that must not meet others
   help                      show this help
 
+Exit codes: 0 ok, 1 a failed call, 2 usage, 3 the hub cannot be reached.
 Set DEBUG=capmesh:* for structured debug logs on stderr.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -29,6 +33,12 @@ async function main(argv: string[]): Promise<number> {
       const { runCli } = await import("../codegen/cli.js");
       return runCli(rest.includes("--runtime") ? rest : ["--runtime", "capmesh", ...rest]);
     }
+    case "serve":
+      return (await import("./mesh.js")).serve(rest);
+    case "ls":
+      return (await import("./mesh.js")).ls(rest);
+    case "watch":
+      return (await import("./mesh.js")).watch(rest);
     case "keygen":
       return (await import("./identity.js")).keygen(rest);
     case "id":

@@ -1,0 +1,186 @@
+// startHub: a mesh hub on embedded defaults, embeddable in any Node service.
+// It listens on a unix socket in the user's runtime dir (and on any TCP
+// addresses configured), with an identity and a network key kept in
+// $CAPMESH_HOME, and hands every peer that passes the handshake a `Hub`
+// bound to its identity.
+import { existsSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
+import { connect as netConnect } from "node:net";
+import { join } from "node:path";
+import { loadOrCreateIdentity, type Identity } from "../auth/identity.js";
+import { toNetworkKey } from "../auth/channel.js";
+import { listen, type Listener } from "../network/endpoints.js";
+import type { Session } from "../rpc/system.js";
+import type { PeerInfo } from "../rpc/vat-network.js";
+import type { TransportLimits } from "../transport/limits.js";
+import { formatAddress, toAddress } from "../transport/address.js";
+import { logger } from "../log.js";
+import type { HubStats, PeerStats } from "../gen/mesh.js";
+import { ENV, discoveryFile, ensurePrivateDir, loadOrCreateNetworkKey, meshHome, runtimeDir } from "./defaults.js";
+import { Policy, type PolicyRules, type Quotas, type Via } from "./policy.js";
+import { MeshRegistry } from "./registry.js";
+import { hubFor, type HubCore } from "./service.js";
+
+const log = logger("capmesh:mesh");
+
+export interface HubOptions {
+  /** Where the identity and network key are kept (default $CAPMESH_HOME, else ~/.capmesh). */
+  home?: string;
+  /** The unix socket to listen on (default <runtime dir>/hub.sock); false for none. */
+  socket?: string | false;
+  /** More addresses to listen on, e.g. "tcp://0.0.0.0:7400" (handshake and box-stream). */
+  listen?: string[];
+  /** The hub's identity (default: <home>/secret, made on first run). */
+  identity?: Identity;
+  /** The mesh's network key, 32 bytes or base64 (default: <home>/netkey, made on first run). */
+  networkKey?: Uint8Array | string;
+  /** Who may do what (see Policy). */
+  policy?: PolicyRules;
+  /** Per-identity quotas (registrations, watchers, connections). */
+  quotas?: Partial<Quotas>;
+  /** Limits on what a peer may send (see TransportLimits). */
+  limits?: Partial<TransportLimits>;
+}
+
+export interface MeshHub extends AsyncDisposable {
+  /** The hub's identity, "@…ed25519". */
+  readonly id: string;
+  /** The address local peers use (the unix socket), or the first listener's. */
+  readonly address: string;
+  /** Every address the hub listens on. */
+  readonly addresses: readonly string[];
+  /** The network key, base64. */
+  readonly networkKey: string;
+  /** The environment a peer needs to join this hub (what `capmesh serve` prints). */
+  readonly env: Readonly<Record<string, string>>;
+  /** The hub's tables per peer (the Admin capability's stats). */
+  stats(): HubStats;
+  /** Tells every peer (registrations end, watchers hear who left), then closes. */
+  close(): Promise<void>;
+}
+
+const SOFTWARE = "capmesh/0.1.0";
+
+export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
+  const home = options.home ?? meshHome();
+  if (options.identity === undefined || options.networkKey === undefined) await ensurePrivateDir(home);
+  const identity = options.identity ?? (await loadOrCreateIdentity(join(home, "secret")));
+  const networkKey = options.networkKey !== undefined ? toNetworkKey(options.networkKey) : await loadOrCreateNetworkKey(home);
+  const policy = new Policy(options.policy ?? {}, options.quotas ?? {});
+  const registry = new MeshRegistry();
+  const listeners: { listener: Listener; via: Via }[] = [];
+
+  const allSessions = (): Session[] => listeners.flatMap(({ listener }) => [...listener.sessions]);
+  const core: HubCore = {
+    registry,
+    policy,
+    hubId: identity.id,
+    software: SOFTWARE,
+    stats: () => statsOf(allSessions(), registry),
+  };
+  // Connections per identity, checked before the handshake completes.
+  const authorize = ({ id }: { id: string }) => {
+    const open = allSessions().filter((s) => s.peer.id === id).length;
+    if (open >= policy.quotas.connections) {
+      log.warn("refusing a connection over quota", { id, open });
+      return false;
+    }
+    return true;
+  };
+
+  const usesDefaultSocket = options.socket === undefined;
+  const dir = runtimeDir();
+  const socketPath = options.socket === false ? null : (options.socket ?? join(dir, "hub.sock"));
+  const common = { identity, networkKey, authorize, ...(options.limits ? { limits: options.limits } : {}) };
+  try {
+    if (socketPath !== null) {
+      if (usesDefaultSocket) await ensurePrivateDir(dir);
+      await clearStaleSocket(socketPath);
+      const listener = await listen(`unix:${socketPath}`, { ...common, bootstrap: (peer: PeerInfo) => hubFor(core, peer, "unix") });
+      listeners.push({ listener, via: "unix" });
+    }
+    for (const address of options.listen ?? []) {
+      const addr = toAddress(address);
+      const via: Via = addr.kind === "unix" ? "unix" : "tcp";
+      const listener = await listen(formatAddress(addr), { ...common, bootstrap: (peer: PeerInfo) => hubFor(core, peer, via) });
+      listeners.push({ listener, via });
+    }
+  } catch (error) {
+    await Promise.all(listeners.map(({ listener }) => listener.close()));
+    throw error;
+  }
+  if (listeners.length === 0) throw new Error("startHub: no listener: give a socket, or addresses in listen");
+
+  const addresses = listeners.map(({ listener }) => listener.address);
+  const address = addresses[0]!;
+  const networkKeyText = Buffer.from(networkKey).toString("base64");
+  if (usesDefaultSocket && socketPath !== null) {
+    await writeFile(discoveryFile(dir), JSON.stringify({ address, hubId: identity.id, pid: process.pid }), { mode: 0o600 });
+  }
+  log.debug("hub up", { id: identity.id, addresses });
+
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      registry.closeAll("the hub is shutting down");
+      // Let the Returns of `ended` and the watchers' `left` events go out first.
+      await new Promise((resolve) => setImmediate(resolve));
+      await Promise.all(listeners.map(({ listener }) => listener.close()));
+      if (usesDefaultSocket && socketPath !== null) await rm(discoveryFile(dir), { force: true });
+      log.debug("hub closed", { id: identity.id });
+    })());
+
+  return {
+    id: identity.id,
+    address,
+    addresses,
+    networkKey: networkKeyText,
+    env: { [ENV.hub]: address, [ENV.hubId]: identity.id, [ENV.networkKey]: networkKeyText },
+    stats: core.stats,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+function statsOf(sessions: Session[], registry: MeshRegistry): HubStats {
+  const peers: PeerStats[] = sessions.map((s) => {
+    const tables = s.connection.stats();
+    return {
+      id: s.peer.id,
+      address: s.peer.address,
+      registrations: registry.countHeldBy(s.peer.id),
+      watchers: registry.watchersOf(s.peer.id),
+      questions: tables.questions,
+      answers: tables.answers,
+      imports: tables.imports,
+      exports: tables.exports,
+    };
+  });
+  let forwarded = 0n;
+  for (const s of sessions) forwarded += BigInt(s.connection.forwardedCalls);
+  return {
+    connections: sessions.length,
+    registrations: registry.size,
+    watchers: registry.watcherCount,
+    peers,
+    forwardedCalls: forwarded,
+  };
+}
+
+/**
+ * A socket file left by a hub that died is removed; one a live hub answers
+ * on is an error (two hubs cannot share an address).
+ */
+async function clearStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = netConnect({ path });
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+  if (alive) throw new Error(`a hub is already listening on unix:${path}; stop it first, or give this one another socket`);
+  await rm(path, { force: true });
+}

@@ -1,0 +1,322 @@
+// joinMesh: the plugin SDK. A plugin in a few lines: find the hub (on the
+// same defaults as `capmesh serve`), connect with the handshake, register a
+// name, reach other plugins by name, watch who comes and goes; reconnect and
+// register again when the hub restarts; leave cleanly on close(), `await
+// using`, SIGTERM and SIGINT.
+import { join } from "node:path";
+import { generateIdentity, loadOrCreateIdentity, type Identity } from "../auth/identity.js";
+import { toNetworkKey } from "../auth/channel.js";
+import { connect as connectSession } from "../network/endpoints.js";
+import { RpcError } from "../rpc/errors.js";
+import type { InterfaceDef } from "../codec/types.js";
+import type { Session } from "../rpc/system.js";
+import type { Capability } from "../rpc/types.js";
+import { hookOf, wrapHook } from "../rpc/typed.js";
+import type { Init } from "../codec/init.js";
+import { logger } from "../log.js";
+import {
+  Hub,
+  Observer,
+  Provider,
+  protocolVersion,
+  type Entry,
+  type Event,
+  type PluginInfo,
+  type Registration,
+  type Watch,
+} from "../gen/mesh.js";
+import { ENV, decodeNetworkKey, loadOrCreateNetworkKey, meshHome, readDiscovery } from "./defaults.js";
+import { nameProblem } from "./names.js";
+
+const log = logger("capmesh:mesh");
+
+export interface JoinOptions {
+  /** The hub's address; default $CAPMESH_HUB, else the hub running on this machine's defaults. */
+  hub?: string;
+  /** The hub's identity; default $CAPMESH_HUB_ID, else the local hub's discovery file. */
+  hubId?: string;
+  /** The mesh's network key; default $CAPMESH_NETWORK_KEY, else $CAPMESH_HOME/netkey. */
+  networkKey?: Uint8Array | string;
+  /**
+   * This peer's identity: an Identity, or a key file (made if missing).
+   * Default: a new one for this process (policy rules keyed by identity
+   * need a lasting one: `capmesh keygen plugin.key`).
+   */
+  identity?: Identity | string;
+  /** Register under this name (a plugin). Without it the peer is a client. */
+  name?: string;
+  /**
+   * What callers of `name` get: one capability for all, or a function of
+   * the caller's proven identity (the hub vouches for it) for per-caller grants.
+   */
+  provide?: Capability | ((caller: string) => Capability);
+  /** Metadata registered with the name. */
+  info?: Init<PluginInfo>;
+  /** Take the name over if it is taken (where the hub's policy allows it). */
+  replace?: boolean;
+  /** Reconnect and register again when the hub goes away (default true). */
+  reconnect?: boolean;
+  /** Close on SIGTERM/SIGINT, then let the signal take its course (default true). */
+  handleSignals?: boolean;
+}
+
+export interface MeshPeer extends AsyncDisposable {
+  /** This peer's identity. */
+  readonly id: string;
+  /** The hub's identity. */
+  readonly hubId: string;
+  /** The hub's Hub capability on the current connection. */
+  readonly hub: Hub;
+  /**
+   * The capability registered as `name`, usable at once (calls are
+   * pipelined until it arrives). `wait` waits up to that many ms for the
+   * name to appear; otherwise an unknown name fails the calls made on it.
+   */
+  connect<C extends Capability>(name: string, iface: InterfaceDef & { readonly __client?: C }, options?: { wait?: number }): C;
+  /** Every registered plugin. */
+  list(): Promise<Entry[]>;
+  /** Calls `onEvent` with a snapshot, then each joined/left, until the returned handle is disposed. */
+  watch(onEvent: (event: Event) => void): Promise<Disposable>;
+  /** Resolves once connected (and registered, for a plugin), again after each reconnection. */
+  ready(): Promise<void>;
+  /** Resolves when the hub connection is lost for good (with `reconnect: false`), with the reason. */
+  readonly lost: Promise<Error>;
+  /** Unregisters and disconnects. */
+  close(): Promise<void>;
+}
+
+/** Joins the mesh; resolves once connected (and registered). */
+export async function joinMesh(options: JoinOptions = {}): Promise<MeshPeer> {
+  if (options.name !== undefined) {
+    const problem = nameProblem(options.name);
+    if (problem) throw new TypeError(`joinMesh: ${problem}`);
+    if (options.provide === undefined) throw new TypeError("joinMesh: a plugin that registers a name needs `provide`");
+  }
+  const target = await findHub(options);
+  const identity = await identityOf(options.identity);
+  const peer = new Peer(options, target, identity);
+  await peer.start();
+  return peer;
+}
+
+interface HubTarget {
+  address: string;
+  hubId: string;
+  networkKey: Uint8Array;
+}
+
+async function findHub(options: JoinOptions): Promise<HubTarget> {
+  const env = process.env;
+  let address = options.hub ?? env[ENV.hub];
+  let hubId = options.hubId ?? env[ENV.hubId];
+  if (address === undefined || hubId === undefined) {
+    const found = await readDiscovery();
+    address ??= found?.address;
+    hubId ??= found?.hubId;
+  }
+  if (address === undefined || hubId === undefined) {
+    throw new Error(
+      `joinMesh: no hub found: set ${ENV.hub} and ${ENV.hubId} (capmesh serve prints them), pass { hub, hubId }, or start a hub on this machine's defaults with \`capmesh serve\``,
+    );
+  }
+  const keyText = env[ENV.networkKey];
+  const networkKey =
+    options.networkKey !== undefined
+      ? toNetworkKey(options.networkKey)
+      : keyText
+        ? decodeNetworkKey(keyText, ENV.networkKey)
+        : await loadOrCreateNetworkKey(meshHome());
+  return { address, hubId, networkKey };
+}
+
+async function identityOf(given: Identity | string | undefined): Promise<Identity> {
+  if (given === undefined) return generateIdentity();
+  if (typeof given === "string") return loadOrCreateIdentity(given.includes("/") ? given : join(meshHome(), given));
+  return given;
+}
+
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 5000;
+
+class Peer implements MeshPeer {
+  #session: Session | null = null;
+  #hub: Hub | null = null;
+  #registration: Registration | null = null;
+  #watches = new Set<{ onEvent: (event: Event) => void; watch: Watch | null }>();
+  #closed = false;
+  #ready: Promise<void> = Promise.resolve();
+  #signalHandlers: (() => void) | null = null;
+  #markLost!: (reason: Error) => void;
+  readonly lost: Promise<Error> = new Promise((resolve) => (this.#markLost = resolve));
+
+  constructor(
+    private readonly options: JoinOptions,
+    private readonly target: HubTarget,
+    private readonly identity: Identity,
+  ) {}
+
+  get id(): string {
+    return this.identity.id;
+  }
+
+  get hubId(): string {
+    return this.target.hubId;
+  }
+
+  get hub(): Hub {
+    if (!this.#hub) throw RpcError.disconnected("not connected to the hub (reconnecting, or closed)");
+    return this.#hub;
+  }
+
+  async start(): Promise<void> {
+    await this.#connect();
+    if (this.options.handleSignals !== false) this.#installSignalHandlers();
+  }
+
+  async #connect(): Promise<void> {
+    const session = await connectSession(this.target.address, {
+      identity: this.identity,
+      networkKey: this.target.networkKey,
+      remoteKey: this.target.hubId,
+      // A plugin serves calls through the hub: its session must hold the process.
+      holdProcess: this.options.name !== undefined,
+    });
+    const hub = session.bootstrap(Hub);
+    try {
+      await hub.hello({ hello: { protocolVersion, features: ["watch", "provider"], software: "capmesh/0.1.0" } });
+      if (this.options.name !== undefined) {
+        const { registration } = await hub.register({
+          name: this.options.name,
+          ...this.#offer(),
+          info: { protocolVersion, ...this.options.info },
+          replace: this.options.replace ?? false,
+        });
+        this.#registration = registration;
+      }
+    } catch (error) {
+      hub.release();
+      await session.close();
+      throw error;
+    }
+    this.#session = session;
+    this.#hub = hub;
+    for (const w of this.#watches) await this.#startWatch(w);
+    void session.closed.then((reason) => this.#lost(session, reason));
+    log.debug("joined the mesh", { hub: this.target.address, id: this.id, name: this.options.name });
+  }
+
+  #offer(): { cap: Capability } | { provider: Provider } {
+    const provide = this.options.provide!;
+    if (typeof provide !== "function") return { cap: provide };
+    return {
+      provider: Provider.server({ provide: ({ caller }) => ({ cap: provide(caller) }) }),
+    };
+  }
+
+  #lost(session: Session, reason: Error): void {
+    if (this.#closed || this.#session !== session) return;
+    log.debug("lost the hub", { hub: this.target.address, reason: reason.message });
+    this.#registration?.release();
+    this.#registration = null;
+    this.#hub?.release();
+    this.#hub = null;
+    this.#session = null;
+    if (this.options.reconnect === false) {
+      this.#markLost(reason);
+      return;
+    }
+    this.#ready = this.#reconnect();
+    this.#ready.catch(() => {});
+  }
+
+  async #reconnect(): Promise<void> {
+    let delay = RECONNECT_MIN_MS;
+    while (!this.#closed) {
+      try {
+        await this.#connect();
+        return;
+      } catch (error) {
+        log.debug("reconnect failed", { hub: this.target.address, error: (error as Error).message, retryInMs: delay });
+        // Not unref'd: a plugin waiting for its hub to come back stays alive.
+        await new Promise((resolve) => setTimeout(resolve, delay * (0.75 + Math.random() / 2)));
+        delay = Math.min(RECONNECT_MAX_MS, delay * 2);
+      }
+    }
+  }
+
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  connect<C extends Capability>(name: string, iface: InterfaceDef & { readonly __client?: C }, options: { wait?: number } = {}): C {
+    using pending = this.hub.connect({ name, waitMs: options.wait ?? 0 });
+    // A reference of our own, typed: it keeps the call going (and pipelined
+    // on) after the promise and its field client are disposed.
+    return wrapHook(hookOf(pending.cap).addRef(), iface) as unknown as C;
+  }
+
+  async list(): Promise<Entry[]> {
+    return (await this.hub.list()).plugins;
+  }
+
+  async watch(onEvent: (event: Event) => void): Promise<Disposable> {
+    const entry = { onEvent, watch: null as Watch | null };
+    this.#watches.add(entry);
+    await this.#startWatch(entry);
+    const stop = () => {
+      this.#watches.delete(entry);
+      entry.watch?.release();
+      entry.watch = null;
+    };
+    return { [Symbol.dispose]: stop };
+  }
+
+  async #startWatch(entry: { onEvent: (event: Event) => void; watch: Watch | null }): Promise<void> {
+    const observer = Observer.server({
+      event: ({ event }) => {
+        entry.onEvent(event);
+      },
+    });
+    try {
+      entry.watch = (await this.hub.watch({ observer })).watch;
+    } finally {
+      observer.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#signalHandlers?.();
+    for (const w of this.#watches) w.watch?.release();
+    this.#watches.clear();
+    this.#registration?.release();
+    this.#registration = null;
+    this.#hub?.release();
+    this.#hub = null;
+    const session = this.#session;
+    this.#session = null;
+    await session?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #installSignalHandlers(): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      this.#signalHandlers?.();
+      void this.close().finally(() => {
+        // Let the signal take its course (exit by it), unless someone else handles it.
+        if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+      });
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+    this.#signalHandlers = () => {
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+      this.#signalHandlers = null;
+    };
+  }
+}

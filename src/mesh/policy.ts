@@ -1,0 +1,90 @@
+// Who may do what on a hub: rules keyed by identity, per action, and quotas
+// per identity. A refusal says which rule refused (or that none allowed it),
+// so that whoever reads the error knows what to change in the config.
+//
+// Defaults: a peer that came in over the hub's local unix socket (it passed
+// the handshake with this mesh's network key) may do everything; a peer that
+// came in over TCP may do only what a rule allows.
+
+export type Action = "register" | "connect" | "watch" | "admin" | "replace";
+export const ACTIONS: readonly Action[] = ["register", "connect", "watch", "admin", "replace"];
+
+/** One rule: who (`*`, or an `@…ed25519` id) may do the action, on which names (patterns with `*`). */
+export interface Rule {
+  peer: string;
+  names?: string[];
+  /** Only over this kind of listener (default: both). */
+  via?: "unix" | "tcp";
+  /** `false` makes the rule a refusal. Default true. */
+  allow?: boolean;
+}
+
+export interface Quotas {
+  /** Names one identity may hold at once (default 64). */
+  registrations: number;
+  /** Watches one identity may have open at once (default 64). */
+  watchers: number;
+  /** Connections one identity may have open to the hub at once (default 64). */
+  connections: number;
+}
+
+export const DEFAULT_QUOTAS: Readonly<Quotas> = Object.freeze({ registrations: 64, watchers: 64, connections: 64 });
+
+export type PolicyRules = Partial<Record<Action, Rule[]>>;
+
+export interface Decision {
+  allowed: boolean;
+  /** Which rule decided, for error messages: "policy.connect[2]", or the default. */
+  by: string;
+}
+
+/** Where a peer came in. */
+export type Via = "unix" | "tcp";
+
+export class Policy {
+  readonly quotas: Quotas;
+
+  constructor(
+    readonly rules: PolicyRules = {},
+    quotas: Partial<Quotas> = {},
+  ) {
+    this.quotas = { ...DEFAULT_QUOTAS, ...quotas };
+  }
+
+  /** Whether `peer` may do `action` (on `name`, for name-scoped actions), having come in `via`. */
+  decide(action: Action, peer: string, via: Via, name?: string): Decision {
+    const rules = this.rules[action] ?? [];
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i]!;
+      if (rule.via !== undefined && rule.via !== via) continue;
+      if (rule.peer !== "*" && rule.peer !== peer) continue;
+      if (name !== undefined && rule.names !== undefined && !rule.names.some((p) => globMatch(p, name))) continue;
+      return { allowed: rule.allow !== false, by: `policy.${action}[${i}]` };
+    }
+    if (via === "unix") return { allowed: true, by: "the default (peers on the local unix socket may do everything)" };
+    return { allowed: false, by: `the default (over TCP only what a rule in policy.${action} allows)` };
+  }
+
+  /** Why `peer` may not do `action` (naming the rule that refused), or null if it may. */
+  explainRefusal(action: Action, peer: string, via: Via, name?: string): string | null {
+    const decision = this.decide(action, peer, via, name);
+    if (decision.allowed) return null;
+    const what = name === undefined ? action : `${action} "${name}"`;
+    return `${peer} may not ${what}: refused by ${decision.by}`;
+  }
+}
+
+/** `*` matches any run of characters; everything else is literal. */
+export function globMatch(pattern: string, text: string): boolean {
+  if (pattern === "*") return true;
+  const parts = pattern.split("*");
+  if (parts.length === 1) return pattern === text;
+  if (!text.startsWith(parts[0]!) || !text.endsWith(parts.at(-1)!)) return false;
+  let at = parts[0]!.length;
+  for (let i = 1; i < parts.length - 1; i++) {
+    const found = text.indexOf(parts[i]!, at);
+    if (found < 0) return false;
+    at = found + parts[i]!.length;
+  }
+  return at <= text.length - parts.at(-1)!.length;
+}

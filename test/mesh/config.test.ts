@@ -1,0 +1,76 @@
+// capmesh.config.json and the policy: every key checked, refusals that name
+// the key or the rule, glob patterns for names.
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "../../src/mesh/config.js";
+import { Policy, globMatch } from "../../src/mesh/policy.js";
+import { generateIdentity } from "../../src/auth/identity.js";
+
+const alice = generateIdentity().id;
+const bob = generateIdentity().id;
+
+describe("capmesh.config.json", () => {
+  it("takes every documented key", () => {
+    const options = parseConfig({
+      home: "/var/lib/capmesh",
+      socket: "/run/capmesh/hub.sock",
+      listen: ["tcp://127.0.0.1:7400"],
+      networkKey: Buffer.alloc(32, 7).toString("base64"),
+      policy: { connect: [{ peer: alice, names: ["db.*"], via: "tcp" }], admin: [{ peer: "*", allow: false }] },
+      quotas: { registrations: 3, watchers: 2, connections: 5 },
+      limits: { maxMessageBytes: 1 << 20 },
+    });
+    expect(options.listen).toEqual(["tcp://127.0.0.1:7400"]);
+    expect(options.policy!.connect).toEqual([{ peer: alice, names: ["db.*"], via: "tcp" }]);
+    expect(options.quotas).toEqual({ registrations: 3, watchers: 2, connections: 5 });
+    expect(options.limits!.maxMessageBytes).toBe(1 << 20);
+  });
+
+  it.each([
+    [{ lisen: [] }, /^lisen: unknown key; the known ones are home, socket, listen/],
+    [{ listen: ["ftp://x"] }, /^listen\[0\]: /],
+    [{ networkKey: "short" }, /^networkKey: must be 32 bytes in base64/],
+    [{ policy: { connect: [{ peer: "bob" }] } }, /^policy\.connect\[0\]\.peer: must be "\*"/],
+    [{ policy: { conect: [] } }, /^policy\.conect: unknown key/],
+    [{ policy: { register: [{ peer: "*", name: ["x"] }] } }, /^policy\.register\[0\]\.name: unknown key/],
+    [{ quotas: { watchers: 0 } }, /^quotas\.watchers: must be a positive integer/],
+    [{ limits: { maxFrame: 1 } }, /^limits: unknown transport limit "maxFrame"/],
+    [[], /must be a JSON object/],
+  ])("refuses %j naming the key", (raw, message) => {
+    expect(() => parseConfig(raw)).toThrow(ConfigError);
+    expect(() => parseConfig(raw)).toThrow(message);
+  });
+});
+
+describe("the policy", () => {
+  it("lets peers on the local unix socket do everything by default, and TCP peers nothing", () => {
+    const policy = new Policy();
+    expect(policy.decide("register", alice, "unix", "x").allowed).toBe(true);
+    expect(policy.explainRefusal("connect", alice, "tcp", "db.main")).toBe(
+      `${alice} may not connect "db.main": refused by the default (over TCP only what a rule in policy.connect allows)`,
+    );
+  });
+
+  it("applies the first matching rule, by identity, name pattern and listener, and names it when it refuses", () => {
+    const policy = new Policy({
+      connect: [
+        { peer: bob, allow: false },
+        { peer: "*", names: ["public.*"], via: "tcp" },
+        { peer: alice, names: ["db.*"] },
+      ],
+    });
+    expect(policy.decide("connect", alice, "tcp", "db.main")).toEqual({ allowed: true, by: "policy.connect[2]" });
+    expect(policy.decide("connect", bob, "tcp", "public.x")).toEqual({ allowed: false, by: "policy.connect[0]" });
+    expect(policy.explainRefusal("connect", bob, "unix", "public.x")).toMatch(/refused by policy\.connect\[0\]$/);
+    expect(policy.decide("connect", alice, "tcp", "other").allowed).toBe(false);
+    expect(policy.decide("connect", bob, "tcp", "nothing").allowed).toBe(false);
+  });
+
+  it("matches names with * anywhere", () => {
+    expect(globMatch("db.*", "db.main")).toBe(true);
+    expect(globMatch("db.*", "dbx")).toBe(false);
+    expect(globMatch("*.svc", "a.b.svc")).toBe(true);
+    expect(globMatch("a*c*e", "abcde")).toBe(true);
+    expect(globMatch("a*c*e", "abde")).toBe(false);
+    expect(globMatch("exact", "exact")).toBe(true);
+  });
+});
