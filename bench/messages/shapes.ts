@@ -6,7 +6,9 @@
 // the code `capnp compile -oc++` makes from it.
 
 import {
+  checkFields,
   defineStruct,
+  fieldError,
   LIST_UINT64,
   listOfStruct,
   readData,
@@ -31,13 +33,23 @@ export const Blob$codec: Codec<Blob> = defineStruct<Blob>({
   name: "Blob",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["data"],
+  read(v) {
     return {
       data: readData(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.data != null) writeData(v, 0, x.data);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.data != null) { $f = "data"; $n++; writeData(v, 0, x.data); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Blob$codec);
   },
 });
 
@@ -50,13 +62,23 @@ export const Words$codec: Codec<Words> = defineStruct<Words>({
   name: "Words",
   dataWords: 0,
   pointers: 1,
+  fields: ["values"],
   read(v, caps) {
     return {
       values: readList(v, 0, LIST_UINT64, caps),
     };
   },
   write(x, v, caps) {
-    if (x.values != null) writeList(v, 0, LIST_UINT64, x.values, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.values != null) { $f = "values"; $n++; writeList(v, 0, LIST_UINT64, x.values, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Words$codec);
   },
 });
 
@@ -76,6 +98,7 @@ export const Node$codec: Codec<Node> = defineStruct<Node>({
   name: "Node",
   dataWords: 2,
   pointers: 2,
+  fields: ["id", "value", "name", "children"],
   read(v, caps) {
     return {
       id: readUint32(v, 0),
@@ -85,10 +108,19 @@ export const Node$codec: Codec<Node> = defineStruct<Node>({
     };
   },
   write(x, v, caps) {
-    if (x.id != null) writeUint32(v, 0, x.id);
-    if (x.value != null) writeFloat64(v, 8, x.value);
-    if (x.name != null) writeText(v, 0, x.name);
-    if (x.children != null) writeList(v, 1, $list_Node, x.children, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.id != null) { $f = "id"; $n++; writeUint32(v, 0, x.id); }
+      if (x.value != null) { $f = "value"; $n++; writeFloat64(v, 8, x.value); }
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+      if (x.children != null) { $f = "children"; $n++; writeList(v, 1, $list_Node, x.children, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Node$codec);
   },
 });
 

@@ -6,8 +6,9 @@ usage: capmesh <command> [options]
 
 commands:
   demo                      run a two-party demo (server + client processes)
-  gen --out DIR [--runtime SPEC] schema.capnp...
-                            generate TypeScript for schemas (needs the capnp tool)
+  gen [options] <schema.capnp>...
+                            generate TypeScript (or, with --js, JavaScript) for
+                            schemas (needs the capnp tool; gen --help for options)
   keygen [FILE] [--force]   create an ed25519 identity (key file, mode 0600) and
                             print its id; FILE defaults to ~/.capmesh/secret
                             ($CAPMESH_HOME/secret when set)
@@ -30,8 +31,9 @@ async function main(argv: string[]): Promise<number> {
       return demo();
     }
     case "gen": {
+      // Generated code imports from the "capmesh" package unless --runtime says otherwise.
       const { runCli } = await import("../codegen/cli.js");
-      return runCli(rest.includes("--runtime") ? rest : ["--runtime", "capmesh", ...rest]);
+      return runCli(rest);
     }
     case "serve":
       return (await import("./mesh.js")).serve(rest);

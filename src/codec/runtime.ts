@@ -23,6 +23,8 @@ import type { Struct } from "capnp-es";
 import type { Init } from "./init.js";
 import { copyPointer } from "./copy.js";
 import { newMessage } from "./message.js";
+import { badValue, elementError, fieldError, rootError, SchemaTypeError } from "./check.js";
+import { methodName } from "../codegen/names.js";
 import type {
   CapTableReader,
   CapTableWriter,
@@ -40,6 +42,15 @@ export type {
   PipelineField,
   StructCodec,
 } from "./types.js";
+
+export { SchemaTypeError, fieldError } from "./check.js";
+
+/**
+ * The value of an AnyPointer field: a capnp-es Pointer into a message.
+ * Re-exported so that generated code and its users need capmesh alone.
+ */
+export type AnyPointer = Pointer;
+export { Pointer };
 
 /** A capnp-es message segment (not exported by capnp-es under a name). */
 export type Segment = Pointer["segment"];
@@ -373,6 +384,39 @@ function checkListLength(n: number): void {
 
 const scratch = new DataView(new ArrayBuffer(8));
 
+/** Primitive element types, indexing the tables below. */
+const enum Prim {
+  Int8,
+  Uint8,
+  Int16,
+  Uint16,
+  Int32,
+  Uint32,
+  Int64,
+  Uint64,
+  Float32,
+  Float64,
+}
+
+const PRIM_BYTES = [1, 1, 2, 2, 4, 4, 8, 8, 4, 8];
+const PRIM_SIZE_CODE = [2, 2, 3, 3, 4, 4, 5, 5, 4, 5];
+const PRIM_NAMES = ["Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float32", "Float64"];
+
+/** What a value of each integer type must be, for error messages. */
+const EXPECT_INT = [
+  "Int8 (an integer in -128..127)",
+  "UInt8 (an integer in 0..255)",
+  "Int16 (an integer in -32768..32767)",
+  "UInt16 (an integer in 0..65535)",
+  "Int32 (an integer in -2147483648..2147483647)",
+  "UInt32 (an integer in 0..4294967295)",
+  "Int64 (a bigint, or an integral number, in -2^63..2^63-1)",
+  "UInt64 (a bigint, or an integral number, in 0..2^64-1)",
+];
+const EXPECT_FLOAT = ["Float32 (a number)", "Float64 (a number)"];
+const EXPECT_BOOL = "Bool (true or false)";
+
+
 export function readBool(v: StructView, bit: number, def = false): boolean {
   const byte = bit >>> 3;
   if (byte >= v.dataLen) return def;
@@ -439,42 +483,82 @@ export function readFloat64(v: StructView, off: number, defLo = 0, defHi = 0): n
   return scratch.getFloat64(0, true);
 }
 
+// Writers check that the value fits the field (an integer in range, a
+// number, a boolean) with a compare on the happy path, and throw a
+// SchemaTypeError (a TypeError) instead of storing a wrapped or coerced value.
+
 export function writeBool(v: StructView, bit: number, value: boolean, def = false): void {
+  if (typeof value !== "boolean") throw badValue(EXPECT_BOOL, value);
   const at = v.data + (bit >>> 3);
   const mask = 1 << (bit & 7);
   const b = v.seg.getUint8(at);
-  v.seg.setUint8(at, !!value !== def ? b | mask : b & ~mask);
+  v.seg.setUint8(at, value !== def ? b | mask : b & ~mask);
 }
 
 export function writeInt8(v: StructView, off: number, value: number, def = 0): void {
+  if ((value << 24) >> 24 !== value) throw badValue(EXPECT_INT[Prim.Int8]!, value);
   v.seg.setUint8(v.data + off, (value ^ def) & 0xff);
 }
 
-export const writeUint8 = writeInt8;
+export function writeUint8(v: StructView, off: number, value: number, def = 0): void {
+  if ((value & 0xff) !== value) throw badValue(EXPECT_INT[Prim.Uint8]!, value);
+  v.seg.setUint8(v.data + off, (value ^ def) & 0xff);
+}
 
 export function writeInt16(v: StructView, off: number, value: number, def = 0): void {
+  if ((value << 16) >> 16 !== value) throw badValue(EXPECT_INT[Prim.Int16]!, value);
   v.seg.setUint16(v.data + off, (value ^ def) & 0xffff);
 }
 
-export const writeUint16 = writeInt16;
+export function writeUint16(v: StructView, off: number, value: number, def = 0): void {
+  if ((value & 0xffff) !== value) throw badValue(EXPECT_INT[Prim.Uint16]!, value);
+  v.seg.setUint16(v.data + off, (value ^ def) & 0xffff);
+}
 
 export function writeInt32(v: StructView, off: number, value: number, def = 0): void {
+  if ((value | 0) !== value) throw badValue(EXPECT_INT[Prim.Int32]!, value);
   v.seg.setInt32(v.data + off, value ^ def);
 }
 
-export const writeUint32 = writeInt32;
+export function writeUint32(v: StructView, off: number, value: number, def = 0): void {
+  if (value >>> 0 !== value) throw badValue(EXPECT_INT[Prim.Uint32]!, value);
+  v.seg.setInt32(v.data + off, value ^ def);
+}
+
+// asIntN/asUintN return an in-range bigint as it is: cheaper than two comparisons.
+
+/** `value` as an Int64 (a bigint, or an integral number), or a SchemaTypeError. */
+function int64(value: unknown): bigint {
+  if (typeof value === "bigint") {
+    if (BigInt.asIntN(64, value) === value) return value;
+  } else if (Number.isInteger(value) && (value as number) >= -(2 ** 63) && (value as number) < 2 ** 63) {
+    return BigInt(value as number);
+  }
+  throw badValue(EXPECT_INT[Prim.Int64]!, value);
+}
+
+/** `value` as a UInt64 (a bigint, or an integral number), or a SchemaTypeError. */
+function uint64(value: unknown): bigint {
+  if (typeof value === "bigint") {
+    if (BigInt.asUintN(64, value) === value) return value;
+  } else if (Number.isInteger(value) && (value as number) >= 0 && (value as number) < 2 ** 64) {
+    return BigInt(value as number);
+  }
+  throw badValue(EXPECT_INT[Prim.Uint64]!, value);
+}
 
 export function writeInt64(v: StructView, off: number, value: bigint | number, def = 0n): void {
-  const b = typeof value === "bigint" ? value : BigInt(value);
+  const b = int64(value);
   v.seg.setInt64(v.data + off, def === 0n ? b : BigInt.asIntN(64, b ^ def));
 }
 
 export function writeUint64(v: StructView, off: number, value: bigint | number, def = 0n): void {
-  const b = typeof value === "bigint" ? value : BigInt(value);
+  const b = uint64(value);
   v.seg.setUint64(v.data + off, def === 0n ? b : BigInt.asUintN(64, b ^ def));
 }
 
 export function writeFloat32(v: StructView, off: number, value: number, defBits = 0): void {
+  if (typeof value !== "number") throw badValue(EXPECT_FLOAT[0]!, value);
   if (defBits === 0) {
     v.seg.setFloat32(v.data + off, value);
   } else {
@@ -484,6 +568,7 @@ export function writeFloat32(v: StructView, off: number, value: number, defBits 
 }
 
 export function writeFloat64(v: StructView, off: number, value: number, defLo = 0, defHi = 0): void {
+  if (typeof value !== "number") throw badValue(EXPECT_FLOAT[1]!, value);
   if (defLo === 0 && defHi === 0) {
     v.seg.setFloat64(v.data + off, value);
   } else {
@@ -515,12 +600,23 @@ export class EnumDef<N extends string = string> {
     return n < this.names.length ? this.names[n]! : n;
   }
 
-  /** The ordinal of a name (or a number, passed through). */
+  /**
+   * The ordinal of a name, or a number passed through (an enumerant this
+   * schema may not know, from a newer peer: any UInt16).
+   */
   ordinalOf(value: N | number | string): number {
-    if (typeof value === "number") return value;
-    const n = this.#ordinals.get(value);
-    if (n === undefined) throw new TypeError(`capmesh: "${value}" is not an enumerant of ${this.name}`);
-    return n;
+    if (typeof value === "string") {
+      const n = this.#ordinals.get(value);
+      if (n !== undefined) return n;
+    } else if ((value & 0xffff) === value) {
+      return value;
+    }
+    throw badValue(this.expected(), value);
+  }
+
+  /** What a value of this enum must be, for error messages. */
+  expected(): string {
+    return `${this.name} (one of ${this.names.map((n) => JSON.stringify(n)).join(", ")}, or an ordinal in 0..65535)`;
   }
 }
 
@@ -613,7 +709,8 @@ function readTextAt(seg: Segment, off: number, depth: number, def: string): stri
 }
 
 function writeTextAt(seg: Segment, ptrOff: number, value: string): void {
-  const s = typeof value === "string" ? value : String(value);
+  if (typeof value !== "string") throw badValue("Text (a string)", value);
+  const s = value;
   const n = utf8Length(s);
   checkListLength(n + 1);
   allocate(seg, ptrOff, n + 1, 1, 2 | ((n + 1) << 3));
@@ -636,7 +733,9 @@ function readDataAt(seg: Segment, off: number, depth: number, def: Uint8Array | 
   return new Uint8Array(lSeg.buffer, lOff, lCount);
 }
 
-function writeDataAt(seg: Segment, ptrOff: number, value: Uint8Array | ArrayLike<number>): void {
+function writeDataAt(seg: Segment, ptrOff: number, value: Uint8Array): void {
+  // A string or a number[] would be stored as zeros or wrapped bytes.
+  if (!(value instanceof Uint8Array)) throw badValue("Data (a Uint8Array)", value);
   const n = value.length;
   checkListLength(n);
   allocate(seg, ptrOff, n, 1, 2 | (n << 3));
@@ -735,7 +834,51 @@ function readCapAt(seg: Segment, off: number, iface: InterfaceDef | null, caps: 
   return caps.get(hi, iface);
 }
 
+/** Property names of the methods a server of `iface` (and its superclasses) implements. */
+const serverMethodNames = new WeakMap<InterfaceDef, readonly string[]>();
+
+function methodNamesOf(iface: InterfaceDef): readonly string[] {
+  let names = serverMethodNames.get(iface);
+  if (names === undefined) {
+    const found = new Set<string>();
+    const visit = (def: InterfaceDef): void => {
+      for (const m of def.methods) found.add(methodName(m.name));
+      for (const s of def.superclasses) visit(s);
+    };
+    visit(iface);
+    names = [...found];
+    serverMethodNames.set(iface, names);
+  }
+  return names;
+}
+
+/**
+ * Whether `value` can go where the schema has a capability of `iface` (null:
+ * any interface): a client (anything with the Capability methods), or a
+ * server object with at least one method of the interface (the others
+ * answer `unimplemented`, as in the C++ API). A data object put in a
+ * capability field by mistake has none.
+ */
+function fitsCapability(value: unknown, iface: InterfaceDef | null): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const x = value as Record<string, unknown>;
+  if (typeof x.whenResolved === "function" && typeof x.dup === "function" && typeof x.release === "function") return true;
+  if (iface === null) return false;
+  const names = methodNamesOf(iface);
+  if (names.length === 0) return true;
+  for (const name of names) if (typeof x[name] === "function") return true;
+  return false;
+}
+
+function expectedCapability(iface: InterfaceDef | null): string {
+  if (iface === null) return "a capability client (wrap a server object with Interface.server(obj))";
+  const names = methodNamesOf(iface);
+  const methods = names.length === 0 ? "" : ` with any of the methods ${names.join(", ")}`;
+  return `a ${iface.name} capability (a client, or a server object${methods})`;
+}
+
 function writeCapAt(seg: Segment, off: number, iface: InterfaceDef | null, value: unknown, caps: CapTableWriter): void {
+  if (!fitsCapability(value, iface)) throw badValue(expectedCapability(iface), value);
   const index = caps.add(value, iface);
   if (index >= 0) {
     seg.setUint32(off, 3);
@@ -764,9 +907,7 @@ export function readAnyPointer(v: StructView, i: number): Pointer | null {
 }
 
 function writeAnyPointerAt(seg: Segment, off: number, value: unknown): void {
-  if (!(value instanceof Pointer)) {
-    throw new TypeError("capmesh: an AnyPointer field takes a capnp-es Pointer (or null)");
-  }
+  if (!(value instanceof Pointer)) throw badValue("AnyPointer (a capnp-es Pointer, or null)", value);
   copyPointer(value, new Pointer(seg, off));
 }
 
@@ -784,6 +925,8 @@ export function writeAnyPointer(v: StructView, i: number, value: unknown): void 
  * functions for the rest.
  */
 export abstract class ListType<T> {
+  /** The schema type of such a list, e.g. `List(UInt8)`, for error messages. */
+  abstract readonly typeName: string;
   /** Reads the list described by the l* results of listAt(). */
   abstract read(caps: CapTableReader, depth: number): T[];
   /** Allocates and fills a list for the pointer at (seg, ptrOff). */
@@ -794,17 +937,30 @@ function elementMismatch(what: string): Error {
   return malformed(`list elements are not ${what}`);
 }
 
+/**
+ * Throws unless `values` is an array (for lists of numbers, a typed array
+ * will do too): a string or an object would otherwise be read as a list.
+ */
+function checkArray(values: unknown, type: ListType<unknown>, typed: boolean): void {
+  if (Array.isArray(values)) return;
+  if (typed && ArrayBuffer.isView(values) && !(values instanceof DataView)) return;
+  throw badValue(`${type.typeName} (an array)`, values);
+}
+
 class VoidListType extends ListType<true> {
+  readonly typeName = "List(Void)";
   read(): true[] {
     return new Array<true>(lCount).fill(true);
   }
   write(seg: Segment, ptrOff: number, values: readonly unknown[]): void {
+    checkArray(values, this, false);
     checkListLength(values.length);
     allocate(seg, ptrOff, 0, 1, values.length << 3);
   }
 }
 
 class BoolListType extends ListType<boolean> {
+  readonly typeName = "List(Bool)";
   read(): boolean[] {
     if (lSize !== 1) throw elementMismatch("Bool");
     const seg = lSeg;
@@ -815,40 +971,29 @@ class BoolListType extends ListType<boolean> {
     return out;
   }
   write(seg: Segment, ptrOff: number, values: readonly unknown[]): void {
+    checkArray(values, this, false);
     const n = values.length;
     checkListLength(n);
     allocate(seg, ptrOff, (n + 7) >>> 3, 1, 1 | (n << 3));
     const out = aSeg;
     const off = aOff;
     for (let i = 0; i < n; i++) {
-      if (values[i]) {
+      const x = values[i];
+      if (x === true) {
         const at = off + (i >>> 3);
         out.setUint8(at, out.getUint8(at) | (1 << (i & 7)));
+      } else if (x !== false && x != null) {
+        throw elementError(badValue(EXPECT_BOOL, x), i);
       }
     }
   }
 }
 
-const enum Prim {
-  Int8,
-  Uint8,
-  Int16,
-  Uint16,
-  Int32,
-  Uint32,
-  Int64,
-  Uint64,
-  Float32,
-  Float64,
-}
-
-const PRIM_BYTES = [1, 1, 2, 2, 4, 4, 8, 8, 4, 8];
-const PRIM_SIZE_CODE = [2, 2, 3, 3, 4, 4, 5, 5, 4, 5];
-const PRIM_NAMES = ["Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float32", "Float64"];
-
 class PrimitiveListType<T extends number | bigint> extends ListType<T> {
+  readonly typeName: string;
   constructor(readonly prim: Prim) {
     super();
+    this.typeName = `List(${PRIM_NAMES[prim]!})`;
   }
 
   read(): T[] {
@@ -895,49 +1040,80 @@ class PrimitiveListType<T extends number | bigint> extends ListType<T> {
   }
 
   write(seg: Segment, ptrOff: number, values: readonly unknown[]): void {
+    checkArray(values, this, true);
     const n = values.length;
     checkListLength(n);
     const bytes = PRIM_BYTES[this.prim]!;
     allocate(seg, ptrOff, n * bytes, 1, PRIM_SIZE_CODE[this.prim]! | (n << 3));
     const out = aSeg;
     const off = aOff;
+    const prim = this.prim;
     for (let i = 0; i < n; i++) {
-      const x = values[i];
+      const x = values[i] as number;
       if (x == null) continue;
       const at = off + i * bytes;
-      switch (this.prim) {
+      // Each case checks that the value fits, as the field writers do.
+      switch (prim) {
         case Prim.Int8:
+          if ((x << 24) >> 24 !== x) throw badElement(prim, x, i);
+          out.setUint8(at, x & 0xff);
+          break;
         case Prim.Uint8:
-          out.setUint8(at, (x as number) & 0xff);
+          if ((x & 0xff) !== x) throw badElement(prim, x, i);
+          out.setUint8(at, x);
           break;
         case Prim.Int16:
+          if ((x << 16) >> 16 !== x) throw badElement(prim, x, i);
+          out.setUint16(at, x & 0xffff);
+          break;
         case Prim.Uint16:
-          out.setUint16(at, (x as number) & 0xffff);
+          if ((x & 0xffff) !== x) throw badElement(prim, x, i);
+          out.setUint16(at, x);
           break;
         case Prim.Int32:
+          if ((x | 0) !== x) throw badElement(prim, x, i);
+          out.setInt32(at, x);
+          break;
         case Prim.Uint32:
-          out.setInt32(at, (x as number) | 0);
+          if (x >>> 0 !== x) throw badElement(prim, x, i);
+          out.setUint32(at, x);
           break;
         case Prim.Int64:
-          out.setInt64(at, BigInt.asIntN(64, typeof x === "bigint" ? x : BigInt(x as number)));
+          try {
+            out.setInt64(at, int64(x));
+          } catch (e) {
+            throw elementError(e, i);
+          }
           break;
         case Prim.Uint64:
-          out.setUint64(at, BigInt.asUintN(64, typeof x === "bigint" ? x : BigInt(x as number)));
+          try {
+            out.setUint64(at, uint64(x));
+          } catch (e) {
+            throw elementError(e, i);
+          }
           break;
         case Prim.Float32:
-          out.setFloat32(at, x as number);
+          if (typeof x !== "number") throw badElement(prim, x, i);
+          out.setFloat32(at, x);
           break;
         case Prim.Float64:
-          out.setFloat64(at, x as number);
+          if (typeof x !== "number") throw badElement(prim, x, i);
+          out.setFloat64(at, x);
           break;
       }
     }
   }
 }
 
+function badElement(prim: Prim, x: unknown, i: number): unknown {
+  return elementError(badValue(prim >= Prim.Float32 ? EXPECT_FLOAT[prim - Prim.Float32]! : EXPECT_INT[prim]!, x), i);
+}
+
 class EnumListType<N extends string> extends ListType<N | number> {
+  readonly typeName: string;
   constructor(readonly def: EnumDef<N>) {
     super();
+    this.typeName = `List(${def.name})`;
   }
   read(): (N | number)[] {
     if (lSize === 1 || lDataLen < 2) throw elementMismatch(`enum ${this.def.name}`);
@@ -950,14 +1126,20 @@ class EnumListType<N extends string> extends ListType<N | number> {
     return out;
   }
   write(seg: Segment, ptrOff: number, values: readonly unknown[]): void {
+    checkArray(values, this, false);
     const n = values.length;
     checkListLength(n);
     allocate(seg, ptrOff, n * 2, 1, 3 | (n << 3));
     const out = aSeg;
     const off = aOff;
-    for (let i = 0; i < n; i++) {
-      const x = values[i];
-      if (x != null) out.setUint16(off + i * 2, this.def.ordinalOf(x as string | number) & 0xffff);
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const x = values[i];
+        if (x != null) out.setUint16(off + i * 2, this.def.ordinalOf(x as string | number));
+      }
+    } catch (e) {
+      throw elementError(e, i);
     }
   }
 }
@@ -980,20 +1162,27 @@ abstract class PointerListType<T> extends ListType<T> {
   }
 
   write(seg: Segment, ptrOff: number, values: readonly unknown[], caps: CapTableWriter): void {
+    checkArray(values, this, false);
     const n = values.length;
     checkListLength(n);
     allocate(seg, ptrOff, n * 8, 1, 6 | (n << 3));
     const out = aSeg;
     const off = aOff;
-    for (let i = 0; i < n; i++) {
-      const x = values[i];
-      if (x != null) this.writeAt(out, off + i * 8, x, caps);
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const x = values[i];
+        if (x != null) this.writeAt(out, off + i * 8, x, caps);
+      }
+    } catch (e) {
+      throw elementError(e, i);
     }
   }
 }
 
 class TextListType extends PointerListType<string> {
   what = "Text";
+  readonly typeName = "List(Text)";
   readAt(seg: Segment, off: number, depth: number): string {
     return readTextAt(seg, off, depth, "");
   }
@@ -1004,6 +1193,7 @@ class TextListType extends PointerListType<string> {
 
 class DataListType extends PointerListType<Uint8Array> {
   what = "Data";
+  readonly typeName = "List(Data)";
   readAt(seg: Segment, off: number, depth: number): Uint8Array {
     return readDataAt(seg, off, depth, undefined);
   }
@@ -1014,6 +1204,7 @@ class DataListType extends PointerListType<Uint8Array> {
 
 class AnyPointerListType extends PointerListType<Pointer | null> {
   what = "pointers";
+  readonly typeName = "List(AnyPointer)";
   readAt(seg: Segment, off: number, depth: number): Pointer | null {
     if (seg.getUint32(off) === 0 && seg.getUint32(off + 4) === 0) return null;
     return new Pointer(seg, off, depth);
@@ -1025,8 +1216,10 @@ class AnyPointerListType extends PointerListType<Pointer | null> {
 
 class CapListType<C> extends PointerListType<C | null> {
   what = "capabilities";
+  readonly typeName: string;
   constructor(readonly iface: InterfaceDef | null) {
     super();
+    this.typeName = `List(${iface?.name ?? "Capability"})`;
   }
   readAt(seg: Segment, off: number, _depth: number, caps: CapTableReader): C | null {
     return readCapAt(seg, off, this.iface, caps) as C | null;
@@ -1038,8 +1231,10 @@ class CapListType<C> extends PointerListType<C | null> {
 
 class ListListType<E> extends PointerListType<E[]> {
   what = "lists";
+  readonly typeName: string;
   constructor(readonly element: ListType<E>) {
     super();
+    this.typeName = `List(${element.typeName})`;
   }
   readAt(seg: Segment, off: number, depth: number, caps: CapTableReader): E[] {
     return listAt(seg, off, depth) ? this.element.read(caps, depth - 1) : [];
@@ -1050,8 +1245,10 @@ class ListListType<E> extends PointerListType<E[]> {
 }
 
 class StructListType<T> extends ListType<T> {
+  readonly typeName: string;
   constructor(readonly codec: Codec<T>) {
     super();
+    this.typeName = `List(${codec.name})`;
   }
   read(caps: CapTableReader, depth: number): T[] {
     if (lSize === 1) throw elementMismatch(this.codec.name);
@@ -1071,6 +1268,7 @@ class StructListType<T> extends ListType<T> {
     return out;
   }
   write(seg: Segment, ptrOff: number, values: readonly unknown[], caps: CapTableWriter): void {
+    checkArray(values, this, false);
     const n = values.length;
     checkListLength(n);
     const { dataWords, pointers } = this.codec;
@@ -1083,12 +1281,17 @@ class StructListType<T> extends ListType<T> {
     out.setUint32(tag + 4, dataWords | (pointers << 16));
     const dataLen = dataWords * 8;
     const view = new StructView(out, tag + 8, dataLen, tag + 8 + dataLen, pointers, NESTING_LIMIT);
-    for (let i = 0; i < n; i++) {
-      const x = values[i];
-      if (x == null) continue;
-      view.data = tag + 8 + i * words * 8;
-      view.ptrs = view.data + dataLen;
-      this.codec.write(x as Loose, view, caps);
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const x = values[i];
+        if (x == null) continue;
+        view.data = tag + 8 + i * words * 8;
+        view.ptrs = view.data + dataLen;
+        this.codec.write(x as Loose, view, caps);
+      }
+    } catch (e) {
+      throw elementError(e, i);
     }
   }
 }
@@ -1147,7 +1350,35 @@ export function writeList(
 
 /** The error for a union `which` naming no member of the union. */
 export function badUnionMember(struct: string, which: unknown): TypeError {
-  return new TypeError(`capmesh: ${String(which)} is not a member of ${struct}'s union`);
+  return badValue(`a member of ${struct}'s union (a name, or a discriminant in 0..65535)`, which);
+}
+
+/**
+ * Throws unless `x` is an object whose own keys are all fields the schema
+ * knows (`present` of them were found not null/undefined). Generated writers
+ * count the keys of `x` themselves and call this only when the count differs
+ * from `present` (an unknown key, or just a null-valued field), so the happy
+ * path costs a for-in and no call.
+ */
+export function checkFields(x: Loose, present: number, codec: Codec<unknown>): void {
+  let keys = 0;
+  for (const _ in x) keys++;
+  if (keys === present && typeof x === "object" && !Array.isArray(x)) return;
+  unknownField(x, codec);
+}
+
+function unknownField(x: unknown, codec: Codec<unknown>): void {
+  if (typeof x !== "object" || x === null || Array.isArray(x) || ArrayBuffer.isView(x)) {
+    throw badValue(`${codec.name} (an object)`, x);
+  }
+  const known = codec.fields;
+  if (known === undefined) return;
+  for (const key of Object.keys(x)) {
+    if (!known.includes(key)) {
+      const fields = known.length === 0 ? "it has none" : `its fields: ${known.join(", ")}`;
+      throw fieldError(new SchemaTypeError(`no such field in ${codec.name} (${fields})`), key);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1158,6 +1389,11 @@ export interface StructDef<T> {
   readonly name: string;
   readonly dataWords: number;
   readonly pointers: number;
+  /**
+   * The keys a value may have (field names as in the plain-object type, and
+   * `which` for a union): checkFields reports any other key as unknown.
+   */
+  readonly fields?: readonly string[];
   /** Reads a plain object; must not keep `v`. */
   read(v: StructView, caps: CapTableReader): T;
   /** Writes the fields of `x` that are not null/undefined; must not keep `v`. */
@@ -1177,6 +1413,8 @@ export class Codec<T> implements StructCodec<T> {
   readonly size: ObjectSize;
   readonly dataWords: number;
   readonly pointers: number;
+  /** See StructDef.fields. */
+  readonly fields: readonly string[] | undefined;
   readonly read: (v: StructView, caps: CapTableReader) => T;
   readonly write: (x: Loose, v: StructView, caps: CapTableWriter) => void;
   #pipeline: Readonly<Record<string, PipelineField>> | (() => Record<string, PipelineField>);
@@ -1185,6 +1423,7 @@ export class Codec<T> implements StructCodec<T> {
     this.name = def.name;
     this.dataWords = def.dataWords;
     this.pointers = def.pointers;
+    this.fields = def.fields;
     this.size = new ObjectSize(def.dataWords * 8, def.pointers);
     this.read = def.read;
     this.write = def.write;
@@ -1199,7 +1438,11 @@ export class Codec<T> implements StructCodec<T> {
   /** Writes `value` (an Init<T>: missing fields keep their defaults) into `s`. */
   encode(value: T | Init<T>, s: Struct, caps: CapTableWriter): void {
     const v = writableViewOf(s, this.size);
-    if (value != null) this.write(value as Loose, v, caps);
+    try {
+      if (value != null) this.write(value as Loose, v, caps);
+    } catch (e) {
+      throw rootError(e, this.name);
+    }
   }
 
   decode(s: Struct, caps: CapTableReader): T {
@@ -1276,13 +1519,21 @@ export function readPointer<T>(codec: Codec<T>, p: Pointer, caps: CapTableReader
 
 /** Allocates a struct for `codec` at pointer `p` (replacing nothing: p should be null) and encodes `value`. */
 export function writePointer<T>(codec: Codec<T>, value: T | Init<T>, p: Pointer, caps: CapTableWriter): void {
-  writeStructAt(p.segment, p.byteOffset, codec as Codec<unknown>, (value ?? {}) as Loose, caps);
+  try {
+    writeStructAt(p.segment, p.byteOffset, codec as Codec<unknown>, (value ?? {}) as Loose, caps);
+  } catch (e) {
+    throw rootError(e, codec.name);
+  }
 }
 
 /** A new message whose root is `value`. */
 export function writeMessage<T>(codec: Codec<T>, value: T | Init<T>, caps: CapTableWriter = noCaps): Message {
   const message = newMessage();
-  writeStructAt(message.getSegment(0), 0, codec as Codec<unknown>, (value ?? {}) as Loose, caps);
+  try {
+    writeStructAt(message.getSegment(0), 0, codec as Codec<unknown>, (value ?? {}) as Loose, caps);
+  } catch (e) {
+    throw rootError(e, codec.name);
+  }
   return message;
 }
 

@@ -1,22 +1,13 @@
-// Command line for the schema code generator.
-//
-//   tsx src/codegen/cli.ts --runtime <specifier> --out <dir> [options] schema/a.capnp ...
+// Command line for the schema code generator: `capmesh gen` (src/cli/main.ts),
+// and `tsx src/codegen/cli.ts` in this repository (scripts/gen.mjs).
 //
 // Runs `capnp compile -o-` on the schema files and writes one .ts module per
-// file into --out (mirroring paths below --src-prefix). With no schema files
-// it reads a CodeGeneratorRequest from stdin, so it can also run as a capnp
-// plugin (capnp runs plugins in the output directory; there the runtime
-// specifier comes from $CAPMESH_RUNTIME, default "capmesh/rpc").
-//
-// Options:
-//   --runtime <spec>     module for defineInterface and the RPC types
-//   --codec <spec>       module for the codec helpers (default: --runtime)
-//   --out <dir>          output directory (default: .)
-//   --src-prefix <dir>   strip this from schema paths (default: their common directory)
-//   -I <dir>             extra import path for capnp (repeatable)
-//   --check              write nothing; exit 1 listing files that differ from a fresh generation
-//   --clean              delete generated modules in --out that no schema produced any more
-import { execFileSync } from "node:child_process";
+// file (or .js and .d.ts with --js) into --out, mirroring paths below
+// --src-prefix. With no schema files it reads a CodeGeneratorRequest from
+// stdin, so it can also run as a capnp plugin (capnp runs plugins in the
+// output directory; there the runtime module comes from $CAPMESH_RUNTIME).
+// USAGE below lists the options.
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, posix, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -30,8 +21,10 @@ interface Args {
   out: string;
   srcPrefix?: string;
   imports: string[];
+  js: boolean;
   check: boolean;
   clean: boolean;
+  help: boolean;
   files: string[];
 }
 
@@ -41,17 +34,35 @@ function usage(message: string): never {
   throw new UsageError(message);
 }
 
-const USAGE =
-  "usage: cli.ts --runtime <specifier> [--codec <specifier>] [--out <dir>] " +
-  "[--src-prefix <dir>] [-I <dir>]... [--check] [--clean] schema.capnp...";
+const USAGE = `usage: capmesh gen [options] <schema.capnp>...
+
+Generates a TypeScript module for each schema file (needs the capnp tool).
+
+options:
+  -o, --out <dir>       output directory (default: .)
+  --js                  emit JavaScript (.js) and its declarations (.d.ts) instead
+  --src-prefix <dir>    strip this from schema paths (default: their common directory)
+  -I <dir>              extra import path for capnp (repeatable)
+  --runtime <module>    the module generated code imports capmesh from (default: capmesh)
+  --codec <module>      the module for the codec helpers (default: --runtime)
+  --check               write nothing; exit 1 listing files a fresh generation would change
+  --clean               delete generated modules in --out that no schema generates any more
+  -h, --help            show this help`;
+
+/** What to install where the capnp tool is missing. */
+const NO_CAPNP =
+  "capmesh gen: the capnp tool is not installed (or not on PATH): install the Cap'n Proto tools, " +
+  "package `capnproto` on Debian/Ubuntu (apt-get install capnproto), `capnp` on Homebrew (brew install capnp)";
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
-    runtime: process.env.CAPMESH_RUNTIME ?? "",
+    runtime: process.env.CAPMESH_RUNTIME || "capmesh",
     out: ".",
     imports: [],
+    js: false,
     check: false,
     clean: false,
+    help: false,
     files: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -67,9 +78,10 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--src-prefix") args.srcPrefix = value();
     else if (a === "-I") args.imports.push(value());
     else if (a.startsWith("-I")) args.imports.push(a.slice(2));
+    else if (a === "--js") args.js = true;
     else if (a === "--check") args.check = true;
     else if (a === "--clean") args.clean = true;
-    else if (a === "--help" || a === "-h") usage("capmesh schema code generator");
+    else if (a === "--help" || a === "-h") args.help = true;
     else if (a.startsWith("-")) usage(`unknown option ${a}`);
     else args.files.push(a);
   }
@@ -93,15 +105,16 @@ function commonDir(files: string[]): string {
   return first.slice(0, n).join("/") || ".";
 }
 
-/** Every generated module under `dir` (files starting with our header), relative, posix. */
+/** Every generated module under `dir` (.ts, .js, .d.ts starting with our header), relative, posix. */
 function generatedFiles(dir: string): string[] {
   const found: string[] = [];
   const walk = (d: string): void => {
     if (!existsSync(d)) return;
     for (const entry of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, entry.name);
-      if (entry.isDirectory()) walk(p);
-      else if (entry.name.endsWith(".ts") && readFileSync(p, "utf8").startsWith(HEADER)) {
+      if (entry.isDirectory()) {
+        if (entry.name !== "node_modules") walk(p);
+      } else if (/\.(ts|js)$/.test(entry.name) && readFileSync(p, "utf8").startsWith(HEADER)) {
         found.push(toPosix(relative(dir, p)));
       }
     }
@@ -110,43 +123,77 @@ function generatedFiles(dir: string): string[] {
   return found.sort();
 }
 
+/** The generator failed in a way already explained on stderr (e.g. by capnp). */
+class Failed extends Error {}
+
 /**
  * Runs the generator with command-line arguments (without the program name).
- * Returns the exit code: 0 done, 1 `--check` found differences, 2 bad usage.
+ * Returns the exit code: 0 done, 1 failed (a schema error, no capnp tool) or
+ * `--check` found differences, 2 bad usage.
  */
 export function runCli(argv: readonly string[]): number {
   try {
-    return run(parseArgs([...argv]));
+    const args = parseArgs([...argv]);
+    if (args.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    return run(args);
   } catch (e) {
+    if (e instanceof Failed) return 1;
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`${e.message}\n${USAGE}\n`);
+    process.stderr.write(`capmesh gen: ${e.message}\n\n${USAGE}\n`);
     return 2;
   }
+}
+
+/** Runs `capnp compile -o-`: the CodeGeneratorRequest, or Failed once capnp has said why not. */
+function compile(args: Args, srcPrefix: string, files: string[]): Uint8Array {
+  const capnp = process.env.CAPNP || "capnp";
+  const result = spawnSync(
+    capnp,
+    ["compile", "-o-", `--src-prefix=${srcPrefix}`, ...args.imports.map((i) => `-I${i}`), ...files],
+    // capnp's own messages (schema errors) go straight to our stderr, and are
+    // all the user sees. A stale $PWD (a parent that changed directory) would
+    // add a warning from capnp.
+    { maxBuffer: 1 << 30, stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, PWD: process.cwd() } },
+  );
+  if (result.error !== undefined) {
+    if ((result.error as NodeJS.ErrnoException).code === "ENOENT") {
+      process.stderr.write(`${NO_CAPNP}\n`);
+      throw new Failed();
+    }
+    throw result.error;
+  }
+  if (result.status !== 0) throw new Failed();
+  return result.stdout;
+}
+
+/** `p` relative to the working directory (`.` for itself), in posix form. */
+function fromCwd(p: string): string {
+  return toPosix(relative(process.cwd(), resolve(p))) || ".";
 }
 
 function run(args: Args): number {
   let request: Uint8Array;
   let srcPrefix = args.srcPrefix;
   if (args.files.length > 0) {
-    if (args.runtime === "") usage("--runtime is required");
-    srcPrefix ??= commonDir(args.files);
-    const capnp = process.env.CAPNP ?? "capnp";
-    request = execFileSync(
-      capnp,
-      ["compile", "-o-", `--src-prefix=${srcPrefix}`, ...args.imports.map((i) => `-I${i}`), ...args.files],
-      { maxBuffer: 1 << 30, stdio: ["ignore", "pipe", "inherit"] },
-    );
+    // Paths relative to the working directory, so that the header names the
+    // schema the same way wherever the checkout is (never an absolute path).
+    const files = args.files.map(fromCwd);
+    srcPrefix = srcPrefix !== undefined ? fromCwd(srcPrefix) : commonDir(files);
+    request = compile(args, srcPrefix, files);
   } else {
     if (process.stdin.isTTY) usage("no schema files given");
     request = readFileSync(0);
     if (request.length === 0) usage("no schema files given, and no CodeGeneratorRequest on stdin");
-    if (args.runtime === "") args.runtime = "capmesh/rpc";
   }
 
   const modules = generate(request, {
     runtimeImport: args.runtime,
     ...(args.codec !== undefined ? { codecImport: args.codec } : {}),
     ...(srcPrefix !== undefined ? { srcPrefix: toPosix(srcPrefix) } : {}),
+    js: args.js,
   });
 
   const outDir = resolve(args.out);

@@ -1,5 +1,7 @@
 // The schema code generator: CodeGeneratorRequest in, one TypeScript module
-// per requested schema file out.
+// per requested schema file out (or, for plain JavaScript, a .js module and
+// its .d.ts: the same emitter, once leaving out the types and once keeping
+// only them).
 //
 // Each module holds, in this order: constants and enums; for every struct
 // (including groups and method param/result structs) a plain-object type and
@@ -32,23 +34,42 @@ export interface GenerateOptions {
   codecImport?: string;
   /** Directory the schema file names are relative to; only used in the header comment. */
   srcPrefix?: string;
+  /** Emit `a/b.js` and `a/b.d.ts` per schema file instead of `a/b.ts`. */
+  js?: boolean;
 }
+
+/** What one emitter pass writes: TypeScript, or JavaScript, or the declarations for that JavaScript. */
+type Mode = "ts" | "js" | "dts";
 
 /** `capnp/stream.capnp`'s StreamResult: the result type of `-> stream` methods. */
 const STREAM_RESULT_ID = 0x995f9a3377c0b16en;
 
-/** Generates one module per requested file, keyed by output path (`a/b.ts` for `a/b.capnp`). */
+/**
+ * Generates one module per requested file, keyed by output path (`a/b.ts`
+ * for `a/b.capnp`; with `js`, `a/b.js` and `a/b.d.ts`).
+ */
 export function generate(requestBytes: Uint8Array, options: GenerateOptions): Map<string, string> {
   const schema = new SchemaGraph(readRequest(requestBytes));
   const out = new Map<string, string>();
   for (const file of schema.request.files) {
-    out.set(outputPath(file.filename), new FileEmitter(schema, file, options).emit());
+    const base = modulePath(file.filename);
+    if (options.js) {
+      out.set(`${base}.js`, new FileEmitter(schema, file, options, "js").emit());
+      out.set(`${base}.d.ts`, new FileEmitter(schema, file, options, "dts").emit());
+    } else {
+      out.set(`${base}.ts`, new FileEmitter(schema, file, options, "ts").emit());
+    }
   }
   return out;
 }
 
+/** `a/b` for `a/b.capnp` (and a leading `/` dropped). */
+function modulePath(schemaFile: string): string {
+  return schemaFile.replace(/^\/+/, "").replace(/\.capnp$/, "");
+}
+
 export function outputPath(schemaFile: string): string {
-  return schemaFile.replace(/^\/+/, "").replace(/\.capnp$/, "") + ".ts";
+  return `${modulePath(schemaFile)}.ts`;
 }
 
 // ---------------------------------------------------------------------------
@@ -233,12 +254,16 @@ class SchemaGraph {
   }
 }
 
-/** Words that cannot name a `const`. */
+/**
+ * Words that cannot name a `const`, and the globals generated code refers
+ * to (a schema type named `Promise` would shadow the one in server types).
+ */
 const RESERVED_WORDS = new Set(
   (
     "break case catch class const continue debugger default delete do else enum export extends false finally for " +
     "function if import in instanceof new null return super switch this throw true try typeof var void while with " +
-    "yield let static implements interface package private protected public await arguments eval undefined NaN Infinity"
+    "yield let static implements interface package private protected public await arguments eval undefined NaN Infinity " +
+    "Promise Uint8Array Number Symbol ReturnType Array"
   ).split(" "),
 );
 
@@ -268,6 +293,21 @@ function hex32(x: number): string {
 
 function bytesLiteral(bytes: Uint8Array): string {
   return `new Uint8Array([${Array.from(bytes, (b) => `0x${b.toString(16).padStart(2, "0")}`).join(", ")}])`;
+}
+
+/**
+ * The parameter list of a generated function whose body is `lines`: the
+ * names from `names` up to the last one the body uses (read in argument
+ * position), so that strict `noUnusedParameters` builds accept it.
+ */
+function params(lines: readonly string[], names: readonly string[]): string {
+  // String literals (schema defaults, field names) could look like uses.
+  const body = lines.join("\n").replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  let last = -1;
+  names.forEach((n, i) => {
+    if (new RegExp(`(?:\\(|, )${n}[,)]`).test(body)) last = i;
+  });
+  return names.slice(0, last + 1).join(", ");
 }
 
 /** How a primitive field is read/written: helper suffix and byte size. */
@@ -319,12 +359,19 @@ class FileEmitter {
   readonly #defaults: string[] = [];
   readonly #lists = new Map<string, string>();
   readonly #listDecls: string[] = [];
+  readonly #mode: Mode;
 
-  constructor(g: SchemaGraph, file: RequestedFileModel, options: GenerateOptions) {
+  constructor(g: SchemaGraph, file: RequestedFileModel, options: GenerateOptions, mode: Mode) {
     this.#g = g;
     this.#file = file;
     this.#options = options;
+    this.#mode = mode;
     this.#collectLocal();
+  }
+
+  /** Type arguments (`<T>`) in an expression: TypeScript only. */
+  #targs(...types: string[]): string {
+    return this.#mode === "ts" ? `<${types.join(", ")}>` : "";
   }
 
   // ---- what belongs here -------------------------------------------------
@@ -369,7 +416,7 @@ class FileEmitter {
       if (requested === undefined) return null;
       target = requested.filename;
     }
-    let rel = posix.relative(posix.dirname(this.#file.filename), outputPath(target).replace(/\.ts$/, ".js"));
+    let rel = posix.relative(posix.dirname(this.#file.filename), `${modulePath(target)}.js`);
     if (!rel.startsWith(".")) rel = `./${rel}`;
     return rel;
   }
@@ -398,6 +445,8 @@ class FileEmitter {
   // ---- identifiers ---------------------------------------------------------
 
   #addImport(module: string, name: string, kind: ImportKind): void {
+    // Declarations refer to values only in type positions (`typeof X`).
+    if (this.#mode === "dts") kind = "type";
     let names = this.#imports.get(module);
     if (names === undefined) this.#imports.set(module, (names = new Map()));
     if (names.get(name) !== "value") names.set(name, kind);
@@ -410,7 +459,7 @@ class FileEmitter {
    */
   #runtimeModule(spec: string): string {
     if (!spec.startsWith("./") && !spec.startsWith("../")) return spec;
-    const dir = posix.dirname(outputPath(this.#file.filename));
+    const dir = posix.dirname(modulePath(this.#file.filename));
     if (dir === ".") return spec;
     return posix.normalize("../".repeat(dir.split("/").length) + spec);
   }
@@ -481,14 +530,10 @@ class FileEmitter {
       case "interface":
         return `${this.#typeRef(t.id)} | null`;
       case "anyPointer":
-        return t.capability ? `${this.#rpc("Capability", "type")} | null` : `${this.#pointerType()} | null`;
+        return t.capability ? `${this.#rpc("Capability", "type")} | null` : `${this.#rt("AnyPointer", "type")} | null`;
       default:
         return PRIMITIVE_ACCESS[t.kind]!.ts;
     }
-  }
-
-  #pointerType(): string {
-    return this.#runtimeName("capnp-es", "Pointer", "type");
   }
 
   /** The ListType expression for elements of type `t`. */
@@ -509,11 +554,11 @@ class FileEmitter {
         break;
       case "interface":
         key = this.#typeKey(t);
-        init = `${this.#rt("listOfCap")}<${this.#typeRef(t.id)}>(${this.#valueRef(t.id)})`;
+        init = `${this.#rt("listOfCap")}${this.#targs(this.#typeRef(t.id))}(${this.#valueRef(t.id)})`;
         break;
       case "anyPointer":
         key = this.#typeKey(t);
-        init = `${this.#rt("listOfCap")}<${this.#rpc("Capability", "type")}>(null)`;
+        init = `${this.#rt("listOfCap")}${this.#targs(this.#rpc("Capability", "type"))}(null)`;
         break;
       case "list":
         key = `list_${this.#typeKey(t.element)}`;
@@ -588,9 +633,9 @@ class FileEmitter {
       case "list":
         return `${this.#rt("readList")}(${args("v", String(offset), this.#listType(t.element), "caps", this.#pointerDefault(d))})`;
       case "interface":
-        return `${this.#rt("readCap")}<${this.#typeRef(t.id)}>(v, ${offset}, ${this.#valueRef(t.id)}, caps)`;
+        return `${this.#rt("readCap")}${this.#targs(this.#typeRef(t.id))}(v, ${offset}, ${this.#valueRef(t.id)}, caps)`;
       case "anyPointer":
-        if (t.capability) return `${this.#rt("readCap")}<${this.#rpc("Capability", "type")}>(v, ${offset}, null, caps)`;
+        if (t.capability) return `${this.#rt("readCap")}${this.#targs(this.#rpc("Capability", "type"))}(v, ${offset}, null, caps)`;
         return `${this.#rt("readAnyPointer")}(v, ${offset})`;
       default: {
         const p = PRIMITIVE_ACCESS[t.kind]!;
@@ -664,10 +709,12 @@ class FileEmitter {
     const name = this.#g.name(node.id);
     const { type, value } = node.constant!;
     let literal: string | null = null;
-    let annotation = "";
+    /** Its type in declarations: the literal's own type where one can be written. */
+    let declared = "";
     switch (type.kind) {
       case "bool":
         literal = String(value.kind === "bool" && value.value);
+        declared = literal;
         break;
       case "int8":
       case "int16":
@@ -676,27 +723,34 @@ class FileEmitter {
       case "uint16":
       case "uint32":
         literal = String(value.kind === "number" ? value.value : 0);
+        declared = literal;
         break;
       case "int64":
       case "uint64":
         literal = `${value.kind === "bigint" ? value.value : 0n}n`;
+        declared = literal;
         break;
       case "float32":
-      case "float64":
-        literal = numberLiteral(value.kind === "float32" || value.kind === "float64" ? value.value : 0);
+      case "float64": {
+        const x = value.kind === "float32" || value.kind === "float64" ? value.value : 0;
+        literal = numberLiteral(x);
+        declared = Number.isFinite(x) && !Object.is(x, -0) ? literal : "number";
         break;
+      }
       case "text":
         literal = stringLiteral(value.kind === "text" ? value.value : "");
+        declared = literal;
         break;
       case "data":
         literal = value.kind === "data" ? bytesLiteral(value.value) : "new Uint8Array(0)";
+        declared = "Uint8Array";
         break;
       case "enum": {
         const e = this.#g.node(type.id);
         const ordinal = value.kind === "number" ? value.value : 0;
         const enumerant = e.enumerants?.[ordinal]?.name;
         literal = enumerant !== undefined ? stringLiteral(enumerant) : String(ordinal);
-        annotation = `: ${this.#typeRef(type.id)}`;
+        declared = this.#mode === "js" ? "" : this.#typeRef(type.id);
         break;
       }
     }
@@ -705,14 +759,21 @@ class FileEmitter {
       out.push(`// ${this.#g.schemaName(node.id)}: ${type.kind} constants are not generated.`, "");
       return;
     }
-    out.push(`export const ${name}${annotation} = ${literal};`, "");
+    if (this.#mode === "dts") out.push(`export declare const ${name}: ${declared};`, "");
+    else if (this.#mode === "ts" && type.kind === "enum") out.push(`export const ${name}: ${declared} = ${literal};`, "");
+    else out.push(`export const ${name} = ${literal};`, "");
   }
 
   #emitEnum(node: NodeModel, out: string[]): void {
     const name = this.#g.name(node.id);
     const names = node.enumerants!.map((e) => e.name);
     out.push(...this.#doc(node));
-    out.push(`export type ${name} = ${[...names.map(stringLiteral), "number"].join(" | ")};`);
+    if (this.#mode !== "js") out.push(`export type ${name} = ${[...names.map(stringLiteral), "number"].join(" | ")};`);
+    if (this.#mode === "dts") {
+      const union = names.length === 0 ? "never" : names.map(stringLiteral).join(" | ");
+      out.push(`export declare const ${name}: ${this.#rt("EnumDef", "type")}<${union}>;`, "");
+      return;
+    }
     const docs = node.enumerants!.some((e) => e.doc.trim() !== "");
     if (!docs) {
       out.push(`export const ${name} = ${this.#rt("defineEnum")}(${stringLiteral(this.#g.schemaName(node.id))}, [${names.map(stringLiteral).join(", ")}]);`);
@@ -735,91 +796,120 @@ class FileEmitter {
     const members = fields.filter(({ f }) => f.discriminant !== null);
 
     // The plain-object type.
-    const owner = this.#g.methodOwners.get(node.id);
-    if (owner !== undefined) {
-      out.push(`/** ${owner.role === "Params" ? "Parameters" : "Results"} of \`${this.#g.schemaName(owner.iface)}.${owner.method}\`. */`);
-    } else {
-      out.push(...this.#doc(node));
+    if (this.#mode !== "js") {
+      const owner = this.#g.methodOwners.get(node.id);
+      if (owner !== undefined) {
+        out.push(`/** ${owner.role === "Params" ? "Parameters" : "Results"} of \`${this.#g.schemaName(owner.iface)}.${owner.method}\`. */`);
+      } else {
+        out.push(...this.#doc(node));
+      }
+      const commonBody = common.flatMap(({ f, key }) => [...jsdoc(f.doc, "  "), `  ${key}: ${this.#fieldType(node.id, f)};`]);
+      const unionBody = members.map(({ f, key }) => {
+        const doc = jsdoc(f.doc, "      ");
+        const which = `which: ${stringLiteral(f.name)}`;
+        if (doc.length === 0) return `  | { ${which}; ${key}: ${this.#fieldType(node.id, f)} }`;
+        return [`  | {`, `      ${which};`, ...doc, `      ${key}: ${this.#fieldType(node.id, f)};`, `    }`].join("\n");
+      });
+      if (!hasUnion) {
+        // Not Record<never, never>: a schema type may be called Record.
+        out.push(common.length === 0 ? `export type ${name} = { [K in never]: never };` : `export type ${name} = {`);
+        if (common.length > 0) out.push(...commonBody, "};");
+      } else if (common.length === 0) {
+        out.push(`export type ${name} =`, ...unionBody.slice(0, -1), `${unionBody.at(-1)};`);
+      } else {
+        out.push(`export type ${name} = {`, ...commonBody, "} & (", ...unionBody, ");");
+      }
+      out.push("");
     }
-    const commonBody = common.flatMap(({ f, key }) => [...jsdoc(f.doc, "  "), `  ${key}: ${this.#fieldType(node.id, f)};`]);
-    const unionBody = members.map(({ f, key }) => {
-      const doc = jsdoc(f.doc, "      ");
-      const which = `which: ${stringLiteral(f.name)}`;
-      if (doc.length === 0) return `  | { ${which}; ${key}: ${this.#fieldType(node.id, f)} }`;
-      return [`  | {`, `      ${which};`, ...doc, `      ${key}: ${this.#fieldType(node.id, f)};`, `    }`].join("\n");
-    });
-    if (!hasUnion) {
-      out.push(common.length === 0 ? `export type ${name} = Record<never, never>;` : `export type ${name} = {`);
-      if (common.length > 0) out.push(...commonBody, "};");
-    } else if (common.length === 0) {
-      out.push(`export type ${name} =`, ...unionBody.slice(0, -1), `${unionBody.at(-1)};`);
-    } else {
-      out.push(`export type ${name} = {`, ...commonBody, "} & (", ...unionBody, ");");
-    }
-    out.push("");
 
     // The codec.
+    if (this.#mode === "dts") {
+      out.push(`export declare const ${name}$codec: ${this.#rt("Codec", "type")}<${name}>;`, "");
+      return;
+    }
+    const codec = `${name}$codec`;
     // The annotation keeps TypeScript from inferring through self-references.
-    out.push(`export const ${name}$codec: ${this.#rt("Codec", "type")}<${name}> = ${this.#rt("defineStruct")}<${name}>({`);
+    const annotation = this.#mode === "ts" ? `: ${this.#rt("Codec", "type")}<${name}>` : "";
+    out.push(`export const ${codec}${annotation} = ${this.#rt("defineStruct")}${this.#targs(name)}({`);
     out.push(`  name: ${stringLiteral(name)},`);
     out.push(`  dataWords: ${s.dataWords},`);
     out.push(`  pointers: ${s.pointers},`);
+    const keys = [...common.map(({ key }) => key), ...(hasUnion ? ["which"] : []), ...members.map(({ key }) => key)];
+    out.push(`  fields: [${keys.map(stringLiteral).join(", ")}],`);
 
     // read
+    const read: string[] = [];
     if (fields.length === 0) {
-      out.push("  read() {", "    return {};", "  },");
+      read.push("    return {};");
     } else if (!hasUnion) {
-      out.push("  read(v, caps) {", "    return {");
-      for (const { f, key } of common) out.push(`      ${key}: ${this.#fieldRead(node.id, f)},`);
-      out.push("    };", "  },");
+      read.push("    return {");
+      for (const { f, key } of common) read.push(`      ${key}: ${this.#fieldRead(node.id, f)},`);
+      read.push("    };");
     } else {
       const tagOffset = s.discriminantOffset * 2;
-      out.push("  read(v, caps) {");
-      for (const { f, key } of common) out.push(`    const $${key} = ${this.#fieldRead(node.id, f)};`);
+      for (const { f, key } of common) read.push(`    const $${key} = ${this.#fieldRead(node.id, f)};`);
       const prefix = common.map(({ key }) => `${key}: $${key}, `).join("");
-      out.push(`    const $which = ${this.#rt("readUint16")}(v, ${tagOffset});`);
-      out.push("    switch ($which) {");
+      read.push(`    const $which = ${this.#rt("readUint16")}(v, ${tagOffset});`);
+      read.push("    switch ($which) {");
       for (const { f, key } of members) {
-        out.push(`      case ${f.discriminant}:`);
-        out.push(`        return { ${prefix}which: ${stringLiteral(f.name)}, ${key}: ${this.#fieldRead(node.id, f)} };`);
+        read.push(`      case ${f.discriminant}:`);
+        read.push(`        return { ${prefix}which: ${stringLiteral(f.name)}, ${key}: ${this.#fieldRead(node.id, f)} };`);
       }
-      out.push("      default:");
-      out.push(`        // A member this schema does not know: \`which\` is its number.`);
-      out.push(`        return { ${prefix}which: $which } as unknown as ${name};`);
-      out.push("    }", "  },");
+      read.push("      default:");
+      read.push(`        // A member this schema does not know: \`which\` is its number.`);
+      const cast = this.#mode === "ts" ? ` as unknown as ${name}` : "";
+      read.push(`        return { ${prefix}which: $which }${cast};`);
+      read.push("    }");
     }
+    out.push(`  read(${params(read, ["v", "caps"])}) {`, ...read, "  },");
 
-    // write
-    const writes: string[] = [];
-    for (const { f, key } of common) {
+    // write: each field it knows is checked as it is stored (see
+    // src/codec/check.ts); `$f` names the field being stored for the error
+    // path, `$n` counts the fields present, to compare with the keys of `x`.
+    const body: string[] = [];
+    let stores = hasUnion;
+    const fieldWrite = (f: FieldModel, key: string, indent: string): string => {
       const stmt = this.#fieldWrite(f, `x.${key}`);
-      if (stmt !== null) writes.push(`    if (x.${key} != null) ${stmt}`);
-    }
+      if (stmt === null) return `${indent}if (x.${key} != null) $n++;`;
+      stores = true;
+      return `${indent}if (x.${key} != null) { $f = ${stringLiteral(key)}; $n++; ${stmt} }`;
+    };
+    for (const { f, key } of common) body.push(fieldWrite(f, key, ""));
     if (hasUnion) {
       const tagOffset = s.discriminantOffset * 2;
       const writeTag = this.#rt("writeUint16");
-      writes.push("    let which = x.which;");
-      writes.push("    if (which === undefined) {");
-      members.forEach(({ f, key }, i) => {
-        writes.push(`      ${i === 0 ? "if" : "else if"} (x.${key} !== undefined) which = ${stringLiteral(f.name)};`);
-      });
-      writes.push("    }");
-      writes.push("    switch (which) {");
+      body.push("let which = x.which;");
+      body.push("if (which != null) $n++;");
+      for (const { f, key } of members) body.push(`else if (x.${key} !== undefined) which = ${stringLiteral(f.name)};`);
+      body.push(`$f = "which";`);
+      body.push("switch (which) {");
       for (const { f, key } of members) {
-        writes.push(`      case ${stringLiteral(f.name)}:`);
-        writes.push(`        ${writeTag}(v, ${tagOffset}, ${f.discriminant});`);
-        const stmt = this.#fieldWrite(f, `x.${key}`);
-        if (stmt !== null) writes.push(`        if (x.${key} != null) ${stmt}`);
-        writes.push("        break;");
+        body.push(`  case ${stringLiteral(f.name)}:`);
+        body.push(`    ${writeTag}(v, ${tagOffset}, ${f.discriminant});`);
+        body.push(fieldWrite(f, key, "    "));
+        body.push("    break;");
       }
-      writes.push("      case undefined:", "        break;");
-      writes.push("      default:");
-      writes.push(`        if (typeof which !== "number") throw ${this.#rt("badUnionMember")}(${stringLiteral(name)}, which);`);
-      writes.push(`        ${writeTag}(v, ${tagOffset}, which);`);
-      writes.push("    }");
+      body.push("  case null:", "  case undefined:", "    break;");
+      body.push("  default:");
+      body.push(`    if (typeof which !== "number") throw ${this.#rt("badUnionMember")}(${stringLiteral(name)}, which);`);
+      body.push(`    ${writeTag}(v, ${tagOffset}, which);`);
+      body.push("}");
     }
-    if (writes.length === 0) out.push("  write() {},");
-    else out.push("  write(x, v, caps) {", ...writes, "  },");
+    const write: string[] = fields.length === 0 ? [] : ["    let $n = 0;"];
+    if (stores) {
+      write.push(`    let $f = "";`, "    try {", ...body.map((l) => `      ${l}`), "    } catch (e) {");
+      write.push(`      throw ${this.#rt("fieldError")}(e, $f);`, "    }");
+    } else {
+      write.push(...body.map((l) => `    ${l}`));
+    }
+    // Any other key is a field the schema does not have. Counting keys here
+    // (for-in allocates nothing; a call would not be inlined) keeps the
+    // happy path cheap; checkFields finds which key it is, or that all is
+    // well after all (a null-valued field also has a key).
+    const present = fields.length === 0 ? "0" : "$n";
+    write.push("    let $k = 0;", "    for (const _ in x) $k++;");
+    write.push(`    if ($k !== ${present} || typeof x !== "object" || Array.isArray(x)) ${this.#rt("checkFields")}(x, ${present}, ${codec});`);
+    out.push(`  write(${params(write, ["x", "v", "caps"])}) {`, ...write, "  },");
 
     // pipeline
     const pipeline: string[] = [];
@@ -875,14 +965,19 @@ class FileEmitter {
       const ctx = this.#rpc("CallContext", "type");
       const resultNode = this.#g.node(m.results);
       let ret: string;
-      if (this.#isStream(m) || (resultNode.struct?.fields.length ?? 0) === 0) {
+      if (this.#isStream(m)) {
         ret = "void | Promise<void>";
       } else {
-        const results = `${init}<${this.#typeRef(m.results)}>`;
-        ret = `${results} | Promise<${results}>`;
+        // A method may answer with another call's results: `return ctx.tailCall(...)`.
+        const tail = this.#rpc("TailCall", "type");
+        const results = (resultNode.struct?.fields.length ?? 0) === 0 ? "void" : `${init}<${this.#typeRef(m.results)}>`;
+        ret = `${results} | ${tail} | Promise<${results} | ${tail}>`;
       }
       out.push(...jsdoc(m.doc, "  "));
       out.push(`  ${methodName(m.name)}(params: ${params}, ctx: ${ctx}): ${ret};`);
+    }
+    if (superclasses.length === 0) {
+      out.push("  /** Called once the last reference to this server is released. */", "  [Symbol.dispose]?(): void;");
     }
     out.push("}", "");
   }
@@ -890,8 +985,14 @@ class FileEmitter {
   #emitInterfaceDef(node: NodeModel, out: string[]): void {
     const name = this.#g.name(node.id);
     const { methods, superclasses } = node.iface!;
+    if (this.#mode === "dts") {
+      // Whatever the runtime's defineInterface makes of these two types.
+      const define = this.#rpc("defineInterface", "type");
+      out.push(`export declare const ${name}: ReturnType<typeof ${define}<${name}, ${name}Server>>;`, "");
+      return;
+    }
     out.push(
-      `export const ${name} = ${this.#rpc("defineInterface")}<${name}, ${name}Server>({`,
+      `export const ${name} = ${this.#rpc("defineInterface")}${this.#targs(name, `${name}Server`)}({`,
       `  name: ${stringLiteral(this.#g.schemaName(node.id))},`,
       `  id: ${hex(node.id)},`,
     );
@@ -936,15 +1037,16 @@ class FileEmitter {
     const structs: string[] = [];
     for (const n of this.#sortedLocal("struct", "interface")) {
       if (n.kind === "struct") this.#emitStruct(n, structs);
-      else this.#emitInterfaceTypes(n, structs);
+      else if (this.#mode !== "js") this.#emitInterfaceTypes(n, structs);
     }
 
     const interfaces: string[] = [];
     for (const n of this.#interfaceOrder()) this.#emitInterfaceDef(n, interfaces);
 
-    const schemaPath = this.#options.srcPrefix
-      ? posix.join(this.#options.srcPrefix, this.#file.filename)
-      : this.#file.filename;
+    const schemaPath =
+      this.#options.srcPrefix && !this.#file.filename.startsWith("/")
+        ? posix.join(this.#options.srcPrefix, this.#file.filename)
+        : this.#file.filename;
     const lines: string[] = [`// Generated by capmesh from ${schemaPath} — do not edit.`];
     const fileDoc = this.#g.nodes.get(this.#file.id)?.doc ?? "";
     if (fileDoc.trim() !== "") lines.push("//", ...fileDoc.trim().split("\n").map((l) => (l === "" ? "//" : `// ${l}`)));
@@ -960,13 +1062,14 @@ class FileEmitter {
   #importLines(): string[] {
     const runtime = this.#runtimeModule(this.#options.runtimeImport);
     const codec = this.#runtimeModule(this.#options.codecImport ?? this.#options.runtimeImport);
-    const rank = (m: string): number => (m === "capnp-es" ? 0 : m === runtime ? 1 : m === codec ? 2 : 3);
+    const rank = (m: string): number => (m === runtime ? 1 : m === codec ? 2 : 3);
     const modules = [...this.#imports.keys()].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
     const lines: string[] = [];
     const sortKey = (s: string): string => s.replace(/^\$/, "").toLowerCase();
     for (const module of modules) {
       const names = this.#imports.get(module)!;
-      for (const kind of ["value", "type"] as const) {
+      // JavaScript has no type imports.
+      for (const kind of this.#mode === "js" ? (["value"] as const) : (["value", "type"] as const)) {
         const list = [...names].filter(([, k]) => k === kind).map(([n]) => n);
         if (list.length === 0) continue;
         list.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : a < b ? -1 : 1));

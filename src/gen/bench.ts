@@ -4,9 +4,11 @@
 // bench/ compares, so only the RPC stack differs.
 
 import { defineInterface } from "../rpc/index.js";
-import type { CallContext, CallOptions, Capability, RpcPromise } from "../rpc/index.js";
+import type { CallContext, CallOptions, Capability, RpcPromise, TailCall } from "../rpc/index.js";
 import {
+  checkFields,
   defineStruct,
+  fieldError,
   readCap,
   readData,
   readUint32,
@@ -27,10 +29,12 @@ export interface Bench extends Capability {
 
 /** What a server of `Bench` implements. */
 export interface BenchServer {
-  ping(params: Bench$ping$Params, ctx: CallContext): Init<Bench$ping$Results> | Promise<Init<Bench$ping$Results>>;
+  ping(params: Bench$ping$Params, ctx: CallContext): Init<Bench$ping$Results> | TailCall | Promise<Init<Bench$ping$Results> | TailCall>;
   /** A capability one step further along a chain; `depth` is echoed back by ping. */
-  next(params: Bench$next$Params, ctx: CallContext): Init<Bench$next$Results> | Promise<Init<Bench$next$Results>>;
-  sink(params: Bench$sink$Params, ctx: CallContext): Init<Bench$sink$Results> | Promise<Init<Bench$sink$Results>>;
+  next(params: Bench$next$Params, ctx: CallContext): Init<Bench$next$Results> | TailCall | Promise<Init<Bench$next$Results> | TailCall>;
+  sink(params: Bench$sink$Params, ctx: CallContext): Init<Bench$sink$Results> | TailCall | Promise<Init<Bench$sink$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Bench.ping`. */
@@ -42,13 +46,23 @@ export const Bench$ping$Params$codec: Codec<Bench$ping$Params> = defineStruct<Be
   name: "Bench$ping$Params",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["n"],
+  read(v) {
     return {
       n: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.n != null) writeUint32(v, 0, x.n);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.n != null) { $f = "n"; $n++; writeUint32(v, 0, x.n); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Bench$ping$Params$codec);
   },
 });
 
@@ -61,13 +75,23 @@ export const Bench$ping$Results$codec: Codec<Bench$ping$Results> = defineStruct<
   name: "Bench$ping$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["n"],
+  read(v) {
     return {
       n: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.n != null) writeUint32(v, 0, x.n);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.n != null) { $f = "n"; $n++; writeUint32(v, 0, x.n); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Bench$ping$Results$codec);
   },
 });
 
@@ -80,13 +104,23 @@ export const Bench$next$Params$codec: Codec<Bench$next$Params> = defineStruct<Be
   name: "Bench$next$Params",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["depth"],
+  read(v) {
     return {
       depth: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.depth != null) writeUint32(v, 0, x.depth);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.depth != null) { $f = "depth"; $n++; writeUint32(v, 0, x.depth); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Bench$next$Params$codec);
   },
 });
 
@@ -99,13 +133,23 @@ export const Bench$next$Results$codec: Codec<Bench$next$Results> = defineStruct<
   name: "Bench$next$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["next"],
   read(v, caps) {
     return {
       next: readCap<Bench>(v, 0, Bench, caps),
     };
   },
   write(x, v, caps) {
-    if (x.next != null) writeCap(v, 0, Bench, x.next, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.next != null) { $f = "next"; $n++; writeCap(v, 0, Bench, x.next, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Bench$next$Results$codec);
   },
   pipeline: () => ({
     next: { kind: "interface", pointer: 0, iface: Bench },
@@ -113,16 +157,21 @@ export const Bench$next$Results$codec: Codec<Bench$next$Results> = defineStruct<
 });
 
 /** Parameters of `Bench.sink`. */
-export type Bench$sink$Params = Record<never, never>;
+export type Bench$sink$Params = { [K in never]: never };
 
 export const Bench$sink$Params$codec: Codec<Bench$sink$Params> = defineStruct<Bench$sink$Params>({
   name: "Bench$sink$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Bench$sink$Params$codec);
+  },
 });
 
 /** Results of `Bench.sink`. */
@@ -134,13 +183,23 @@ export const Bench$sink$Results$codec: Codec<Bench$sink$Results> = defineStruct<
   name: "Bench$sink$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["sink"],
   read(v, caps) {
     return {
       sink: readCap<BenchSink>(v, 0, BenchSink, caps),
     };
   },
   write(x, v, caps) {
-    if (x.sink != null) writeCap(v, 0, BenchSink, x.sink, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.sink != null) { $f = "sink"; $n++; writeCap(v, 0, BenchSink, x.sink, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Bench$sink$Results$codec);
   },
   pipeline: () => ({
     sink: { kind: "interface", pointer: 0, iface: BenchSink },
@@ -155,7 +214,9 @@ export interface BenchSink extends Capability {
 /** What a server of `BenchSink` implements. */
 export interface BenchSinkServer {
   write(params: BenchSink$write$Params, ctx: CallContext): void | Promise<void>;
-  done(params: BenchSink$done$Params, ctx: CallContext): Init<BenchSink$done$Results> | Promise<Init<BenchSink$done$Results>>;
+  done(params: BenchSink$done$Params, ctx: CallContext): Init<BenchSink$done$Results> | TailCall | Promise<Init<BenchSink$done$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `BenchSink.write`. */
@@ -167,27 +228,42 @@ export const BenchSink$write$Params$codec: Codec<BenchSink$write$Params> = defin
   name: "BenchSink$write$Params",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["chunk"],
+  read(v) {
     return {
       chunk: readData(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.chunk != null) writeData(v, 0, x.chunk);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.chunk != null) { $f = "chunk"; $n++; writeData(v, 0, x.chunk); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, BenchSink$write$Params$codec);
   },
 });
 
 /** Parameters of `BenchSink.done`. */
-export type BenchSink$done$Params = Record<never, never>;
+export type BenchSink$done$Params = { [K in never]: never };
 
 export const BenchSink$done$Params$codec: Codec<BenchSink$done$Params> = defineStruct<BenchSink$done$Params>({
   name: "BenchSink$done$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, BenchSink$done$Params$codec);
+  },
 });
 
 /** Results of `BenchSink.done`. */
@@ -199,27 +275,42 @@ export const BenchSink$done$Results$codec: Codec<BenchSink$done$Results> = defin
   name: "BenchSink$done$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["bytes"],
+  read(v) {
     return {
       bytes: readUint64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.bytes != null) writeUint64(v, 0, x.bytes);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.bytes != null) { $f = "bytes"; $n++; writeUint64(v, 0, x.bytes); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, BenchSink$done$Results$codec);
   },
 });
 
 /** `StreamResult` from capnp/stream.capnp (copied here: no module is generated for it). */
-export type StreamResult = Record<never, never>;
+export type StreamResult = { [K in never]: never };
 
 export const StreamResult$codec: Codec<StreamResult> = defineStruct<StreamResult>({
   name: "StreamResult",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, StreamResult$codec);
+  },
 });
 
 export const Bench = defineInterface<Bench, BenchServer>({

@@ -4,9 +4,11 @@
 // showing a typed call, a pipelined call and a callback.
 
 import { defineInterface } from "../rpc/index.js";
-import type { CallContext, CallOptions, Capability, RpcPromise } from "../rpc/index.js";
+import type { CallContext, CallOptions, Capability, RpcPromise, TailCall } from "../rpc/index.js";
 import {
+  checkFields,
   defineStruct,
+  fieldError,
   readCap,
   readText,
   readUint32,
@@ -24,9 +26,11 @@ export interface Greeter extends Capability {
 
 /** What a server of `Greeter` implements. */
 export interface GreeterServer {
-  greet(params: Greeter$greet$Params, ctx: CallContext): Init<Greeter$greet$Results> | Promise<Init<Greeter$greet$Results>>;
+  greet(params: Greeter$greet$Params, ctx: CallContext): Init<Greeter$greet$Results> | TailCall | Promise<Init<Greeter$greet$Results> | TailCall>;
   /** The room of that name (made on first use). */
-  room(params: Greeter$room$Params, ctx: CallContext): Init<Greeter$room$Results> | Promise<Init<Greeter$room$Results>>;
+  room(params: Greeter$room$Params, ctx: CallContext): Init<Greeter$room$Results> | TailCall | Promise<Init<Greeter$room$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Greeter.greet`. */
@@ -38,13 +42,23 @@ export const Greeter$greet$Params$codec: Codec<Greeter$greet$Params> = defineStr
   name: "Greeter$greet$Params",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["name"],
+  read(v) {
     return {
       name: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.name != null) writeText(v, 0, x.name);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Greeter$greet$Params$codec);
   },
 });
 
@@ -57,13 +71,23 @@ export const Greeter$greet$Results$codec: Codec<Greeter$greet$Results> = defineS
   name: "Greeter$greet$Results",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["greeting"],
+  read(v) {
     return {
       greeting: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.greeting != null) writeText(v, 0, x.greeting);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.greeting != null) { $f = "greeting"; $n++; writeText(v, 0, x.greeting); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Greeter$greet$Results$codec);
   },
 });
 
@@ -76,13 +100,23 @@ export const Greeter$room$Params$codec: Codec<Greeter$room$Params> = defineStruc
   name: "Greeter$room$Params",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["name"],
+  read(v) {
     return {
       name: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.name != null) writeText(v, 0, x.name);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Greeter$room$Params$codec);
   },
 });
 
@@ -95,13 +129,23 @@ export const Greeter$room$Results$codec: Codec<Greeter$room$Results> = defineStr
   name: "Greeter$room$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["room"],
   read(v, caps) {
     return {
       room: readCap<Room>(v, 0, Room, caps),
     };
   },
   write(x, v, caps) {
-    if (x.room != null) writeCap(v, 0, Room, x.room, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.room != null) { $f = "room"; $n++; writeCap(v, 0, Room, x.room, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Greeter$room$Results$codec);
   },
   pipeline: () => ({
     room: { kind: "interface", pointer: 0, iface: Room },
@@ -117,8 +161,10 @@ export interface Room extends Capability {
 /** What a server of `Room` implements. */
 export interface RoomServer {
   /** The room calls `listener.heard` for everything said from now on. */
-  join(params: Room$join$Params, ctx: CallContext): Init<Room$join$Results> | Promise<Init<Room$join$Results>>;
-  say(params: Room$say$Params, ctx: CallContext): void | Promise<void>;
+  join(params: Room$join$Params, ctx: CallContext): Init<Room$join$Results> | TailCall | Promise<Init<Room$join$Results> | TailCall>;
+  say(params: Room$say$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Room.join`. */
@@ -131,6 +177,7 @@ export const Room$join$Params$codec: Codec<Room$join$Params> = defineStruct<Room
   name: "Room$join$Params",
   dataWords: 0,
   pointers: 2,
+  fields: ["who", "listener"],
   read(v, caps) {
     return {
       who: readText(v, 0),
@@ -138,8 +185,17 @@ export const Room$join$Params$codec: Codec<Room$join$Params> = defineStruct<Room
     };
   },
   write(x, v, caps) {
-    if (x.who != null) writeText(v, 0, x.who);
-    if (x.listener != null) writeCap(v, 1, Listener, x.listener, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.who != null) { $f = "who"; $n++; writeText(v, 0, x.who); }
+      if (x.listener != null) { $f = "listener"; $n++; writeCap(v, 1, Listener, x.listener, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Room$join$Params$codec);
   },
   pipeline: () => ({
     listener: { kind: "interface", pointer: 1, iface: Listener },
@@ -155,13 +211,23 @@ export const Room$join$Results$codec: Codec<Room$join$Results> = defineStruct<Ro
   name: "Room$join$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["members"],
+  read(v) {
     return {
       members: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.members != null) writeUint32(v, 0, x.members);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.members != null) { $f = "members"; $n++; writeUint32(v, 0, x.members); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Room$join$Results$codec);
   },
 });
 
@@ -175,29 +241,44 @@ export const Room$say$Params$codec: Codec<Room$say$Params> = defineStruct<Room$s
   name: "Room$say$Params",
   dataWords: 0,
   pointers: 2,
-  read(v, caps) {
+  fields: ["who", "text"],
+  read(v) {
     return {
       who: readText(v, 0),
       text: readText(v, 1),
     };
   },
-  write(x, v, caps) {
-    if (x.who != null) writeText(v, 0, x.who);
-    if (x.text != null) writeText(v, 1, x.text);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.who != null) { $f = "who"; $n++; writeText(v, 0, x.who); }
+      if (x.text != null) { $f = "text"; $n++; writeText(v, 1, x.text); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Room$say$Params$codec);
   },
 });
 
 /** Results of `Room.say`. */
-export type Room$say$Results = Record<never, never>;
+export type Room$say$Results = { [K in never]: never };
 
 export const Room$say$Results$codec: Codec<Room$say$Results> = defineStruct<Room$say$Results>({
   name: "Room$say$Results",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Room$say$Results$codec);
+  },
 });
 
 export interface Listener extends Capability {
@@ -206,7 +287,9 @@ export interface Listener extends Capability {
 
 /** What a server of `Listener` implements. */
 export interface ListenerServer {
-  heard(params: Listener$heard$Params, ctx: CallContext): void | Promise<void>;
+  heard(params: Listener$heard$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Listener.heard`. */
@@ -219,29 +302,44 @@ export const Listener$heard$Params$codec: Codec<Listener$heard$Params> = defineS
   name: "Listener$heard$Params",
   dataWords: 0,
   pointers: 2,
-  read(v, caps) {
+  fields: ["who", "text"],
+  read(v) {
     return {
       who: readText(v, 0),
       text: readText(v, 1),
     };
   },
-  write(x, v, caps) {
-    if (x.who != null) writeText(v, 0, x.who);
-    if (x.text != null) writeText(v, 1, x.text);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.who != null) { $f = "who"; $n++; writeText(v, 0, x.who); }
+      if (x.text != null) { $f = "text"; $n++; writeText(v, 1, x.text); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Listener$heard$Params$codec);
   },
 });
 
 /** Results of `Listener.heard`. */
-export type Listener$heard$Results = Record<never, never>;
+export type Listener$heard$Results = { [K in never]: never };
 
 export const Listener$heard$Results$codec: Codec<Listener$heard$Results> = defineStruct<Listener$heard$Results>({
   name: "Listener$heard$Results",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Listener$heard$Results$codec);
+  },
 });
 
 export const Greeter = defineInterface<Greeter, GreeterServer>({

@@ -5,10 +5,12 @@
 // against an independent implementation.
 
 import { defineInterface } from "../rpc/index.js";
-import type { CallContext, CallOptions, Capability, RpcPromise } from "../rpc/index.js";
+import type { CallContext, CallOptions, Capability, RpcPromise, TailCall } from "../rpc/index.js";
 import {
+  checkFields,
   defineEnum,
   defineStruct,
+  fieldError,
   listOfCap,
   listOfStruct,
   readCap,
@@ -47,12 +49,14 @@ export interface Counter extends Capability {
 
 /** What a server of `Counter` implements. */
 export interface CounterServer {
-  add(params: Counter$add$Params, ctx: CallContext): Init<Counter$add$Results> | Promise<Init<Counter$add$Results>>;
+  add(params: Counter$add$Params, ctx: CallContext): Init<Counter$add$Results> | TailCall | Promise<Init<Counter$add$Results> | TailCall>;
   /**
    * A new counter whose value is one more than this one's; chains of
    * `next` exercise pipelining on the capability the previous call returned.
    */
-  next(params: Counter$next$Params, ctx: CallContext): Init<Counter$next$Results> | Promise<Init<Counter$next$Results>>;
+  next(params: Counter$next$Params, ctx: CallContext): Init<Counter$next$Results> | TailCall | Promise<Init<Counter$next$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Counter.add`. */
@@ -64,13 +68,23 @@ export const Counter$add$Params$codec: Codec<Counter$add$Params> = defineStruct<
   name: "Counter$add$Params",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["delta"],
+  read(v) {
     return {
       delta: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.delta != null) writeInt64(v, 0, x.delta);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.delta != null) { $f = "delta"; $n++; writeInt64(v, 0, x.delta); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Counter$add$Params$codec);
   },
 });
 
@@ -83,27 +97,42 @@ export const Counter$add$Results$codec: Codec<Counter$add$Results> = defineStruc
   name: "Counter$add$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["value"],
+  read(v) {
     return {
       value: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.value != null) writeInt64(v, 0, x.value);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.value != null) { $f = "value"; $n++; writeInt64(v, 0, x.value); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Counter$add$Results$codec);
   },
 });
 
 /** Parameters of `Counter.next`. */
-export type Counter$next$Params = Record<never, never>;
+export type Counter$next$Params = { [K in never]: never };
 
 export const Counter$next$Params$codec: Codec<Counter$next$Params> = defineStruct<Counter$next$Params>({
   name: "Counter$next$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Counter$next$Params$codec);
+  },
 });
 
 /** Results of `Counter.next`. */
@@ -115,13 +144,23 @@ export const Counter$next$Results$codec: Codec<Counter$next$Results> = defineStr
   name: "Counter$next$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["counter"],
   read(v, caps) {
     return {
       counter: readCap<Counter>(v, 0, Counter, caps),
     };
   },
   write(x, v, caps) {
-    if (x.counter != null) writeCap(v, 0, Counter, x.counter, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.counter != null) { $f = "counter"; $n++; writeCap(v, 0, Counter, x.counter, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Counter$next$Results$codec);
   },
   pipeline: () => ({
     counter: { kind: "interface", pointer: 0, iface: Counter },
@@ -134,7 +173,9 @@ export interface Callback extends Capability {
 
 /** What a server of `Callback` implements. */
 export interface CallbackServer {
-  call(params: Callback$call$Params, ctx: CallContext): Init<Callback$call$Results> | Promise<Init<Callback$call$Results>>;
+  call(params: Callback$call$Params, ctx: CallContext): Init<Callback$call$Results> | TailCall | Promise<Init<Callback$call$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Callback.call`. */
@@ -146,13 +187,23 @@ export const Callback$call$Params$codec: Codec<Callback$call$Params> = defineStr
   name: "Callback$call$Params",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["value"],
+  read(v) {
     return {
       value: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.value != null) writeText(v, 0, x.value);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.value != null) { $f = "value"; $n++; writeText(v, 0, x.value); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Callback$call$Params$codec);
   },
 });
 
@@ -165,13 +216,23 @@ export const Callback$call$Results$codec: Codec<Callback$call$Results> = defineS
   name: "Callback$call$Results",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["reply"],
+  read(v) {
     return {
       reply: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.reply != null) writeText(v, 0, x.reply);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.reply != null) { $f = "reply"; $n++; writeText(v, 0, x.reply); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Callback$call$Results$codec);
   },
 });
 
@@ -185,7 +246,9 @@ export interface ByteSink extends Capability {
 export interface ByteSinkServer {
   write(params: ByteSink$write$Params, ctx: CallContext): void | Promise<void>;
   /** checksum: FNV-1a 64 over every byte written, in order. */
-  done(params: ByteSink$done$Params, ctx: CallContext): Init<ByteSink$done$Results> | Promise<Init<ByteSink$done$Results>>;
+  done(params: ByteSink$done$Params, ctx: CallContext): Init<ByteSink$done$Results> | TailCall | Promise<Init<ByteSink$done$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `ByteSink.write`. */
@@ -197,27 +260,42 @@ export const ByteSink$write$Params$codec: Codec<ByteSink$write$Params> = defineS
   name: "ByteSink$write$Params",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["chunk"],
+  read(v) {
     return {
       chunk: readData(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.chunk != null) writeData(v, 0, x.chunk);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.chunk != null) { $f = "chunk"; $n++; writeData(v, 0, x.chunk); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, ByteSink$write$Params$codec);
   },
 });
 
 /** Parameters of `ByteSink.done`. */
-export type ByteSink$done$Params = Record<never, never>;
+export type ByteSink$done$Params = { [K in never]: never };
 
 export const ByteSink$done$Params$codec: Codec<ByteSink$done$Params> = defineStruct<ByteSink$done$Params>({
   name: "ByteSink$done$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, ByteSink$done$Params$codec);
+  },
 });
 
 /** Results of `ByteSink.done`. */
@@ -230,15 +308,25 @@ export const ByteSink$done$Results$codec: Codec<ByteSink$done$Results> = defineS
   name: "ByteSink$done$Results",
   dataWords: 2,
   pointers: 0,
-  read(v, caps) {
+  fields: ["bytes", "checksum"],
+  read(v) {
     return {
       bytes: readUint64(v, 0),
       checksum: readUint64(v, 8),
     };
   },
-  write(x, v, caps) {
-    if (x.bytes != null) writeUint64(v, 0, x.bytes);
-    if (x.checksum != null) writeUint64(v, 8, x.checksum);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.bytes != null) { $f = "bytes"; $n++; writeUint64(v, 0, x.bytes); }
+      if (x.checksum != null) { $f = "checksum"; $n++; writeUint64(v, 8, x.checksum); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, ByteSink$done$Results$codec);
   },
 });
 
@@ -251,6 +339,7 @@ export const Inner$codec: Codec<Inner> = defineStruct<Inner>({
   name: "Inner",
   dataWords: 0,
   pointers: 2,
+  fields: ["counter", "label"],
   read(v, caps) {
     return {
       counter: readCap<Counter>(v, 0, Counter, caps),
@@ -258,8 +347,17 @@ export const Inner$codec: Codec<Inner> = defineStruct<Inner>({
     };
   },
   write(x, v, caps) {
-    if (x.counter != null) writeCap(v, 0, Counter, x.counter, caps);
-    if (x.label != null) writeText(v, 1, x.label);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.counter != null) { $f = "counter"; $n++; writeCap(v, 0, Counter, x.counter, caps); }
+      if (x.label != null) { $f = "label"; $n++; writeText(v, 1, x.label); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Inner$codec);
   },
   pipeline: () => ({
     counter: { kind: "interface", pointer: 0, iface: Counter },
@@ -275,6 +373,7 @@ export const Outer$codec: Codec<Outer> = defineStruct<Outer>({
   name: "Outer",
   dataWords: 0,
   pointers: 2,
+  fields: ["inner", "list"],
   read(v, caps) {
     return {
       inner: readStructField(v, 0, Inner$codec, caps),
@@ -282,8 +381,17 @@ export const Outer$codec: Codec<Outer> = defineStruct<Outer>({
     };
   },
   write(x, v, caps) {
-    if (x.inner != null) writeStructField(v, 0, Inner$codec, x.inner, caps);
-    if (x.list != null) writeList(v, 1, $list_Inner, x.list, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.inner != null) { $f = "inner"; $n++; writeStructField(v, 0, Inner$codec, x.inner, caps); }
+      if (x.list != null) { $f = "list"; $n++; writeList(v, 1, $list_Inner, x.list, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Outer$codec);
   },
   pipeline: () => ({
     inner: { kind: "struct", pointer: 0, codec: Inner$codec },
@@ -323,34 +431,36 @@ export interface TestService extends Capability {
 
 /** What a server of `TestService` implements. */
 export interface TestServiceServer {
-  echo(params: TestService$echo$Params, ctx: CallContext): Init<TestService$echo$Results> | Promise<Init<TestService$echo$Results>>;
-  newCounter(params: TestService$newCounter$Params, ctx: CallContext): Init<TestService$newCounter$Results> | Promise<Init<TestService$newCounter$Results>>;
+  echo(params: TestService$echo$Params, ctx: CallContext): Init<TestService$echo$Results> | TailCall | Promise<Init<TestService$echo$Results> | TailCall>;
+  newCounter(params: TestService$newCounter$Params, ctx: CallContext): Init<TestService$newCounter$Results> | TailCall | Promise<Init<TestService$newCounter$Results> | TailCall>;
   /** Calls cb.call(value) and returns its reply: a callback into the caller. */
-  callBack(params: TestService$callBack$Params, ctx: CallContext): Init<TestService$callBack$Results> | Promise<Init<TestService$callBack$Results>>;
+  callBack(params: TestService$callBack$Params, ctx: CallContext): Init<TestService$callBack$Results> | TailCall | Promise<Init<TestService$callBack$Results> | TailCall>;
   /** Hands the capability back: the caller sees its own object again. */
-  echoCap(params: TestService$echoCap$Params, ctx: CallContext): Init<TestService$echoCap$Results> | Promise<Init<TestService$echoCap$Results>>;
+  echoCap(params: TestService$echoCap$Params, ctx: CallContext): Init<TestService$echoCap$Results> | TailCall | Promise<Init<TestService$echoCap$Results> | TailCall>;
   /** Returns a promise capability that resolves once `resolveLater` is called. */
-  later(params: TestService$later$Params, ctx: CallContext): Init<TestService$later$Results> | Promise<Init<TestService$later$Results>>;
-  resolveLater(params: TestService$resolveLater$Params, ctx: CallContext): void | Promise<void>;
-  fail(params: TestService$fail$Params, ctx: CallContext): void | Promise<void>;
+  later(params: TestService$later$Params, ctx: CallContext): Init<TestService$later$Results> | TailCall | Promise<Init<TestService$later$Results> | TailCall>;
+  resolveLater(params: TestService$resolveLater$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  fail(params: TestService$fail$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
   /** Never returns on its own; the server counts the calls that were canceled. */
-  hang(params: TestService$hang$Params, ctx: CallContext): void | Promise<void>;
-  canceledCount(params: TestService$canceledCount$Params, ctx: CallContext): Init<TestService$canceledCount$Results> | Promise<Init<TestService$canceledCount$Results>>;
+  hang(params: TestService$hang$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  canceledCount(params: TestService$canceledCount$Params, ctx: CallContext): Init<TestService$canceledCount$Results> | TailCall | Promise<Init<TestService$canceledCount$Results> | TailCall>;
   /** Counters made here are counted while alive; release is seen by liveTracked. */
-  tracked(params: TestService$tracked$Params, ctx: CallContext): Init<TestService$tracked$Results> | Promise<Init<TestService$tracked$Results>>;
-  liveTracked(params: TestService$liveTracked$Params, ctx: CallContext): Init<TestService$liveTracked$Results> | Promise<Init<TestService$liveTracked$Results>>;
-  sink(params: TestService$sink$Params, ctx: CallContext): Init<TestService$sink$Results> | Promise<Init<TestService$sink$Results>>;
+  tracked(params: TestService$tracked$Params, ctx: CallContext): Init<TestService$tracked$Results> | TailCall | Promise<Init<TestService$tracked$Results> | TailCall>;
+  liveTracked(params: TestService$liveTracked$Params, ctx: CallContext): Init<TestService$liveTracked$Results> | TailCall | Promise<Init<TestService$liveTracked$Results> | TailCall>;
+  sink(params: TestService$sink$Params, ctx: CallContext): Init<TestService$sink$Results> | TailCall | Promise<Init<TestService$sink$Results> | TailCall>;
   /** Returns `size` bytes where byte i = (i * 7 + 3) & 0xff. */
-  payload(params: TestService$payload$Params, ctx: CallContext): Init<TestService$payload$Results> | Promise<Init<TestService$payload$Results>>;
+  payload(params: TestService$payload$Params, ctx: CallContext): Init<TestService$payload$Results> | TailCall | Promise<Init<TestService$payload$Results> | TailCall>;
   /** FNV-1a 64 of data. */
-  checksum(params: TestService$checksum$Params, ctx: CallContext): Init<TestService$checksum$Results> | Promise<Init<TestService$checksum$Results>>;
-  counters(params: TestService$counters$Params, ctx: CallContext): Init<TestService$counters$Results> | Promise<Init<TestService$counters$Results>>;
+  checksum(params: TestService$checksum$Params, ctx: CallContext): Init<TestService$checksum$Results> | TailCall | Promise<Init<TestService$checksum$Results> | TailCall>;
+  counters(params: TestService$counters$Params, ctx: CallContext): Init<TestService$counters$Results> | TailCall | Promise<Init<TestService$counters$Results> | TailCall>;
   /** Calls add(0) on each and sums the values; null entries count as 0. */
-  sumCounters(params: TestService$sumCounters$Params, ctx: CallContext): Init<TestService$sumCounters$Results> | Promise<Init<TestService$sumCounters$Results>>;
+  sumCounters(params: TestService$sumCounters$Params, ctx: CallContext): Init<TestService$sumCounters$Results> | TailCall | Promise<Init<TestService$sumCounters$Results> | TailCall>;
   /** outer.inner.counter starts at `start`; outer.list has two counters. */
-  nested(params: TestService$nested$Params, ctx: CallContext): Init<TestService$nested$Results> | Promise<Init<TestService$nested$Results>>;
+  nested(params: TestService$nested$Params, ctx: CallContext): Init<TestService$nested$Results> | TailCall | Promise<Init<TestService$nested$Results> | TailCall>;
   /** Calls cap.add(1) `times` times, sequentially, returns the last value. */
-  callMany(params: TestService$callMany$Params, ctx: CallContext): Init<TestService$callMany$Results> | Promise<Init<TestService$callMany$Results>>;
+  callMany(params: TestService$callMany$Params, ctx: CallContext): Init<TestService$callMany$Results> | TailCall | Promise<Init<TestService$callMany$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `TestService.echo`. */
@@ -364,17 +474,27 @@ export const TestService$echo$Params$codec: Codec<TestService$echo$Params> = def
   name: "TestService$echo$Params",
   dataWords: 1,
   pointers: 2,
-  read(v, caps) {
+  fields: ["text", "data", "n"],
+  read(v) {
     return {
       text: readText(v, 0),
       data: readData(v, 1),
       n: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.text != null) writeText(v, 0, x.text);
-    if (x.data != null) writeData(v, 1, x.data);
-    if (x.n != null) writeInt64(v, 0, x.n);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.text != null) { $f = "text"; $n++; writeText(v, 0, x.text); }
+      if (x.data != null) { $f = "data"; $n++; writeData(v, 1, x.data); }
+      if (x.n != null) { $f = "n"; $n++; writeInt64(v, 0, x.n); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$echo$Params$codec);
   },
 });
 
@@ -389,17 +509,27 @@ export const TestService$echo$Results$codec: Codec<TestService$echo$Results> = d
   name: "TestService$echo$Results",
   dataWords: 1,
   pointers: 2,
-  read(v, caps) {
+  fields: ["text", "data", "n"],
+  read(v) {
     return {
       text: readText(v, 0),
       data: readData(v, 1),
       n: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.text != null) writeText(v, 0, x.text);
-    if (x.data != null) writeData(v, 1, x.data);
-    if (x.n != null) writeInt64(v, 0, x.n);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.text != null) { $f = "text"; $n++; writeText(v, 0, x.text); }
+      if (x.data != null) { $f = "data"; $n++; writeData(v, 1, x.data); }
+      if (x.n != null) { $f = "n"; $n++; writeInt64(v, 0, x.n); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$echo$Results$codec);
   },
 });
 
@@ -412,13 +542,23 @@ export const TestService$newCounter$Params$codec: Codec<TestService$newCounter$P
   name: "TestService$newCounter$Params",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["start"],
+  read(v) {
     return {
       start: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.start != null) writeInt64(v, 0, x.start);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.start != null) { $f = "start"; $n++; writeInt64(v, 0, x.start); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$newCounter$Params$codec);
   },
 });
 
@@ -431,13 +571,23 @@ export const TestService$newCounter$Results$codec: Codec<TestService$newCounter$
   name: "TestService$newCounter$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["counter"],
   read(v, caps) {
     return {
       counter: readCap<Counter>(v, 0, Counter, caps),
     };
   },
   write(x, v, caps) {
-    if (x.counter != null) writeCap(v, 0, Counter, x.counter, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.counter != null) { $f = "counter"; $n++; writeCap(v, 0, Counter, x.counter, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$newCounter$Results$codec);
   },
   pipeline: () => ({
     counter: { kind: "interface", pointer: 0, iface: Counter },
@@ -454,6 +604,7 @@ export const TestService$callBack$Params$codec: Codec<TestService$callBack$Param
   name: "TestService$callBack$Params",
   dataWords: 0,
   pointers: 2,
+  fields: ["cb", "value"],
   read(v, caps) {
     return {
       cb: readCap<Callback>(v, 0, Callback, caps),
@@ -461,8 +612,17 @@ export const TestService$callBack$Params$codec: Codec<TestService$callBack$Param
     };
   },
   write(x, v, caps) {
-    if (x.cb != null) writeCap(v, 0, Callback, x.cb, caps);
-    if (x.value != null) writeText(v, 1, x.value);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.cb != null) { $f = "cb"; $n++; writeCap(v, 0, Callback, x.cb, caps); }
+      if (x.value != null) { $f = "value"; $n++; writeText(v, 1, x.value); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$callBack$Params$codec);
   },
   pipeline: () => ({
     cb: { kind: "interface", pointer: 0, iface: Callback },
@@ -478,13 +638,23 @@ export const TestService$callBack$Results$codec: Codec<TestService$callBack$Resu
   name: "TestService$callBack$Results",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["reply"],
+  read(v) {
     return {
       reply: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.reply != null) writeText(v, 0, x.reply);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.reply != null) { $f = "reply"; $n++; writeText(v, 0, x.reply); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$callBack$Results$codec);
   },
 });
 
@@ -497,13 +667,23 @@ export const TestService$echoCap$Params$codec: Codec<TestService$echoCap$Params>
   name: "TestService$echoCap$Params",
   dataWords: 0,
   pointers: 1,
+  fields: ["cap"],
   read(v, caps) {
     return {
       cap: readCap<Counter>(v, 0, Counter, caps),
     };
   },
   write(x, v, caps) {
-    if (x.cap != null) writeCap(v, 0, Counter, x.cap, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.cap != null) { $f = "cap"; $n++; writeCap(v, 0, Counter, x.cap, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$echoCap$Params$codec);
   },
   pipeline: () => ({
     cap: { kind: "interface", pointer: 0, iface: Counter },
@@ -519,13 +699,23 @@ export const TestService$echoCap$Results$codec: Codec<TestService$echoCap$Result
   name: "TestService$echoCap$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["cap"],
   read(v, caps) {
     return {
       cap: readCap<Counter>(v, 0, Counter, caps),
     };
   },
   write(x, v, caps) {
-    if (x.cap != null) writeCap(v, 0, Counter, x.cap, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.cap != null) { $f = "cap"; $n++; writeCap(v, 0, Counter, x.cap, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$echoCap$Results$codec);
   },
   pipeline: () => ({
     cap: { kind: "interface", pointer: 0, iface: Counter },
@@ -541,13 +731,23 @@ export const TestService$later$Params$codec: Codec<TestService$later$Params> = d
   name: "TestService$later$Params",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["start"],
+  read(v) {
     return {
       start: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.start != null) writeInt64(v, 0, x.start);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.start != null) { $f = "start"; $n++; writeInt64(v, 0, x.start); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$later$Params$codec);
   },
 });
 
@@ -560,13 +760,23 @@ export const TestService$later$Results$codec: Codec<TestService$later$Results> =
   name: "TestService$later$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["counter"],
   read(v, caps) {
     return {
       counter: readCap<Counter>(v, 0, Counter, caps),
     };
   },
   write(x, v, caps) {
-    if (x.counter != null) writeCap(v, 0, Counter, x.counter, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.counter != null) { $f = "counter"; $n++; writeCap(v, 0, Counter, x.counter, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$later$Results$codec);
   },
   pipeline: () => ({
     counter: { kind: "interface", pointer: 0, iface: Counter },
@@ -574,29 +784,39 @@ export const TestService$later$Results$codec: Codec<TestService$later$Results> =
 });
 
 /** Parameters of `TestService.resolveLater`. */
-export type TestService$resolveLater$Params = Record<never, never>;
+export type TestService$resolveLater$Params = { [K in never]: never };
 
 export const TestService$resolveLater$Params$codec: Codec<TestService$resolveLater$Params> = defineStruct<TestService$resolveLater$Params>({
   name: "TestService$resolveLater$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$resolveLater$Params$codec);
+  },
 });
 
 /** Results of `TestService.resolveLater`. */
-export type TestService$resolveLater$Results = Record<never, never>;
+export type TestService$resolveLater$Results = { [K in never]: never };
 
 export const TestService$resolveLater$Results$codec: Codec<TestService$resolveLater$Results> = defineStruct<TestService$resolveLater$Results>({
   name: "TestService$resolveLater$Results",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$resolveLater$Results$codec);
+  },
 });
 
 /** Parameters of `TestService.fail`. */
@@ -609,68 +829,98 @@ export const TestService$fail$Params$codec: Codec<TestService$fail$Params> = def
   name: "TestService$fail$Params",
   dataWords: 1,
   pointers: 1,
-  read(v, caps) {
+  fields: ["kind", "reason"],
+  read(v) {
     return {
       kind: readEnum(v, 0, FailKind),
       reason: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.kind != null) writeEnum(v, 0, FailKind, x.kind);
-    if (x.reason != null) writeText(v, 0, x.reason);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.kind != null) { $f = "kind"; $n++; writeEnum(v, 0, FailKind, x.kind); }
+      if (x.reason != null) { $f = "reason"; $n++; writeText(v, 0, x.reason); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$fail$Params$codec);
   },
 });
 
 /** Results of `TestService.fail`. */
-export type TestService$fail$Results = Record<never, never>;
+export type TestService$fail$Results = { [K in never]: never };
 
 export const TestService$fail$Results$codec: Codec<TestService$fail$Results> = defineStruct<TestService$fail$Results>({
   name: "TestService$fail$Results",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$fail$Results$codec);
+  },
 });
 
 /** Parameters of `TestService.hang`. */
-export type TestService$hang$Params = Record<never, never>;
+export type TestService$hang$Params = { [K in never]: never };
 
 export const TestService$hang$Params$codec: Codec<TestService$hang$Params> = defineStruct<TestService$hang$Params>({
   name: "TestService$hang$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$hang$Params$codec);
+  },
 });
 
 /** Results of `TestService.hang`. */
-export type TestService$hang$Results = Record<never, never>;
+export type TestService$hang$Results = { [K in never]: never };
 
 export const TestService$hang$Results$codec: Codec<TestService$hang$Results> = defineStruct<TestService$hang$Results>({
   name: "TestService$hang$Results",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$hang$Results$codec);
+  },
 });
 
 /** Parameters of `TestService.canceledCount`. */
-export type TestService$canceledCount$Params = Record<never, never>;
+export type TestService$canceledCount$Params = { [K in never]: never };
 
 export const TestService$canceledCount$Params$codec: Codec<TestService$canceledCount$Params> = defineStruct<TestService$canceledCount$Params>({
   name: "TestService$canceledCount$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$canceledCount$Params$codec);
+  },
 });
 
 /** Results of `TestService.canceledCount`. */
@@ -682,27 +932,42 @@ export const TestService$canceledCount$Results$codec: Codec<TestService$canceled
   name: "TestService$canceledCount$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["count"],
+  read(v) {
     return {
       count: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.count != null) writeUint32(v, 0, x.count);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.count != null) { $f = "count"; $n++; writeUint32(v, 0, x.count); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$canceledCount$Results$codec);
   },
 });
 
 /** Parameters of `TestService.tracked`. */
-export type TestService$tracked$Params = Record<never, never>;
+export type TestService$tracked$Params = { [K in never]: never };
 
 export const TestService$tracked$Params$codec: Codec<TestService$tracked$Params> = defineStruct<TestService$tracked$Params>({
   name: "TestService$tracked$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$tracked$Params$codec);
+  },
 });
 
 /** Results of `TestService.tracked`. */
@@ -714,13 +979,23 @@ export const TestService$tracked$Results$codec: Codec<TestService$tracked$Result
   name: "TestService$tracked$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["counter"],
   read(v, caps) {
     return {
       counter: readCap<Counter>(v, 0, Counter, caps),
     };
   },
   write(x, v, caps) {
-    if (x.counter != null) writeCap(v, 0, Counter, x.counter, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.counter != null) { $f = "counter"; $n++; writeCap(v, 0, Counter, x.counter, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$tracked$Results$codec);
   },
   pipeline: () => ({
     counter: { kind: "interface", pointer: 0, iface: Counter },
@@ -728,16 +1003,21 @@ export const TestService$tracked$Results$codec: Codec<TestService$tracked$Result
 });
 
 /** Parameters of `TestService.liveTracked`. */
-export type TestService$liveTracked$Params = Record<never, never>;
+export type TestService$liveTracked$Params = { [K in never]: never };
 
 export const TestService$liveTracked$Params$codec: Codec<TestService$liveTracked$Params> = defineStruct<TestService$liveTracked$Params>({
   name: "TestService$liveTracked$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$liveTracked$Params$codec);
+  },
 });
 
 /** Results of `TestService.liveTracked`. */
@@ -749,27 +1029,42 @@ export const TestService$liveTracked$Results$codec: Codec<TestService$liveTracke
   name: "TestService$liveTracked$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["count"],
+  read(v) {
     return {
       count: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.count != null) writeUint32(v, 0, x.count);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.count != null) { $f = "count"; $n++; writeUint32(v, 0, x.count); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$liveTracked$Results$codec);
   },
 });
 
 /** Parameters of `TestService.sink`. */
-export type TestService$sink$Params = Record<never, never>;
+export type TestService$sink$Params = { [K in never]: never };
 
 export const TestService$sink$Params$codec: Codec<TestService$sink$Params> = defineStruct<TestService$sink$Params>({
   name: "TestService$sink$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, TestService$sink$Params$codec);
+  },
 });
 
 /** Results of `TestService.sink`. */
@@ -781,13 +1076,23 @@ export const TestService$sink$Results$codec: Codec<TestService$sink$Results> = d
   name: "TestService$sink$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["sink"],
   read(v, caps) {
     return {
       sink: readCap<ByteSink>(v, 0, ByteSink, caps),
     };
   },
   write(x, v, caps) {
-    if (x.sink != null) writeCap(v, 0, ByteSink, x.sink, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.sink != null) { $f = "sink"; $n++; writeCap(v, 0, ByteSink, x.sink, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$sink$Results$codec);
   },
   pipeline: () => ({
     sink: { kind: "interface", pointer: 0, iface: ByteSink },
@@ -803,13 +1108,23 @@ export const TestService$payload$Params$codec: Codec<TestService$payload$Params>
   name: "TestService$payload$Params",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["size"],
+  read(v) {
     return {
       size: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.size != null) writeUint32(v, 0, x.size);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.size != null) { $f = "size"; $n++; writeUint32(v, 0, x.size); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$payload$Params$codec);
   },
 });
 
@@ -822,13 +1137,23 @@ export const TestService$payload$Results$codec: Codec<TestService$payload$Result
   name: "TestService$payload$Results",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["data"],
+  read(v) {
     return {
       data: readData(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.data != null) writeData(v, 0, x.data);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.data != null) { $f = "data"; $n++; writeData(v, 0, x.data); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$payload$Results$codec);
   },
 });
 
@@ -841,13 +1166,23 @@ export const TestService$checksum$Params$codec: Codec<TestService$checksum$Param
   name: "TestService$checksum$Params",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["data"],
+  read(v) {
     return {
       data: readData(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.data != null) writeData(v, 0, x.data);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.data != null) { $f = "data"; $n++; writeData(v, 0, x.data); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$checksum$Params$codec);
   },
 });
 
@@ -860,13 +1195,23 @@ export const TestService$checksum$Results$codec: Codec<TestService$checksum$Resu
   name: "TestService$checksum$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["sum"],
+  read(v) {
     return {
       sum: readUint64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.sum != null) writeUint64(v, 0, x.sum);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.sum != null) { $f = "sum"; $n++; writeUint64(v, 0, x.sum); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$checksum$Results$codec);
   },
 });
 
@@ -879,13 +1224,23 @@ export const TestService$counters$Params$codec: Codec<TestService$counters$Param
   name: "TestService$counters$Params",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["n"],
+  read(v) {
     return {
       n: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.n != null) writeUint32(v, 0, x.n);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.n != null) { $f = "n"; $n++; writeUint32(v, 0, x.n); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$counters$Params$codec);
   },
 });
 
@@ -898,13 +1253,23 @@ export const TestService$counters$Results$codec: Codec<TestService$counters$Resu
   name: "TestService$counters$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["list"],
   read(v, caps) {
     return {
       list: readList(v, 0, $list_Counter, caps),
     };
   },
   write(x, v, caps) {
-    if (x.list != null) writeList(v, 0, $list_Counter, x.list, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.list != null) { $f = "list"; $n++; writeList(v, 0, $list_Counter, x.list, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$counters$Results$codec);
   },
 });
 
@@ -917,13 +1282,23 @@ export const TestService$sumCounters$Params$codec: Codec<TestService$sumCounters
   name: "TestService$sumCounters$Params",
   dataWords: 0,
   pointers: 1,
+  fields: ["list"],
   read(v, caps) {
     return {
       list: readList(v, 0, $list_Counter, caps),
     };
   },
   write(x, v, caps) {
-    if (x.list != null) writeList(v, 0, $list_Counter, x.list, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.list != null) { $f = "list"; $n++; writeList(v, 0, $list_Counter, x.list, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$sumCounters$Params$codec);
   },
 });
 
@@ -936,13 +1311,23 @@ export const TestService$sumCounters$Results$codec: Codec<TestService$sumCounter
   name: "TestService$sumCounters$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["total"],
+  read(v) {
     return {
       total: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.total != null) writeInt64(v, 0, x.total);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.total != null) { $f = "total"; $n++; writeInt64(v, 0, x.total); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$sumCounters$Results$codec);
   },
 });
 
@@ -955,13 +1340,23 @@ export const TestService$nested$Params$codec: Codec<TestService$nested$Params> =
   name: "TestService$nested$Params",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["start"],
+  read(v) {
     return {
       start: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.start != null) writeInt64(v, 0, x.start);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.start != null) { $f = "start"; $n++; writeInt64(v, 0, x.start); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$nested$Params$codec);
   },
 });
 
@@ -974,13 +1369,23 @@ export const TestService$nested$Results$codec: Codec<TestService$nested$Results>
   name: "TestService$nested$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["outer"],
   read(v, caps) {
     return {
       outer: readStructField(v, 0, Outer$codec, caps),
     };
   },
   write(x, v, caps) {
-    if (x.outer != null) writeStructField(v, 0, Outer$codec, x.outer, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.outer != null) { $f = "outer"; $n++; writeStructField(v, 0, Outer$codec, x.outer, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$nested$Results$codec);
   },
   pipeline: () => ({
     outer: { kind: "struct", pointer: 0, codec: Outer$codec },
@@ -997,6 +1402,7 @@ export const TestService$callMany$Params$codec: Codec<TestService$callMany$Param
   name: "TestService$callMany$Params",
   dataWords: 1,
   pointers: 1,
+  fields: ["cap", "times"],
   read(v, caps) {
     return {
       cap: readCap<Counter>(v, 0, Counter, caps),
@@ -1004,8 +1410,17 @@ export const TestService$callMany$Params$codec: Codec<TestService$callMany$Param
     };
   },
   write(x, v, caps) {
-    if (x.cap != null) writeCap(v, 0, Counter, x.cap, caps);
-    if (x.times != null) writeUint32(v, 0, x.times);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.cap != null) { $f = "cap"; $n++; writeCap(v, 0, Counter, x.cap, caps); }
+      if (x.times != null) { $f = "times"; $n++; writeUint32(v, 0, x.times); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$callMany$Params$codec);
   },
   pipeline: () => ({
     cap: { kind: "interface", pointer: 0, iface: Counter },
@@ -1021,27 +1436,42 @@ export const TestService$callMany$Results$codec: Codec<TestService$callMany$Resu
   name: "TestService$callMany$Results",
   dataWords: 1,
   pointers: 0,
-  read(v, caps) {
+  fields: ["value"],
+  read(v) {
     return {
       value: readInt64(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.value != null) writeInt64(v, 0, x.value);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.value != null) { $f = "value"; $n++; writeInt64(v, 0, x.value); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, TestService$callMany$Results$codec);
   },
 });
 
 /** `StreamResult` from capnp/stream.capnp (copied here: no module is generated for it). */
-export type StreamResult = Record<never, never>;
+export type StreamResult = { [K in never]: never };
 
 export const StreamResult$codec: Codec<StreamResult> = defineStruct<StreamResult>({
   name: "StreamResult",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, StreamResult$codec);
+  },
 });
 
 export const Counter = defineInterface<Counter, CounterServer>({

@@ -21,10 +21,12 @@
 //   what it stands for; so does the peer's disconnection.
 
 import { defineInterface } from "../rpc/index.js";
-import type { CallContext, CallOptions, Capability, RpcPromise } from "../rpc/index.js";
+import type { CallContext, CallOptions, Capability, RpcPromise, TailCall } from "../rpc/index.js";
 import {
   badUnionMember,
+  checkFields,
   defineStruct,
+  fieldError,
   LIST_TEXT,
   listOfStruct,
   readBool,
@@ -71,6 +73,7 @@ export const Hello$codec: Codec<Hello> = defineStruct<Hello>({
   name: "Hello",
   dataWords: 1,
   pointers: 2,
+  fields: ["protocolVersion", "features", "software"],
   read(v, caps) {
     return {
       protocolVersion: readUint32(v, 0),
@@ -79,9 +82,18 @@ export const Hello$codec: Codec<Hello> = defineStruct<Hello>({
     };
   },
   write(x, v, caps) {
-    if (x.protocolVersion != null) writeUint32(v, 0, x.protocolVersion);
-    if (x.features != null) writeList(v, 0, LIST_TEXT, x.features, caps);
-    if (x.software != null) writeText(v, 1, x.software);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.protocolVersion != null) { $f = "protocolVersion"; $n++; writeUint32(v, 0, x.protocolVersion); }
+      if (x.features != null) { $f = "features"; $n++; writeList(v, 0, LIST_TEXT, x.features, caps); }
+      if (x.software != null) { $f = "software"; $n++; writeText(v, 1, x.software); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hello$codec);
   },
 });
 
@@ -96,15 +108,25 @@ export const InterfaceInfo$codec: Codec<InterfaceInfo> = defineStruct<InterfaceI
   name: "InterfaceInfo",
   dataWords: 1,
   pointers: 1,
-  read(v, caps) {
+  fields: ["id", "name"],
+  read(v) {
     return {
       id: readUint64(v, 0),
       name: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.id != null) writeUint64(v, 0, x.id);
-    if (x.name != null) writeText(v, 0, x.name);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.id != null) { $f = "id"; $n++; writeUint64(v, 0, x.id); }
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, InterfaceInfo$codec);
   },
 });
 
@@ -137,6 +159,7 @@ export const PluginInfo$codec: Codec<PluginInfo> = defineStruct<PluginInfo>({
   name: "PluginInfo",
   dataWords: 1,
   pointers: 6,
+  fields: ["version", "description", "interfaces", "addresses", "features", "schema", "protocolVersion"],
   read(v, caps) {
     return {
       version: readText(v, 0),
@@ -149,13 +172,22 @@ export const PluginInfo$codec: Codec<PluginInfo> = defineStruct<PluginInfo>({
     };
   },
   write(x, v, caps) {
-    if (x.version != null) writeText(v, 0, x.version);
-    if (x.description != null) writeText(v, 1, x.description);
-    if (x.interfaces != null) writeList(v, 2, $list_InterfaceInfo, x.interfaces, caps);
-    if (x.addresses != null) writeList(v, 3, LIST_TEXT, x.addresses, caps);
-    if (x.features != null) writeList(v, 4, LIST_TEXT, x.features, caps);
-    if (x.schema != null) writeData(v, 5, x.schema);
-    if (x.protocolVersion != null) writeUint32(v, 0, x.protocolVersion);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.version != null) { $f = "version"; $n++; writeText(v, 0, x.version); }
+      if (x.description != null) { $f = "description"; $n++; writeText(v, 1, x.description); }
+      if (x.interfaces != null) { $f = "interfaces"; $n++; writeList(v, 2, $list_InterfaceInfo, x.interfaces, caps); }
+      if (x.addresses != null) { $f = "addresses"; $n++; writeList(v, 3, LIST_TEXT, x.addresses, caps); }
+      if (x.features != null) { $f = "features"; $n++; writeList(v, 4, LIST_TEXT, x.features, caps); }
+      if (x.schema != null) { $f = "schema"; $n++; writeData(v, 5, x.schema); }
+      if (x.protocolVersion != null) { $f = "protocolVersion"; $n++; writeUint32(v, 0, x.protocolVersion); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, PluginInfo$codec);
   },
 });
 
@@ -173,6 +205,7 @@ export const Entry$codec: Codec<Entry> = defineStruct<Entry>({
   name: "Entry",
   dataWords: 1,
   pointers: 3,
+  fields: ["name", "id", "info", "since"],
   read(v, caps) {
     return {
       name: readText(v, 0),
@@ -182,10 +215,19 @@ export const Entry$codec: Codec<Entry> = defineStruct<Entry>({
     };
   },
   write(x, v, caps) {
-    if (x.name != null) writeText(v, 0, x.name);
-    if (x.id != null) writeText(v, 1, x.id);
-    if (x.info != null) writeStructField(v, 2, PluginInfo$codec, x.info, caps);
-    if (x.since != null) writeUint64(v, 0, x.since);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+      if (x.id != null) { $f = "id"; $n++; writeText(v, 1, x.id); }
+      if (x.info != null) { $f = "info"; $n++; writeStructField(v, 2, PluginInfo$codec, x.info, caps); }
+      if (x.since != null) { $f = "since"; $n++; writeUint64(v, 0, x.since); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Entry$codec);
   },
   pipeline: () => ({
     info: { kind: "struct", pointer: 2, codec: PluginInfo$codec },
@@ -206,6 +248,7 @@ export const Event$codec: Codec<Event> = defineStruct<Event>({
   name: "Event",
   dataWords: 1,
   pointers: 3,
+  fields: ["which", "snapshot", "joined", "left"],
   read(v, caps) {
     const $which = readUint16(v, 0);
     switch ($which) {
@@ -221,31 +264,41 @@ export const Event$codec: Codec<Event> = defineStruct<Event>({
     }
   },
   write(x, v, caps) {
-    let which = x.which;
-    if (which === undefined) {
-      if (x.snapshot !== undefined) which = "snapshot";
+    let $n = 0;
+    let $f = "";
+    try {
+      let which = x.which;
+      if (which != null) $n++;
+      else if (x.snapshot !== undefined) which = "snapshot";
       else if (x.joined !== undefined) which = "joined";
       else if (x.left !== undefined) which = "left";
+      $f = "which";
+      switch (which) {
+        case "snapshot":
+          writeUint16(v, 0, 0);
+          if (x.snapshot != null) { $f = "snapshot"; $n++; writeList(v, 0, $list_Entry, x.snapshot, caps); }
+          break;
+        case "joined":
+          writeUint16(v, 0, 1);
+          if (x.joined != null) { $f = "joined"; $n++; writeStructField(v, 0, Entry$codec, x.joined, caps); }
+          break;
+        case "left":
+          writeUint16(v, 0, 2);
+          if (x.left != null) { $f = "left"; $n++; Event_left$codec.write(x.left, v, caps); }
+          break;
+        case null:
+        case undefined:
+          break;
+        default:
+          if (typeof which !== "number") throw badUnionMember("Event", which);
+          writeUint16(v, 0, which);
+      }
+    } catch (e) {
+      throw fieldError(e, $f);
     }
-    switch (which) {
-      case "snapshot":
-        writeUint16(v, 0, 0);
-        if (x.snapshot != null) writeList(v, 0, $list_Entry, x.snapshot, caps);
-        break;
-      case "joined":
-        writeUint16(v, 0, 1);
-        if (x.joined != null) writeStructField(v, 0, Entry$codec, x.joined, caps);
-        break;
-      case "left":
-        writeUint16(v, 0, 2);
-        if (x.left != null) Event_left$codec.write(x.left, v, caps);
-        break;
-      case undefined:
-        break;
-      default:
-        if (typeof which !== "number") throw badUnionMember("Event", which);
-        writeUint16(v, 0, which);
-    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Event$codec);
   },
   pipeline: () => ({
     joined: { kind: "struct", pointer: 0, codec: Entry$codec },
@@ -264,17 +317,27 @@ export const Event_left$codec: Codec<Event_left> = defineStruct<Event_left>({
   name: "Event_left",
   dataWords: 1,
   pointers: 3,
-  read(v, caps) {
+  fields: ["name", "id", "reason"],
+  read(v) {
     return {
       name: readText(v, 0),
       id: readText(v, 1),
       reason: readText(v, 2),
     };
   },
-  write(x, v, caps) {
-    if (x.name != null) writeText(v, 0, x.name);
-    if (x.id != null) writeText(v, 1, x.id);
-    if (x.reason != null) writeText(v, 2, x.reason);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+      if (x.id != null) { $f = "id"; $n++; writeText(v, 1, x.id); }
+      if (x.reason != null) { $f = "reason"; $n++; writeText(v, 2, x.reason); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Event_left$codec);
   },
 });
 
@@ -328,7 +391,7 @@ export interface HubServer {
    * Calling hello is optional: a peer that skips it is taken to speak
    * `protocolVersion` 1 with no optional features.
    */
-  hello(params: Hub$hello$Params, ctx: CallContext): Init<Hub$hello$Results> | Promise<Init<Hub$hello$Results>>;
+  hello(params: Hub$hello$Params, ctx: CallContext): Init<Hub$hello$Results> | TailCall | Promise<Init<Hub$hello$Results> | TailCall>;
   /**
    * Registers `name` for the caller. Exactly one of `cap` (the same capability
    * for every caller) and `provider` (asked for a capability per caller) is
@@ -336,28 +399,30 @@ export interface HubServer {
    * the caller replace the holder: the holder's Registration then ends
    * ("replaced by …") and watchers see `left` then `joined`.
    */
-  register(params: Hub$register$Params, ctx: CallContext): Init<Hub$register$Results> | Promise<Init<Hub$register$Results>>;
+  register(params: Hub$register$Params, ctx: CallContext): Init<Hub$register$Results> | TailCall | Promise<Init<Hub$register$Results> | TailCall>;
   /** Every registered plugin, ordered by name. */
-  list(params: Hub$list$Params, ctx: CallContext): Init<Hub$list$Results> | Promise<Init<Hub$list$Results>>;
+  list(params: Hub$list$Params, ctx: CallContext): Init<Hub$list$Results> | TailCall | Promise<Init<Hub$list$Results> | TailCall>;
   /**
    * Delivers a snapshot, then every `joined` and `left`, in order, to
    * `observer`. Events wait while the observer has not answered earlier ones
    * (flow control); a watcher that falls too far behind, or fails, is dropped.
    */
-  watch(params: Hub$watch$Params, ctx: CallContext): Init<Hub$watch$Results> | Promise<Init<Hub$watch$Results>>;
+  watch(params: Hub$watch$Params, ctx: CallContext): Init<Hub$watch$Results> | TailCall | Promise<Init<Hub$watch$Results> | TailCall>;
   /**
    * The capability registered as `name` (callers may pipeline on it at once).
    * Unknown names fail with `failed` naming the name; with `waitMs` > 0 the
    * call waits up to that long for the name to be registered.
    */
-  connect(params: Hub$connect$Params, ctx: CallContext): Init<Hub$connect$Results> | Promise<Init<Hub$connect$Results>>;
+  connect(params: Hub$connect$Params, ctx: CallContext): Init<Hub$connect$Results> | TailCall | Promise<Init<Hub$connect$Results> | TailCall>;
   /**
    * A registered plugin's entry (its info, features and schema) without
    * connecting to it. Fails like `connect` for an unknown name.
    */
-  lookup(params: Hub$lookup$Params, ctx: CallContext): Init<Hub$lookup$Results> | Promise<Init<Hub$lookup$Results>>;
+  lookup(params: Hub$lookup$Params, ctx: CallContext): Init<Hub$lookup$Results> | TailCall | Promise<Init<Hub$lookup$Results> | TailCall>;
   /** Hub administration, for identities the policy allows. */
-  admin(params: Hub$admin$Params, ctx: CallContext): Init<Hub$admin$Results> | Promise<Init<Hub$admin$Results>>;
+  admin(params: Hub$admin$Params, ctx: CallContext): Init<Hub$admin$Results> | TailCall | Promise<Init<Hub$admin$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Hub.hello`. */
@@ -369,13 +434,23 @@ export const Hub$hello$Params$codec: Codec<Hub$hello$Params> = defineStruct<Hub$
   name: "Hub$hello$Params",
   dataWords: 0,
   pointers: 1,
+  fields: ["hello"],
   read(v, caps) {
     return {
       hello: readStructField(v, 0, Hello$codec, caps),
     };
   },
   write(x, v, caps) {
-    if (x.hello != null) writeStructField(v, 0, Hello$codec, x.hello, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.hello != null) { $f = "hello"; $n++; writeStructField(v, 0, Hello$codec, x.hello, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$hello$Params$codec);
   },
   pipeline: () => ({
     hello: { kind: "struct", pointer: 0, codec: Hello$codec },
@@ -393,6 +468,7 @@ export const Hub$hello$Results$codec: Codec<Hub$hello$Results> = defineStruct<Hu
   name: "Hub$hello$Results",
   dataWords: 0,
   pointers: 3,
+  fields: ["hub", "hubId", "you"],
   read(v, caps) {
     return {
       hub: readStructField(v, 0, Hello$codec, caps),
@@ -401,9 +477,18 @@ export const Hub$hello$Results$codec: Codec<Hub$hello$Results> = defineStruct<Hu
     };
   },
   write(x, v, caps) {
-    if (x.hub != null) writeStructField(v, 0, Hello$codec, x.hub, caps);
-    if (x.hubId != null) writeText(v, 1, x.hubId);
-    if (x.you != null) writeText(v, 2, x.you);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.hub != null) { $f = "hub"; $n++; writeStructField(v, 0, Hello$codec, x.hub, caps); }
+      if (x.hubId != null) { $f = "hubId"; $n++; writeText(v, 1, x.hubId); }
+      if (x.you != null) { $f = "you"; $n++; writeText(v, 2, x.you); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$hello$Results$codec);
   },
   pipeline: () => ({
     hub: { kind: "struct", pointer: 0, codec: Hello$codec },
@@ -423,6 +508,7 @@ export const Hub$register$Params$codec: Codec<Hub$register$Params> = defineStruc
   name: "Hub$register$Params",
   dataWords: 1,
   pointers: 4,
+  fields: ["name", "cap", "provider", "info", "replace"],
   read(v, caps) {
     return {
       name: readText(v, 0),
@@ -433,11 +519,20 @@ export const Hub$register$Params$codec: Codec<Hub$register$Params> = defineStruc
     };
   },
   write(x, v, caps) {
-    if (x.name != null) writeText(v, 0, x.name);
-    if (x.cap != null) writeCap(v, 1, null, x.cap, caps);
-    if (x.provider != null) writeCap(v, 2, Provider, x.provider, caps);
-    if (x.info != null) writeStructField(v, 3, PluginInfo$codec, x.info, caps);
-    if (x.replace != null) writeBool(v, 0, x.replace);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+      if (x.cap != null) { $f = "cap"; $n++; writeCap(v, 1, null, x.cap, caps); }
+      if (x.provider != null) { $f = "provider"; $n++; writeCap(v, 2, Provider, x.provider, caps); }
+      if (x.info != null) { $f = "info"; $n++; writeStructField(v, 3, PluginInfo$codec, x.info, caps); }
+      if (x.replace != null) { $f = "replace"; $n++; writeBool(v, 0, x.replace); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$register$Params$codec);
   },
   pipeline: () => ({
     cap: { kind: "interface", pointer: 1, iface: null },
@@ -455,13 +550,23 @@ export const Hub$register$Results$codec: Codec<Hub$register$Results> = defineStr
   name: "Hub$register$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["registration"],
   read(v, caps) {
     return {
       registration: readCap<Registration>(v, 0, Registration, caps),
     };
   },
   write(x, v, caps) {
-    if (x.registration != null) writeCap(v, 0, Registration, x.registration, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.registration != null) { $f = "registration"; $n++; writeCap(v, 0, Registration, x.registration, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$register$Results$codec);
   },
   pipeline: () => ({
     registration: { kind: "interface", pointer: 0, iface: Registration },
@@ -469,16 +574,21 @@ export const Hub$register$Results$codec: Codec<Hub$register$Results> = defineStr
 });
 
 /** Parameters of `Hub.list`. */
-export type Hub$list$Params = Record<never, never>;
+export type Hub$list$Params = { [K in never]: never };
 
 export const Hub$list$Params$codec: Codec<Hub$list$Params> = defineStruct<Hub$list$Params>({
   name: "Hub$list$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Hub$list$Params$codec);
+  },
 });
 
 /** Results of `Hub.list`. */
@@ -490,13 +600,23 @@ export const Hub$list$Results$codec: Codec<Hub$list$Results> = defineStruct<Hub$
   name: "Hub$list$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["plugins"],
   read(v, caps) {
     return {
       plugins: readList(v, 0, $list_Entry, caps),
     };
   },
   write(x, v, caps) {
-    if (x.plugins != null) writeList(v, 0, $list_Entry, x.plugins, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.plugins != null) { $f = "plugins"; $n++; writeList(v, 0, $list_Entry, x.plugins, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$list$Results$codec);
   },
 });
 
@@ -509,13 +629,23 @@ export const Hub$watch$Params$codec: Codec<Hub$watch$Params> = defineStruct<Hub$
   name: "Hub$watch$Params",
   dataWords: 0,
   pointers: 1,
+  fields: ["observer"],
   read(v, caps) {
     return {
       observer: readCap<Observer>(v, 0, Observer, caps),
     };
   },
   write(x, v, caps) {
-    if (x.observer != null) writeCap(v, 0, Observer, x.observer, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.observer != null) { $f = "observer"; $n++; writeCap(v, 0, Observer, x.observer, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$watch$Params$codec);
   },
   pipeline: () => ({
     observer: { kind: "interface", pointer: 0, iface: Observer },
@@ -531,13 +661,23 @@ export const Hub$watch$Results$codec: Codec<Hub$watch$Results> = defineStruct<Hu
   name: "Hub$watch$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["watch"],
   read(v, caps) {
     return {
       watch: readCap<Watch>(v, 0, Watch, caps),
     };
   },
   write(x, v, caps) {
-    if (x.watch != null) writeCap(v, 0, Watch, x.watch, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.watch != null) { $f = "watch"; $n++; writeCap(v, 0, Watch, x.watch, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$watch$Results$codec);
   },
   pipeline: () => ({
     watch: { kind: "interface", pointer: 0, iface: Watch },
@@ -554,15 +694,25 @@ export const Hub$connect$Params$codec: Codec<Hub$connect$Params> = defineStruct<
   name: "Hub$connect$Params",
   dataWords: 1,
   pointers: 1,
-  read(v, caps) {
+  fields: ["name", "waitMs"],
+  read(v) {
     return {
       name: readText(v, 0),
       waitMs: readUint32(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.name != null) writeText(v, 0, x.name);
-    if (x.waitMs != null) writeUint32(v, 0, x.waitMs);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+      if (x.waitMs != null) { $f = "waitMs"; $n++; writeUint32(v, 0, x.waitMs); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$connect$Params$codec);
   },
 });
 
@@ -575,13 +725,23 @@ export const Hub$connect$Results$codec: Codec<Hub$connect$Results> = defineStruc
   name: "Hub$connect$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["cap"],
   read(v, caps) {
     return {
       cap: readCap<Capability>(v, 0, null, caps),
     };
   },
   write(x, v, caps) {
-    if (x.cap != null) writeCap(v, 0, null, x.cap, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.cap != null) { $f = "cap"; $n++; writeCap(v, 0, null, x.cap, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$connect$Results$codec);
   },
   pipeline: () => ({
     cap: { kind: "interface", pointer: 0, iface: null },
@@ -597,13 +757,23 @@ export const Hub$lookup$Params$codec: Codec<Hub$lookup$Params> = defineStruct<Hu
   name: "Hub$lookup$Params",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["name"],
+  read(v) {
     return {
       name: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.name != null) writeText(v, 0, x.name);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.name != null) { $f = "name"; $n++; writeText(v, 0, x.name); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$lookup$Params$codec);
   },
 });
 
@@ -616,13 +786,23 @@ export const Hub$lookup$Results$codec: Codec<Hub$lookup$Results> = defineStruct<
   name: "Hub$lookup$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["entry"],
   read(v, caps) {
     return {
       entry: readStructField(v, 0, Entry$codec, caps),
     };
   },
   write(x, v, caps) {
-    if (x.entry != null) writeStructField(v, 0, Entry$codec, x.entry, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.entry != null) { $f = "entry"; $n++; writeStructField(v, 0, Entry$codec, x.entry, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$lookup$Results$codec);
   },
   pipeline: () => ({
     entry: { kind: "struct", pointer: 0, codec: Entry$codec },
@@ -630,16 +810,21 @@ export const Hub$lookup$Results$codec: Codec<Hub$lookup$Results> = defineStruct<
 });
 
 /** Parameters of `Hub.admin`. */
-export type Hub$admin$Params = Record<never, never>;
+export type Hub$admin$Params = { [K in never]: never };
 
 export const Hub$admin$Params$codec: Codec<Hub$admin$Params> = defineStruct<Hub$admin$Params>({
   name: "Hub$admin$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Hub$admin$Params$codec);
+  },
 });
 
 /** Results of `Hub.admin`. */
@@ -651,13 +836,23 @@ export const Hub$admin$Results$codec: Codec<Hub$admin$Results> = defineStruct<Hu
   name: "Hub$admin$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["admin"],
   read(v, caps) {
     return {
       admin: readCap<Admin>(v, 0, Admin, caps),
     };
   },
   write(x, v, caps) {
-    if (x.admin != null) writeCap(v, 0, Admin, x.admin, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.admin != null) { $f = "admin"; $n++; writeCap(v, 0, Admin, x.admin, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Hub$admin$Results$codec);
   },
   pipeline: () => ({
     admin: { kind: "interface", pointer: 0, iface: Admin },
@@ -679,7 +874,9 @@ export interface ProviderServer {
    * The capability for `caller`, the identity the hub authenticated (the hub
    * vouches for it). May fail to refuse that caller.
    */
-  provide(params: Provider$provide$Params, ctx: CallContext): Init<Provider$provide$Results> | Promise<Init<Provider$provide$Results>>;
+  provide(params: Provider$provide$Params, ctx: CallContext): Init<Provider$provide$Results> | TailCall | Promise<Init<Provider$provide$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Provider.provide`. */
@@ -691,13 +888,23 @@ export const Provider$provide$Params$codec: Codec<Provider$provide$Params> = def
   name: "Provider$provide$Params",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["caller"],
+  read(v) {
     return {
       caller: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.caller != null) writeText(v, 0, x.caller);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.caller != null) { $f = "caller"; $n++; writeText(v, 0, x.caller); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Provider$provide$Params$codec);
   },
 });
 
@@ -710,13 +917,23 @@ export const Provider$provide$Results$codec: Codec<Provider$provide$Results> = d
   name: "Provider$provide$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["cap"],
   read(v, caps) {
     return {
       cap: readCap<Capability>(v, 0, null, caps),
     };
   },
   write(x, v, caps) {
-    if (x.cap != null) writeCap(v, 0, null, x.cap, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.cap != null) { $f = "cap"; $n++; writeCap(v, 0, null, x.cap, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Provider$provide$Results$codec);
   },
   pipeline: () => ({
     cap: { kind: "interface", pointer: 0, iface: null },
@@ -737,12 +954,14 @@ export interface Registration extends Capability {
 /** What a server of `Registration` implements. */
 export interface RegistrationServer {
   /** Replaces the plugin's info; watchers see it as `left` then `joined`. */
-  update(params: Registration$update$Params, ctx: CallContext): void | Promise<void>;
+  update(params: Registration$update$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
   /**
    * Returns when the registration ends while the holder still holds it
    * (replaced, revoked, hub shutting down), with the reason.
    */
-  ended(params: Registration$ended$Params, ctx: CallContext): Init<Registration$ended$Results> | Promise<Init<Registration$ended$Results>>;
+  ended(params: Registration$ended$Params, ctx: CallContext): Init<Registration$ended$Results> | TailCall | Promise<Init<Registration$ended$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Registration.update`. */
@@ -754,13 +973,23 @@ export const Registration$update$Params$codec: Codec<Registration$update$Params>
   name: "Registration$update$Params",
   dataWords: 0,
   pointers: 1,
+  fields: ["info"],
   read(v, caps) {
     return {
       info: readStructField(v, 0, PluginInfo$codec, caps),
     };
   },
   write(x, v, caps) {
-    if (x.info != null) writeStructField(v, 0, PluginInfo$codec, x.info, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.info != null) { $f = "info"; $n++; writeStructField(v, 0, PluginInfo$codec, x.info, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Registration$update$Params$codec);
   },
   pipeline: () => ({
     info: { kind: "struct", pointer: 0, codec: PluginInfo$codec },
@@ -768,29 +997,39 @@ export const Registration$update$Params$codec: Codec<Registration$update$Params>
 });
 
 /** Results of `Registration.update`. */
-export type Registration$update$Results = Record<never, never>;
+export type Registration$update$Results = { [K in never]: never };
 
 export const Registration$update$Results$codec: Codec<Registration$update$Results> = defineStruct<Registration$update$Results>({
   name: "Registration$update$Results",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Registration$update$Results$codec);
+  },
 });
 
 /** Parameters of `Registration.ended`. */
-export type Registration$ended$Params = Record<never, never>;
+export type Registration$ended$Params = { [K in never]: never };
 
 export const Registration$ended$Params$codec: Codec<Registration$ended$Params> = defineStruct<Registration$ended$Params>({
   name: "Registration$ended$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Registration$ended$Params$codec);
+  },
 });
 
 /** Results of `Registration.ended`. */
@@ -802,13 +1041,23 @@ export const Registration$ended$Results$codec: Codec<Registration$ended$Results>
   name: "Registration$ended$Results",
   dataWords: 0,
   pointers: 1,
-  read(v, caps) {
+  fields: ["reason"],
+  read(v) {
     return {
       reason: readText(v, 0),
     };
   },
-  write(x, v, caps) {
-    if (x.reason != null) writeText(v, 0, x.reason);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.reason != null) { $f = "reason"; $n++; writeText(v, 0, x.reason); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Registration$ended$Results$codec);
   },
 });
 
@@ -820,6 +1069,8 @@ export interface Observer extends Capability {
 /** What a server of `Observer` implements. */
 export interface ObserverServer {
   event(params: Observer$event$Params, ctx: CallContext): void | Promise<void>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Observer.event`. */
@@ -831,13 +1082,23 @@ export const Observer$event$Params$codec: Codec<Observer$event$Params> = defineS
   name: "Observer$event$Params",
   dataWords: 0,
   pointers: 1,
+  fields: ["event"],
   read(v, caps) {
     return {
       event: readStructField(v, 0, Event$codec, caps),
     };
   },
   write(x, v, caps) {
-    if (x.event != null) writeStructField(v, 0, Event$codec, x.event, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.event != null) { $f = "event"; $n++; writeStructField(v, 0, Event$codec, x.event, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Observer$event$Params$codec);
   },
   pipeline: () => ({
     event: { kind: "struct", pointer: 0, codec: Event$codec },
@@ -850,6 +1111,8 @@ export interface Watch extends Capability {
 
 /** What a server of `Watch` implements. */
 export interface WatchServer {
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 export type PeerStats = {
@@ -867,7 +1130,8 @@ export const PeerStats$codec: Codec<PeerStats> = defineStruct<PeerStats>({
   name: "PeerStats",
   dataWords: 3,
   pointers: 2,
-  read(v, caps) {
+  fields: ["id", "address", "registrations", "watchers", "questions", "answers", "imports", "exports"],
+  read(v) {
     return {
       id: readText(v, 0),
       address: readText(v, 1),
@@ -879,15 +1143,24 @@ export const PeerStats$codec: Codec<PeerStats> = defineStruct<PeerStats>({
       exports: readUint32(v, 20),
     };
   },
-  write(x, v, caps) {
-    if (x.id != null) writeText(v, 0, x.id);
-    if (x.address != null) writeText(v, 1, x.address);
-    if (x.registrations != null) writeUint32(v, 0, x.registrations);
-    if (x.watchers != null) writeUint32(v, 4, x.watchers);
-    if (x.questions != null) writeUint32(v, 8, x.questions);
-    if (x.answers != null) writeUint32(v, 12, x.answers);
-    if (x.imports != null) writeUint32(v, 16, x.imports);
-    if (x.exports != null) writeUint32(v, 20, x.exports);
+  write(x, v) {
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.id != null) { $f = "id"; $n++; writeText(v, 0, x.id); }
+      if (x.address != null) { $f = "address"; $n++; writeText(v, 1, x.address); }
+      if (x.registrations != null) { $f = "registrations"; $n++; writeUint32(v, 0, x.registrations); }
+      if (x.watchers != null) { $f = "watchers"; $n++; writeUint32(v, 4, x.watchers); }
+      if (x.questions != null) { $f = "questions"; $n++; writeUint32(v, 8, x.questions); }
+      if (x.answers != null) { $f = "answers"; $n++; writeUint32(v, 12, x.answers); }
+      if (x.imports != null) { $f = "imports"; $n++; writeUint32(v, 16, x.imports); }
+      if (x.exports != null) { $f = "exports"; $n++; writeUint32(v, 20, x.exports); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, PeerStats$codec);
   },
 });
 
@@ -904,6 +1177,7 @@ export const HubStats$codec: Codec<HubStats> = defineStruct<HubStats>({
   name: "HubStats",
   dataWords: 3,
   pointers: 1,
+  fields: ["connections", "registrations", "watchers", "peers", "forwardedCalls"],
   read(v, caps) {
     return {
       connections: readUint32(v, 0),
@@ -914,11 +1188,20 @@ export const HubStats$codec: Codec<HubStats> = defineStruct<HubStats>({
     };
   },
   write(x, v, caps) {
-    if (x.connections != null) writeUint32(v, 0, x.connections);
-    if (x.registrations != null) writeUint32(v, 4, x.registrations);
-    if (x.watchers != null) writeUint32(v, 8, x.watchers);
-    if (x.peers != null) writeList(v, 0, $list_PeerStats, x.peers, caps);
-    if (x.forwardedCalls != null) writeUint64(v, 16, x.forwardedCalls);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.connections != null) { $f = "connections"; $n++; writeUint32(v, 0, x.connections); }
+      if (x.registrations != null) { $f = "registrations"; $n++; writeUint32(v, 4, x.registrations); }
+      if (x.watchers != null) { $f = "watchers"; $n++; writeUint32(v, 8, x.watchers); }
+      if (x.peers != null) { $f = "peers"; $n++; writeList(v, 0, $list_PeerStats, x.peers, caps); }
+      if (x.forwardedCalls != null) { $f = "forwardedCalls"; $n++; writeUint64(v, 16, x.forwardedCalls); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, HubStats$codec);
   },
 });
 
@@ -930,20 +1213,27 @@ export interface Admin extends Capability {
 /** What a server of `Admin` implements. */
 export interface AdminServer {
   /** The hub's tables, per peer: everything returns to its baseline when peers leave. */
-  stats(params: Admin$stats$Params, ctx: CallContext): Init<Admin$stats$Results> | Promise<Init<Admin$stats$Results>>;
+  stats(params: Admin$stats$Params, ctx: CallContext): Init<Admin$stats$Results> | TailCall | Promise<Init<Admin$stats$Results> | TailCall>;
+  /** Called once the last reference to this server is released. */
+  [Symbol.dispose]?(): void;
 }
 
 /** Parameters of `Admin.stats`. */
-export type Admin$stats$Params = Record<never, never>;
+export type Admin$stats$Params = { [K in never]: never };
 
 export const Admin$stats$Params$codec: Codec<Admin$stats$Params> = defineStruct<Admin$stats$Params>({
   name: "Admin$stats$Params",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, Admin$stats$Params$codec);
+  },
 });
 
 /** Results of `Admin.stats`. */
@@ -955,13 +1245,23 @@ export const Admin$stats$Results$codec: Codec<Admin$stats$Results> = defineStruc
   name: "Admin$stats$Results",
   dataWords: 0,
   pointers: 1,
+  fields: ["stats"],
   read(v, caps) {
     return {
       stats: readStructField(v, 0, HubStats$codec, caps),
     };
   },
   write(x, v, caps) {
-    if (x.stats != null) writeStructField(v, 0, HubStats$codec, x.stats, caps);
+    let $n = 0;
+    let $f = "";
+    try {
+      if (x.stats != null) { $f = "stats"; $n++; writeStructField(v, 0, HubStats$codec, x.stats, caps); }
+    } catch (e) {
+      throw fieldError(e, $f);
+    }
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== $n || typeof x !== "object" || Array.isArray(x)) checkFields(x, $n, Admin$stats$Results$codec);
   },
   pipeline: () => ({
     stats: { kind: "struct", pointer: 0, codec: HubStats$codec },
@@ -969,16 +1269,21 @@ export const Admin$stats$Results$codec: Codec<Admin$stats$Results> = defineStruc
 });
 
 /** `StreamResult` from capnp/stream.capnp (copied here: no module is generated for it). */
-export type StreamResult = Record<never, never>;
+export type StreamResult = { [K in never]: never };
 
 export const StreamResult$codec: Codec<StreamResult> = defineStruct<StreamResult>({
   name: "StreamResult",
   dataWords: 0,
   pointers: 0,
+  fields: [],
   read() {
     return {};
   },
-  write() {},
+  write(x) {
+    let $k = 0;
+    for (const _ in x) $k++;
+    if ($k !== 0 || typeof x !== "object" || Array.isArray(x)) checkFields(x, 0, StreamResult$codec);
+  },
 });
 
 export const Hub = defineInterface<Hub, HubServer>({

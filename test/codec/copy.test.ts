@@ -8,7 +8,7 @@ import { BuilderMessage, messageBytes, newMessage } from "../../src/codec/messag
 import { readMessage, writeMessage } from "../../src/codec/runtime.js";
 import { frameBytes, decodeFrame } from "../../src/transport/framing.js";
 import { AllTypes$codec, Holder$codec } from "./fixtures/gen/codectest.js";
-import { FakeCaps } from "./helpers.js";
+import { FakeCaps, fakeClient } from "./helpers.js";
 import { SAMPLE } from "./samples.js";
 import { aliasedChain, Words } from "../rpc/helpers/words.js";
 
@@ -51,12 +51,13 @@ describe("copyPointer", () => {
 
   it("carries capabilities over through the cap tables, in order", () => {
     const caps = new FakeCaps();
-    const source = writeMessage(Holder$codec, { svc: "svc-0", svcs: ["a", null, "b"], any: "any" } as never, caps);
+    const [svc0, a, b, any] = ["svc-0", "a", "b", "any"].map(fakeClient);
+    const source = writeMessage(Holder$codec, { svc: svc0, svcs: [a, null, b], any }, caps);
     (source._capnp as { capTable?: unknown[] }).capTable = caps.added.map((c) => c.value);
     const target = newMessage();
     (target._capnp as { capTable?: unknown[] }).capTable = ["already here"];
     copyPointer(rootOf(source), rootOf(target));
-    expect((target._capnp as { capTable?: unknown[] }).capTable).toEqual(["already here", "svc-0", "a", "b", "any"]);
+    expect((target._capnp as { capTable?: unknown[] }).capTable).toEqual(["already here", svc0, a, b, any]);
   });
 
   it("refuses to expand aliased pointers past the source's size, quickly", () => {

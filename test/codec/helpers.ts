@@ -30,6 +30,21 @@ export function capnpEncode(type: string, text: string): Uint8Array {
     }));
 }
 
+/**
+ * A stand-in for a capability client (it has the Capability methods), which
+ * the encoder accepts in any capability field; FakeCaps records it as is.
+ */
+export function fakeClient(name: string): { name: string; release(): void; dup(): unknown; whenResolved(): Promise<void> } {
+  return {
+    name,
+    release() {},
+    dup() {
+      return this;
+    },
+    whenResolved: async () => {},
+  };
+}
+
 export interface RecordedCap {
   readonly value: unknown;
   readonly iface: InterfaceDef | null;

@@ -4,7 +4,7 @@
 import type { InterfaceDef } from "../../src/codec/types.js";
 import type { Capability } from "../../src/rpc/types.js";
 
-export type { CallContext, CallOptions, Capability, RpcPromise } from "../../src/rpc/types.js";
+export type { CallContext, CallOptions, Capability, RpcPromise, TailCall } from "../../src/rpc/types.js";
 
 export function defineInterface<C extends Capability, S>(
   def: InterfaceDef,
