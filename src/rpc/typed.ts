@@ -26,7 +26,7 @@ import {
   type ServerDispatch,
 } from "./local.js";
 import { badCapIndex, capTableOf, initStructIn, newPayloadMessage, readStructIn, releaseCapTable } from "./payload.js";
-import { Codec, readPointer, writePointer } from "../codec/runtime.js";
+import { Codec, readPointer, SchemaTypeError, writePointer } from "../codec/runtime.js";
 import type { CallContext, CallOptions, Capability, TailCall } from "./types.js";
 import { FlowController } from "./flow.js";
 import { registerInterface } from "./registry.js";
@@ -670,10 +670,12 @@ class TypedDispatch implements ServerDispatch {
       // that keeps one returns cap.dup().
       const moved: CapabilityClient[] = [];
       try {
-        encodeAt(content, method.results, returned, capWriter(message, moved));
+        // A method whose results are empty ignores what its implementation
+        // happens to return (`(p) => log.push(p.text)` returns a number).
+        if (!hasNoFields(method.results)) encodeAt(content, method.results, returned, capWriter(message, moved));
       } catch (err) {
         releaseCapTable(message);
-        throw err;
+        throw misfitResults(err, this.iface, method);
       }
       for (const client of moved) client.release();
       return new OwnedResponse(message, content);
@@ -693,6 +695,25 @@ class TypedDispatch implements ServerDispatch {
       }
     }
   }
+}
+
+/** True for a generated codec of a struct without fields (`-> ()`). */
+function hasNoFields(codec: StructCodec<unknown>): boolean {
+  return codec instanceof Codec && codec.fields !== undefined && codec.fields.length === 0;
+}
+
+/**
+ * The exception for results the server returned that do not fit the schema:
+ * the caller learns which method and field, and the connection lives on.
+ */
+function misfitResults(err: unknown, iface: InterfaceDef, method: MethodDef): unknown {
+  if (!(err instanceof SchemaTypeError)) return err;
+  const where = err.path.replace(/^\./, "");
+  return new RpcError(
+    "failed",
+    `capmesh: ${iface.name}.${method.name} returned results that do not fit its schema: ` +
+      `${where === "" ? "" : `${where}: `}${err.problem}`,
+  );
 }
 
 /** The CallContext a server method sees. */

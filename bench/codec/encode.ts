@@ -2,11 +2,11 @@
 // encoded 1e6 times, and a 200k-node tree encoded as one message. Used to
 // keep the write-side value checks cheap.
 //
-//   npx tsx test/codec/encode-bench.ts [rounds]
+//   npm run bench:encode [-- rounds]
 import { writeMessage } from "../../src/codec/runtime.js";
 import type { Init } from "../../src/codec/init.js";
-import { Record$codec, type Record } from "./fixtures/gen/codectest.js";
-import { Node$codec, type Node } from "../rpc/schema/trees.js";
+import { Record$codec, type Record } from "../../test/codec/fixtures/gen/codectest.js";
+import { Node$codec, type Node } from "../../test/rpc/schema/trees.js";
 
 const RECORD: Init<Record> = {
   id: 12345,
