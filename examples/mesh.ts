@@ -7,7 +7,7 @@ await using hub = await startHub();
 // A plugin registers a name with its capability; a client finds it by name.
 await using plugin = await joinMesh({
   name: "greeter",
-  provide: Greeter.server({ greet: ({ name }) => ({ greeting: `hello, ${name}` }) }),
+  provide: Greeter.server({ greet: ({ name }) => ({ greeting: `hello, ${name}` }), room: () => ({}) }),
   info: { version: "1.0.0", description: "says hello" },
 });
 await using client = await joinMesh();
@@ -15,3 +15,5 @@ const greeter = client.connect("greeter", Greeter); // usable at once (pipelined
 console.log((await greeter.greet({ name: "mesh" })).greeting);
 console.log((await client.list()).map((p) => `${p.name} ${p.info.version}`).join(", "));
 console.log(`${hub.stats().connections} peers connected`);
+await plugin.close(); // leaving unregisters its name
+console.log(`${(await client.list()).length} plugins after it left`);

@@ -37,10 +37,10 @@ describe("README", () => {
     // On embedded defaults, kept away from the user's own hub and keys.
     const dir = mkdtempSync(join(tmpdir(), "capmesh-readme-"));
     try {
-      const env = { ...process.env, CAPMESH_HOME: join(dir, "home"), XDG_RUNTIME_DIR: join(dir, "run") };
+      const env: NodeJS.ProcessEnv = { ...process.env, CAPMESH_HOME: join(dir, "home"), XDG_RUNTIME_DIR: join(dir, "run") };
       for (const key of ["CAPMESH_HUB", "CAPMESH_HUB_ID", "CAPMESH_NETWORK_KEY"]) delete env[key];
       const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/mesh.ts"], { timeout: 30_000, env });
-      expect(stdout.split("\n")).toEqual(["hello, mesh", "greeter 1.0.0", "2 peers connected", ""]);
+      expect(stdout.split("\n")).toEqual(["hello, mesh", "greeter 1.0.0", "2 peers connected", "0 plugins after it left", ""]);
       // The hub closed on its way out: no socket or discovery file is left.
       expect(readdirSync(join(dir, "run", "capmesh"))).toEqual([]);
     } finally {

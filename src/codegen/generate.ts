@@ -968,10 +968,16 @@ class FileEmitter {
       if (this.#isStream(m)) {
         ret = "void | Promise<void>";
       } else {
-        // A method may answer with another call's results: `return ctx.tailCall(...)`.
-        const tail = this.#rpc("TailCall", "type");
-        const results = (resultNode.struct?.fields.length ?? 0) === 0 ? "void" : `${init}<${this.#typeRef(m.results)}>`;
-        ret = `${results} | ${tail} | Promise<${results} | ${tail}>`;
+        if ((resultNode.struct?.fields.length ?? 0) === 0) {
+          // Empty results: whatever the implementation returns is ignored
+          // (`(p) => log.push(p)`), except a tail call, which still forwards.
+          ret = "unknown";
+        } else {
+          // A method may answer with another call's results: `return ctx.tailCall(...)`.
+          const tail = this.#rpc("TailCall", "type");
+          const results = `${init}<${this.#typeRef(m.results)}>`;
+          ret = `${results} | ${tail} | Promise<${results} | ${tail}>`;
+        }
       }
       out.push(...jsdoc(m.doc, "  "));
       out.push(`  ${methodName(m.name)}(params: ${params}, ctx: ${ctx}): ${ret};`);

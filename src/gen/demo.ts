@@ -162,7 +162,7 @@ export interface Room extends Capability {
 export interface RoomServer {
   /** The room calls `listener.heard` for everything said from now on. */
   join(params: Room$join$Params, ctx: CallContext): Init<Room$join$Results> | TailCall | Promise<Init<Room$join$Results> | TailCall>;
-  say(params: Room$say$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  say(params: Room$say$Params, ctx: CallContext): unknown;
   /** Called once the last reference to this server is released. */
   [Symbol.dispose]?(): void;
 }
@@ -287,7 +287,7 @@ export interface Listener extends Capability {
 
 /** What a server of `Listener` implements. */
 export interface ListenerServer {
-  heard(params: Listener$heard$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  heard(params: Listener$heard$Params, ctx: CallContext): unknown;
   /** Called once the last reference to this server is released. */
   [Symbol.dispose]?(): void;
 }

@@ -439,10 +439,10 @@ export interface TestServiceServer {
   echoCap(params: TestService$echoCap$Params, ctx: CallContext): Init<TestService$echoCap$Results> | TailCall | Promise<Init<TestService$echoCap$Results> | TailCall>;
   /** Returns a promise capability that resolves once `resolveLater` is called. */
   later(params: TestService$later$Params, ctx: CallContext): Init<TestService$later$Results> | TailCall | Promise<Init<TestService$later$Results> | TailCall>;
-  resolveLater(params: TestService$resolveLater$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
-  fail(params: TestService$fail$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  resolveLater(params: TestService$resolveLater$Params, ctx: CallContext): unknown;
+  fail(params: TestService$fail$Params, ctx: CallContext): unknown;
   /** Never returns on its own; the server counts the calls that were canceled. */
-  hang(params: TestService$hang$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  hang(params: TestService$hang$Params, ctx: CallContext): unknown;
   canceledCount(params: TestService$canceledCount$Params, ctx: CallContext): Init<TestService$canceledCount$Results> | TailCall | Promise<Init<TestService$canceledCount$Results> | TailCall>;
   /** Counters made here are counted while alive; release is seen by liveTracked. */
   tracked(params: TestService$tracked$Params, ctx: CallContext): Init<TestService$tracked$Results> | TailCall | Promise<Init<TestService$tracked$Results> | TailCall>;

@@ -954,7 +954,7 @@ export interface Registration extends Capability {
 /** What a server of `Registration` implements. */
 export interface RegistrationServer {
   /** Replaces the plugin's info; watchers see it as `left` then `joined`. */
-  update(params: Registration$update$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  update(params: Registration$update$Params, ctx: CallContext): unknown;
   /**
    * Returns when the registration ends while the holder still holds it
    * (replaced, revoked, hub shutting down), with the reason.

@@ -62,6 +62,7 @@ describe("results a server returns", () => {
 
   it("are ignored when the method's results are empty", async () => {
     const { room } = await session.bootstrap(Greeter).room({ name: "r" });
+    if (room === null) throw new Error("no room");
     await expect(room.say({ who: "me", text: "one" })).resolves.toEqual({});
     await expect(room.say({ who: "me", text: "two" })).resolves.toEqual({});
     expect(said).toEqual(["one", "two"]);

@@ -92,7 +92,7 @@ export interface TreesServer {
   /** `bytes` bytes of data. */
   blob(params: Trees$blob$Params, ctx: CallContext): Init<Trees$blob$Results> | TailCall | Promise<Init<Trees$blob$Results> | TailCall>;
   /** Answers at once: the well-behaved client's probe. */
-  ping(params: Trees$ping$Params, ctx: CallContext): void | TailCall | Promise<void | TailCall>;
+  ping(params: Trees$ping$Params, ctx: CallContext): unknown;
   /** Called once the last reference to this server is released. */
   [Symbol.dispose]?(): void;
 }
