@@ -26,7 +26,7 @@ import {
   type Outcome,
   type RunningServer,
 } from "./lib/processes.js";
-import { commandLine, fmt, machineFacts, publish, relative } from "./lib/report.js";
+import { commandLine, fmt, machineFacts, publish, relative, sectionOf } from "./lib/report.js";
 
 const FLOOR = "raw";
 /** Figures also run with both processes pinned to one CPU. */
@@ -344,6 +344,9 @@ async function main(): Promise<void> {
     for (const n of distinctNotes) out.push(`- ${n}`);
     out.push("");
   }
+  // `npm run bench:mesh` keeps its own section in the same file.
+  const mesh = opts.out !== undefined ? sectionOf(opts.out, "## Mesh") : "";
+  if (mesh !== "") out.push(mesh);
   publish(out.join("\n"), opts.out);
   cleanupAll();
 }

@@ -3,7 +3,8 @@
 //
 //   npm run gen              rewrite src/gen/ (and the codec test fixture, and the
 //                            message benchmark's bench/messages/shapes.ts, and
-//                            the RPC tests' test/rpc/schema/trees.ts)
+//                            the RPC tests' test/rpc/schema/trees.ts, and the
+//                            interop tests' and benchmark's schemas)
 //   npm run gen -- --check   write nothing; exit 1 listing out-of-date files (CI)
 //
 // The generator is TypeScript (src/codegen/cli.ts); it runs under tsx.
@@ -48,6 +49,21 @@ const jobs = [
     out: "test/rpc/schema",
     runtime: "../../../src/rpc/index.js",
     codec: "../../../src/codec/runtime.js",
+  },
+  {
+    // The interop tests' schema (also built into the C++ reference peer); kept
+    // out of schema/ so that the npm package does not ship it.
+    schemaDir: "test/interop/schema",
+    out: "test/interop/schema",
+    runtime: "../../../src/rpc/index.js",
+    codec: "../../../src/codec/runtime.js",
+  },
+  {
+    // The benchmark's Bench interface, served by every system bench/ compares.
+    schemaDir: "bench/schema",
+    out: "bench/schema",
+    runtime: "../../src/rpc/index.js",
+    codec: "../../src/codec/runtime.js",
   },
 ];
 

@@ -15,6 +15,17 @@ export {
 } from "./transport/inbound-budget.js";
 export { CopyLimitError } from "./codec/copy.js";
 export * from "./codec/runtime.js";
+// Schemas loaded at run time, for tools with no generated code (capmesh call).
+export {
+  loadSchema,
+  serializeSchema,
+  type DynamicServer,
+  type LoadedField,
+  type LoadedInterface,
+  type LoadedSchema,
+  type LoadedStruct,
+  type SchemaType,
+} from "./codegen/dynamic.js";
 // The mesh: a hub, the plugin SDK, and the mesh protocol's types (schema/mesh.capnp).
 export { startHub, type HubOptions, type MeshHub } from "./mesh/hub.js";
 export { joinMesh, type JoinOptions, type MeshPeer } from "./mesh/join.js";

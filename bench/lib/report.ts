@@ -72,3 +72,33 @@ export function publish(markdown: string, out: string | undefined): void {
     console.log("(--quick: results not written; pass --out FILE to keep them)");
   }
 }
+
+/** Where the section that starts with the line `heading` (e.g. "## Mesh") lies in `text`, up to the next "## " heading. */
+function sectionBounds(text: string, heading: string): [number, number] | null {
+  const at = text.startsWith(`${heading}\n`) ? 0 : text.indexOf(`\n${heading}\n`) + 1;
+  if (at === 0 && !text.startsWith(`${heading}\n`)) return null;
+  const next = text.indexOf("\n## ", at + heading.length);
+  return [at, next < 0 ? text.length : next + 1];
+}
+
+/** The section of `file` under `heading`; "" if there is none. */
+export function sectionOf(file: string, heading: string): string {
+  const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+  const bounds = sectionBounds(text, heading);
+  return bounds === null ? "" : text.slice(...bounds);
+}
+
+/** Writes `section` (which starts with `heading`) into `file` in place of the section there, or at its end; the rest stays. */
+export function writeSection(file: string, heading: string, section: string): void {
+  const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+  const body = `${section.trimEnd()}\n`;
+  const bounds = sectionBounds(text, heading);
+  const rest = bounds === null ? "" : text.slice(bounds[1]);
+  const updated =
+    bounds !== null
+      ? text.slice(0, bounds[0]) + body + (rest === "" ? "" : `\n${rest}`)
+      : text.trim() === ""
+        ? body
+        : `${text.trimEnd()}\n\n${body}`;
+  fs.writeFileSync(file, updated);
+}

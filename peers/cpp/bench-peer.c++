@@ -1,4 +1,4 @@
-// C++ reference peer for schema/bench.capnp (EzRpc), used by the benchmark
+// C++ reference peer for bench/schema/bench.capnp (EzRpc), used by the benchmark
 // both as a server and as a load generator. Only standard protocol features
 // are used, so either side can face a capmesh implementation.
 //

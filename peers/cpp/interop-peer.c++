@@ -1,4 +1,4 @@
-// C++ reference peer for schema/interop.capnp, built on the Cap'n Proto
+// C++ reference peer for test/interop/schema/interop.capnp, built on the Cap'n Proto
 // C++ implementation (EzRpc). Used to check that capmesh's own RPC engine
 // interoperates with the reference implementation, in both directions.
 //

@@ -5,7 +5,8 @@ const HELP = `capmesh — a plugin mesh on Cap'n Proto capability RPC
 usage: capmesh <command> [options]
 
 commands:
-  demo                      run a two-party demo (server + client processes)
+  demo                      run the mesh demo (npm start, in a checkout): a hub,
+                            plugins and a client, each its own process
   gen [options] <schema.capnp>...
                             generate TypeScript (or, with --js, JavaScript) for
                             schemas (needs the capnp tool; gen --help for options)
@@ -15,6 +16,10 @@ commands:
   serve [options]           run a mesh hub on embedded defaults (serve --help)
   ls [--json]               list the plugins registered with the hub
   watch [--json]            print plugins as they join and leave
+  call <name> [<method> [JSON]]
+                            call a plugin's method with JSON params and print
+                            the results as JSON; without a method, list its
+                            methods (no generated code needed; call --help)
   id [FILE]                 print the id (@<base64>.ed25519) of a key file
   netkey                    print a new random network key (base64), for a mesh
                             that must not meet others
@@ -41,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./mesh.js")).ls(rest);
     case "watch":
       return (await import("./mesh.js")).watch(rest);
+    case "call":
+      return (await import("./call.js")).call(rest);
     case "keygen":
       return (await import("./identity.js")).keygen(rest);
     case "id":

@@ -114,7 +114,7 @@ function flags(args: string[], help: string, command: string): { json: boolean }
 }
 
 /** Joins as a client; on failure prints why and returns the exit code. */
-async function reachHub(command: string): Promise<MeshPeer | number> {
+export async function reachHub(command: string): Promise<MeshPeer | number> {
   try {
     return await joinMesh({ handleSignals: false, reconnect: false });
   } catch (error) {

@@ -59,4 +59,11 @@ export interface InterfaceDef {
   readonly methods: readonly MethodDef[];
   /** Direct superclasses: a server of this interface also answers theirs. */
   readonly superclasses: readonly InterfaceDef[];
+  /**
+   * The compiled schema this interface comes from, for tools with no
+   * generated code: base64 of a packed CodeGeneratorRequest holding its
+   * file's nodes and the nodes they need (`loadSchema` reads it; joinMesh
+   * publishes it as PluginInfo.schema). Generated code always sets it.
+   */
+  readonly schema?: string;
 }

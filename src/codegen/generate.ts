@@ -11,17 +11,11 @@
 // use), so declaration order never matters for structs; interface values come
 // after every codec because they hold codecs directly, superclasses first.
 import { posix } from "node:path";
-import {
-  readRequest,
-  type FieldModel,
-  type MethodModel,
-  type NodeModel,
-  type RequestModel,
-  type RequestedFileModel,
-  type TypeModel,
-  type ValueModel,
-} from "./model.js";
-import { fieldName, jsdoc, methodName, nestedName, stringLiteral } from "./names.js";
+import { readRequestFrom, type FieldModel, type MethodModel, type NodeModel, type RequestedFileModel, type TypeModel, type ValueModel } from "./model.js";
+import { fieldName, jsdoc, methodName, stringLiteral } from "./names.js";
+import { byCodeOrder, LIST_CONSTANTS, PRIMITIVE_ACCESS, SchemaGraph, STREAM_RESULT_ID } from "./graph.js";
+import { neededNodes, nodesById, openRequest, writeNodes } from "./nodes.js";
+import type { Node } from "capnp-es/capnp/schema";
 
 export interface GenerateOptions {
   /**
@@ -41,26 +35,66 @@ export interface GenerateOptions {
 /** What one emitter pass writes: TypeScript, or JavaScript, or the declarations for that JavaScript. */
 type Mode = "ts" | "js" | "dts";
 
-/** `capnp/stream.capnp`'s StreamResult: the result type of `-> stream` methods. */
-const STREAM_RESULT_ID = 0x995f9a3377c0b16en;
-
 /**
  * Generates one module per requested file, keyed by output path (`a/b.ts`
  * for `a/b.capnp`; with `js`, `a/b.js` and `a/b.d.ts`).
  */
 export function generate(requestBytes: Uint8Array, options: GenerateOptions): Map<string, string> {
-  const schema = new SchemaGraph(readRequest(requestBytes));
+  const request = openRequest(requestBytes, { trusted: true });
+  const schema = new SchemaGraph(readRequestFrom(request));
+  const rawNodes = nodesById(request);
   const out = new Map<string, string>();
   for (const file of schema.request.files) {
     const base = modulePath(file.filename);
+    const embedded = embeddedSchema(schema, rawNodes, file, options.srcPrefix);
     if (options.js) {
-      out.set(`${base}.js`, new FileEmitter(schema, file, options, "js").emit());
-      out.set(`${base}.d.ts`, new FileEmitter(schema, file, options, "dts").emit());
+      out.set(`${base}.js`, new FileEmitter(schema, file, options, "js", embedded).emit());
+      out.set(`${base}.d.ts`, new FileEmitter(schema, file, options, "dts", embedded).emit());
     } else {
-      out.set(`${base}.ts`, new FileEmitter(schema, file, options, "ts").emit());
+      out.set(`${base}.ts`, new FileEmitter(schema, file, options, "ts", embedded).emit());
     }
   }
   return out;
+}
+
+/**
+ * What a module embeds for tools with no generated code (loadSchema,
+ * joinMesh's PluginInfo.schema): base64 of a packed CodeGeneratorRequest
+ * holding the file's nodes and the nodes they need. Null for a file
+ * without interfaces. It depends on the schemas alone, not on how capnp was
+ * run: nodes in declaration order, this file's first, and schema files
+ * named as in the header (relative to the working directory).
+ */
+function embeddedSchema(g: SchemaGraph, raw: ReadonlyMap<bigint, Node>, file: RequestedFileModel, srcPrefix: string | undefined): string | null {
+  const needed = neededNodes(
+    g,
+    [...g.nodes.keys()].filter((id) => g.fileOf(id) === file.id),
+  );
+  if (![...needed].some((id) => g.node(id).kind === "interface")) return null;
+  const fileKey = (id: bigint): string => {
+    const f = g.fileOf(id);
+    return f === file.id ? "" : `/${g.nodes.get(f)?.displayName ?? f.toString(16)}`;
+  };
+  const ordered = [...needed].sort((a, b) => {
+    const fa = fileKey(a);
+    const fb = fileKey(b);
+    if (fa !== fb) return fa < fb ? -1 : 1;
+    return g.order.get(a)! - g.order.get(b)!;
+  });
+  const paths = new Map(g.request.files.map((f) => [f.filename, schemaPath(f.filename, srcPrefix)]));
+  return Buffer.from(writeNodes(ordered.map((id) => raw.get(id)!), true, paths)).toString("base64");
+}
+
+/** A schema file's path as generated code names it: below `srcPrefix`, unless absolute. */
+function schemaPath(filename: string, srcPrefix: string | undefined): string {
+  return srcPrefix && !filename.startsWith("/") ? posix.join(srcPrefix, filename) : filename;
+}
+
+/** A long string literal as a concatenation of lines, for readable generated code. */
+function longStringLiteral(s: string, indent: string): string {
+  const parts: string[] = [];
+  for (let i = 0; i < s.length; i += 96) parts.push(stringLiteral(s.slice(i, i + 96)));
+  return parts.join(` +\n${indent}`);
 }
 
 /** `a/b` for `a/b.capnp` (and a leading `/` dropped). */
@@ -73,207 +107,6 @@ export function outputPath(schemaFile: string): string {
 }
 
 // ---------------------------------------------------------------------------
-
-interface MethodOwner {
-  readonly iface: bigint;
-  readonly method: string;
-  readonly role: "Params" | "Results";
-}
-
-/** Whole-request facts: names, which file a node belongs to, a stable order. */
-class SchemaGraph {
-  readonly nodes: ReadonlyMap<bigint, NodeModel>;
-  /** Param/result structs that capnp generated for a method (scope 0). */
-  readonly methodOwners = new Map<bigint, MethodOwner>();
-  /** Depth-first declaration order over all files. */
-  readonly order = new Map<bigint, number>();
-  readonly #names = new Map<bigint, string>();
-  readonly #files = new Map<bigint, bigint>();
-
-  constructor(readonly request: RequestModel) {
-    this.nodes = request.nodes;
-    for (const id of request.order) {
-      const node = this.node(id);
-      for (const m of node.iface?.methods ?? []) {
-        for (const [struct, role] of [
-          [m.params, "Params"],
-          [m.results, "Results"],
-        ] as const) {
-          const target = this.nodes.get(struct);
-          if (target !== undefined && target.scopeId === 0n && target.kind === "struct") {
-            this.methodOwners.set(struct, { iface: id, method: m.name, role });
-          }
-        }
-      }
-    }
-    for (const id of request.order) if (this.node(id).kind === "file") this.#visit(id);
-    for (const id of request.order) this.#visit(id);
-    this.#findRecursiveFields();
-  }
-
-  /**
-   * Struct fields that decode as `T | null` rather than `T`. Decoding turns a
-   * null struct pointer into a default-valued struct, which decodes its own
-   * struct fields (and groups, and the union's first member) the same way:
-   * for recursive types that never ends. So every struct field on a cycle of
-   * such edges (both ends in one strongly connected component) is nullable,
-   * which breaks every cycle.
-   */
-  readonly nullableFields = new Set<string>();
-
-  #findRecursiveFields(): void {
-    const edges = new Map<bigint, { to: bigint; field: string | null }[]>();
-    for (const [id, node] of this.nodes) {
-      const s = node.struct;
-      if (s === undefined) continue;
-      const out: { to: bigint; field: string | null }[] = [];
-      for (const f of s.fields) {
-        // Union members other than the first are never decoded from an empty struct.
-        if (f.discriminant !== null && f.discriminant !== 0) continue;
-        if (f.group !== undefined) out.push({ to: f.group, field: null });
-        else if (f.slot!.type.kind === "struct") out.push({ to: f.slot!.type.id, field: fieldKey(id, f) });
-      }
-      edges.set(id, out);
-    }
-    // Tarjan's strongly connected components.
-    const index = new Map<bigint, number>();
-    const low = new Map<bigint, number>();
-    const component = new Map<bigint, number>();
-    const stack: bigint[] = [];
-    const onStack = new Set<bigint>();
-    let next = 0;
-    let components = 0;
-    const connect = (v: bigint): void => {
-      index.set(v, next);
-      low.set(v, next);
-      next++;
-      stack.push(v);
-      onStack.add(v);
-      for (const { to } of edges.get(v) ?? []) {
-        if (!edges.has(to)) continue;
-        if (!index.has(to)) {
-          connect(to);
-          low.set(v, Math.min(low.get(v)!, low.get(to)!));
-        } else if (onStack.has(to)) {
-          low.set(v, Math.min(low.get(v)!, index.get(to)!));
-        }
-      }
-      if (low.get(v) === index.get(v)) {
-        let w: bigint;
-        do {
-          w = stack.pop()!;
-          onStack.delete(w);
-          component.set(w, components);
-        } while (w !== v);
-        components++;
-      }
-    };
-    for (const id of edges.keys()) if (!index.has(id)) connect(id);
-    for (const [from, out] of edges) {
-      for (const { to, field } of out) {
-        if (field !== null && component.get(from) === component.get(to)) this.nullableFields.add(field);
-      }
-    }
-  }
-
-  isNullable(struct: bigint, f: FieldModel): boolean {
-    return this.nullableFields.has(fieldKey(struct, f));
-  }
-
-  #visit(id: bigint): void {
-    if (this.order.has(id) || !this.nodes.has(id)) return;
-    this.order.set(id, this.order.size);
-    const node = this.node(id);
-    for (const f of byCodeOrder(node.struct?.fields ?? [])) if (f.group !== undefined) this.#visit(f.group);
-    for (const m of node.iface?.methods ?? []) {
-      for (const s of [m.params, m.results]) if (this.methodOwners.get(s)?.iface === id) this.#visit(s);
-    }
-    for (const n of node.nested) this.#visit(n.id);
-  }
-
-  node(id: bigint): NodeModel {
-    const node = this.nodes.get(id);
-    if (node === undefined) throw new Error(`capmesh codegen: node 0x${id.toString(16)} missing from the request`);
-    return node;
-  }
-
-  /** The TypeScript name of a struct, enum, interface or constant. */
-  name(id: bigint): string {
-    let name = this.#names.get(id);
-    if (name === undefined) {
-      const node = this.node(id);
-      const owner = this.methodOwners.get(id);
-      if (owner !== undefined) {
-        name = `${this.name(owner.iface)}$${owner.method}$${owner.role}`;
-      } else {
-        name = nestedName(node.displayName.slice(node.displayName.indexOf(":") + 1));
-        // Only top-level constants can be lower case; they must not be keywords.
-        if (RESERVED_WORDS.has(name)) name = `${name}_`;
-      }
-      this.#names.set(id, name);
-    }
-    return name;
-  }
-
-  /** The schema-level name (e.g. `Outer.Inner`), for messages and InterfaceDef.name. */
-  schemaName(id: bigint): string {
-    const node = this.node(id);
-    return node.displayName.slice(node.displayName.indexOf(":") + 1);
-  }
-
-  /** The file node a node is declared in. */
-  fileOf(id: bigint): bigint {
-    let file = this.#files.get(id);
-    if (file === undefined) {
-      const node = this.node(id);
-      const owner = this.methodOwners.get(id);
-      if (node.kind === "file") file = id;
-      else if (owner !== undefined) file = this.fileOf(owner.iface);
-      else if (node.scopeId === 0n) file = id;
-      else file = this.fileOf(node.scopeId);
-      this.#files.set(id, file);
-    }
-    return file;
-  }
-
-  /** Nodes a node's generated code refers to. */
-  references(node: NodeModel): bigint[] {
-    const refs: bigint[] = [];
-    const type = (t: TypeModel): void => {
-      if (t.kind === "list") type(t.element);
-      else if (t.kind === "enum" || t.kind === "struct" || t.kind === "interface") refs.push(t.id);
-    };
-    for (const f of node.struct?.fields ?? []) {
-      if (f.group !== undefined) refs.push(f.group);
-      if (f.slot !== undefined) type(f.slot.type);
-    }
-    for (const m of node.iface?.methods ?? []) refs.push(m.params, m.results);
-    refs.push(...(node.iface?.superclasses ?? []));
-    if (node.constant !== undefined) type(node.constant.type);
-    return refs;
-  }
-}
-
-/**
- * Words that cannot name a `const`, and the globals generated code refers
- * to (a schema type named `Promise` would shadow the one in server types).
- */
-const RESERVED_WORDS = new Set(
-  (
-    "break case catch class const continue debugger default delete do else enum export extends false finally for " +
-    "function if import in instanceof new null return super switch this throw true try typeof var void while with " +
-    "yield let static implements interface package private protected public await arguments eval undefined NaN Infinity " +
-    "Promise Uint8Array Number Symbol ReturnType Array"
-  ).split(" "),
-);
-
-function fieldKey(struct: bigint, f: FieldModel): string {
-  return `${struct.toString(16)}:${f.index}`;
-}
-
-function byCodeOrder<T extends { readonly codeOrder: number }>(items: readonly T[]): T[] {
-  return [...items].sort((a, b) => a.codeOrder - b.codeOrder);
-}
 
 function hex(id: bigint): string {
   return `0x${id.toString(16).padStart(16, "0")}n`;
@@ -310,37 +143,6 @@ function params(lines: readonly string[], names: readonly string[]): string {
   return names.slice(0, last + 1).join(", ");
 }
 
-/** How a primitive field is read/written: helper suffix and byte size. */
-const PRIMITIVE_ACCESS: Record<string, { readonly fn: string; readonly bytes: number; readonly ts: string }> = {
-  int8: { fn: "Int8", bytes: 1, ts: "number" },
-  int16: { fn: "Int16", bytes: 2, ts: "number" },
-  int32: { fn: "Int32", bytes: 4, ts: "number" },
-  int64: { fn: "Int64", bytes: 8, ts: "bigint" },
-  uint8: { fn: "Uint8", bytes: 1, ts: "number" },
-  uint16: { fn: "Uint16", bytes: 2, ts: "number" },
-  uint32: { fn: "Uint32", bytes: 4, ts: "number" },
-  uint64: { fn: "Uint64", bytes: 8, ts: "bigint" },
-  float32: { fn: "Float32", bytes: 4, ts: "number" },
-  float64: { fn: "Float64", bytes: 8, ts: "number" },
-};
-
-const LIST_CONSTANTS: Record<string, string> = {
-  void: "LIST_VOID",
-  bool: "LIST_BOOL",
-  int8: "LIST_INT8",
-  int16: "LIST_INT16",
-  int32: "LIST_INT32",
-  int64: "LIST_INT64",
-  uint8: "LIST_UINT8",
-  uint16: "LIST_UINT16",
-  uint32: "LIST_UINT32",
-  uint64: "LIST_UINT64",
-  float32: "LIST_FLOAT32",
-  float64: "LIST_FLOAT64",
-  text: "LIST_TEXT",
-  data: "LIST_DATA",
-};
-
 type ImportKind = "value" | "type";
 
 /** Generates one module. */
@@ -360,12 +162,15 @@ class FileEmitter {
   readonly #lists = new Map<string, string>();
   readonly #listDecls: string[] = [];
   readonly #mode: Mode;
+  /** See embeddedSchema. */
+  readonly #embedded: string | null;
 
-  constructor(g: SchemaGraph, file: RequestedFileModel, options: GenerateOptions, mode: Mode) {
+  constructor(g: SchemaGraph, file: RequestedFileModel, options: GenerateOptions, mode: Mode, embedded: string | null) {
     this.#g = g;
     this.#file = file;
     this.#options = options;
     this.#mode = mode;
+    this.#embedded = embedded;
     this.#collectLocal();
   }
 
@@ -1015,7 +820,9 @@ class FileEmitter {
       }
       out.push("  ],");
     }
-    out.push(`  superclasses: [${superclasses.map((id) => this.#valueRef(id)).join(", ")}],`, "});", "");
+    out.push(`  superclasses: [${superclasses.map((id) => this.#valueRef(id)).join(", ")}],`);
+    if (this.#embedded !== null) out.push("  schema: $schema,");
+    out.push("});", "");
   }
 
   /** Interfaces ordered so that local superclasses come first. */
@@ -1047,13 +854,19 @@ class FileEmitter {
     }
 
     const interfaces: string[] = [];
-    for (const n of this.#interfaceOrder()) this.#emitInterfaceDef(n, interfaces);
+    const ifaceNodes = this.#interfaceOrder();
+    if (this.#embedded !== null && this.#mode !== "dts" && ifaceNodes.length > 0) {
+      // Schema names never start with `$`: this cannot clash.
+      interfaces.push(
+        "// This file's compiled schema for tools with no generated code (loadSchema, the mesh's",
+        "// PluginInfo.schema): base64 of a packed CodeGeneratorRequest.",
+        `const $schema =\n  ${longStringLiteral(this.#embedded, "  ")};`,
+        "",
+      );
+    }
+    for (const n of ifaceNodes) this.#emitInterfaceDef(n, interfaces);
 
-    const schemaPath =
-      this.#options.srcPrefix && !this.#file.filename.startsWith("/")
-        ? posix.join(this.#options.srcPrefix, this.#file.filename)
-        : this.#file.filename;
-    const lines: string[] = [`// Generated by capmesh from ${schemaPath} — do not edit.`];
+    const lines: string[] = [`// Generated by capmesh from ${schemaPath(this.#file.filename, this.#options.srcPrefix)} — do not edit.`];
     const fileDoc = this.#g.nodes.get(this.#file.id)?.doc ?? "";
     if (fileDoc.trim() !== "") lines.push("//", ...fileDoc.trim().split("\n").map((l) => (l === "" ? "//" : `// ${l}`)));
     lines.push("");

@@ -98,8 +98,11 @@ export function readRequest(bytes: Uint8Array): RequestModel {
   const message = new Message(bytes, false);
   // Large schemas legitimately exceed the default traversal budget.
   message._capnp.traversalLimit = Number.POSITIVE_INFINITY;
-  const req = message.getRoot(schema.CodeGeneratorRequest);
+  return readRequestFrom(message.getRoot(schema.CodeGeneratorRequest));
+}
 
+/** The model of an already opened request (see nodes.ts's openRequest for untrusted bytes). */
+export function readRequestFrom(req: schema.CodeGeneratorRequest): RequestModel {
   const docs = new Map<bigint, { doc: string; members: string[] }>();
   for (const info of req.sourceInfo) {
     docs.set(info.id, { doc: info.docComment, members: info.members.map((m) => m.docComment) });

@@ -15,6 +15,7 @@ import type { PeerInfo } from "../rpc/vat-network.js";
 import type { TransportLimits } from "../transport/limits.js";
 import { formatAddress, toAddress } from "../transport/address.js";
 import { logger } from "../log.js";
+import { RpcError } from "../rpc/errors.js";
 import type { HubStats, PeerStats } from "../gen/mesh.js";
 import { ENV, discoveryFile, ensurePrivateDir, loadOrCreateNetworkKey, meshHome, runtimeDir } from "./defaults.js";
 import { Policy, type PolicyRules, type Quotas, type Via } from "./policy.js";
@@ -78,31 +79,45 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
     software: SOFTWARE,
     stats: () => statsOf(allSessions(), registry),
   };
-  // Connections per identity, checked before the handshake completes.
-  const authorize = ({ id }: { id: string }) => {
-    const open = allSessions().filter((s) => s.peer.id === id).length;
-    if (open >= policy.quotas.connections) {
-      log.warn("refusing a connection over quota", { id, open });
-      return false;
+  // policy.join and quotas.connections are checked once the handshake has
+  // proved who the peer is, and a refusal goes to the peer as an rpc Abort
+  // with the reason (a refusal inside the handshake could only hang up).
+  // The new session is already in its listener's set, so the count is exact
+  // however many handshakes finish at once.
+  const admit = (session: Session, via: Via) => {
+    const id = session.peer.authenticated ? session.peer.id : "anonymous";
+    let refusal = policy.explainRefusal("join", id, via);
+    if (refusal === null && allSessions().filter((s) => s.peer.id === session.peer.id).length > policy.quotas.connections) {
+      refusal = policy.quotaRefusal("connections", id);
     }
-    return true;
+    if (refusal === null) return;
+    log.warn("refusing a connection", { id, reason: refusal });
+    session.connection.abort(RpcError.failed(refusal));
   };
 
   const usesDefaultSocket = options.socket === undefined;
   const dir = runtimeDir();
   const socketPath = options.socket === false ? null : (options.socket ?? join(dir, "hub.sock"));
-  const common = { identity, networkKey, authorize, ...(options.limits ? { limits: options.limits } : {}) };
+  const common = { identity, networkKey, ...(options.limits ? { limits: options.limits } : {}) };
   try {
     if (socketPath !== null) {
       if (usesDefaultSocket) await ensurePrivateDir(dir);
       await clearStaleSocket(socketPath);
-      const listener = await listen(`unix:${socketPath}`, { ...common, bootstrap: (peer: PeerInfo) => hubFor(core, peer, "unix") });
+      const listener = await listen(`unix:${socketPath}`, {
+        ...common,
+        bootstrap: (peer: PeerInfo) => hubFor(core, peer, "unix"),
+        onSession: (session) => admit(session, "unix"),
+      });
       listeners.push({ listener, via: "unix" });
     }
     for (const address of options.listen ?? []) {
       const addr = toAddress(address);
       const via: Via = addr.kind === "unix" ? "unix" : "tcp";
-      const listener = await listen(formatAddress(addr), { ...common, bootstrap: (peer: PeerInfo) => hubFor(core, peer, via) });
+      const listener = await listen(formatAddress(addr), {
+        ...common,
+        bootstrap: (peer: PeerInfo) => hubFor(core, peer, via),
+        onSession: (session) => admit(session, via),
+      });
       listeners.push({ listener, via });
     }
   } catch (error) {

@@ -27,6 +27,7 @@ import {
 } from "../gen/mesh.js";
 import { ENV, decodeNetworkKey, loadOrCreateNetworkKey, meshHome, readDiscovery } from "./defaults.js";
 import { nameProblem } from "./names.js";
+import { describeProvided } from "./describe.js";
 
 const log = logger("capmesh:mesh");
 
@@ -50,8 +51,19 @@ export interface JoinOptions {
    * the caller's proven identity (the hub vouches for it) for per-caller grants.
    */
   provide?: Capability | ((caller: string) => Capability);
-  /** Metadata registered with the name. */
+  /**
+   * Metadata registered with the name. `interfaces` and `schema` default to
+   * those of `interfaces` below (what `capmesh ls` shows and `capmesh call`
+   * calls by).
+   */
   info?: Init<PluginInfo>;
+  /**
+   * The generated interfaces `provide` implements, published with the name
+   * (ids, names, and the compiled schema their generated code embeds).
+   * Default: the interface `provide` is typed as, when it is a capability
+   * (e.g. made with `Foo.server(...)`); give it for a per-caller `provide`.
+   */
+  interfaces?: readonly InterfaceDef[];
   /** Take the name over if it is taken (where the hub's policy allows it). */
   replace?: boolean;
   /** Reconnect and register again when the hub goes away (default true). */
@@ -148,12 +160,16 @@ class Peer implements MeshPeer {
   #signalHandlers: (() => void) | null = null;
   #markLost!: (reason: Error) => void;
   readonly lost: Promise<Error> = new Promise((resolve) => (this.#markLost = resolve));
+  /** PluginInfo's interfaces and schema, from what the plugin provides. */
+  readonly #described: ReturnType<typeof describeProvided>;
 
   constructor(
     private readonly options: JoinOptions,
     private readonly target: HubTarget,
     private readonly identity: Identity,
-  ) {}
+  ) {
+    this.#described = describeProvided(options.provide, options.interfaces);
+  }
 
   get id(): string {
     return this.identity.id;
@@ -188,7 +204,7 @@ class Peer implements MeshPeer {
         const { registration } = await hub.register({
           name: this.options.name,
           ...this.#offer(),
-          info: { protocolVersion, ...this.options.info },
+          info: { protocolVersion, ...this.#described, ...this.options.info },
           replace: this.options.replace ?? false,
         });
         this.#registration = registration;

@@ -2,12 +2,14 @@
 // per identity. A refusal says which rule refused (or that none allowed it),
 // so that whoever reads the error knows what to change in the config.
 //
-// Defaults: a peer that came in over the hub's local unix socket (it passed
-// the handshake with this mesh's network key) may do everything; a peer that
-// came in over TCP may do only what a rule allows.
+// Defaults: any peer that passed the handshake with this mesh's network key
+// may join (stay connected); one that came in over the hub's local unix
+// socket may do everything; one that came in over TCP may do only what a
+// rule allows.
 
-export type Action = "register" | "connect" | "watch" | "admin" | "replace";
-export const ACTIONS: readonly Action[] = ["register", "connect", "watch", "admin", "replace"];
+/** `join` is being connected at all; `watch` also governs `list` and `lookup`. */
+export type Action = "join" | "register" | "connect" | "watch" | "admin" | "replace";
+export const ACTIONS: readonly Action[] = ["join", "register", "connect", "watch", "admin", "replace"];
 
 /** One rule: who (`*`, or an `@…ed25519` id) may do the action, on which names (patterns with `*`). */
 export interface Rule {
@@ -61,16 +63,33 @@ export class Policy {
       if (name !== undefined && rule.names !== undefined && !rule.names.some((p) => globMatch(p, name))) continue;
       return { allowed: rule.allow !== false, by: `policy.${action}[${i}]` };
     }
+    if (action === "join") return { allowed: true, by: "the default (every peer of this network key may join)" };
     if (via === "unix") return { allowed: true, by: "the default (peers on the local unix socket may do everything)" };
     return { allowed: false, by: `the default (over TCP only what a rule in policy.${action} allows)` };
   }
 
-  /** Why `peer` may not do `action` (naming the rule that refused), or null if it may. */
-  explainRefusal(action: Action, peer: string, via: Via, name?: string): string | null {
+  /**
+   * Why `peer` may not do `action` (naming the rule that refused), or null
+   * if it may. `doing` names the request when it is not the action itself
+   * ("list" and "lookup" are decided by the `watch` rules).
+   */
+  explainRefusal(action: Action, peer: string, via: Via, name?: string, doing: string = action): string | null {
     const decision = this.decide(action, peer, via, name);
     if (decision.allowed) return null;
-    const what = name === undefined ? action : `${action} "${name}"`;
+    const what = action === "join" ? "join this mesh" : name === undefined ? doing : `${doing} "${name}"`;
     return `${peer} may not ${what}: refused by ${decision.by}`;
+  }
+
+  /** The refusal of `peer` at its quota `key`, naming the config key that raises it. */
+  quotaRefusal(key: keyof Quotas, peer: string): string {
+    const limit = this.quotas[key];
+    const [held, undo] =
+      key === "registrations"
+        ? [`holds ${limit} names`, "release one"]
+        : key === "watchers"
+          ? [`has ${limit} watches open`, "release one"]
+          : [`has ${limit} connections open to this hub`, "close one"];
+    return `${peer} ${held} already, its quota: ${undo}, or raise quotas.${key} in the hub's config`;
   }
 }
 

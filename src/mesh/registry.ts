@@ -1,6 +1,7 @@
 // The hub's table of registered names, its watchers, and callers waiting
 // for a name to appear. Transport-free: it holds capabilities and tells
 // watchers what changed, in order.
+import { setMaxListeners } from "node:events";
 import { RpcError } from "../rpc/errors.js";
 import type { Capability } from "../rpc/types.js";
 import type { Entry, Event, Observer, PluginInfo, Provider } from "../gen/mesh.js";
@@ -9,8 +10,20 @@ import type { Init } from "../codec/init.js";
 
 const log = logger("capmesh:mesh");
 
-/** Events a watcher may have in flight before it is dropped as too slow. */
+/**
+ * Events that may wait for a watcher (beyond the stream window it has in
+ * flight) while it answers nothing for WATCHER_STALL_MS; past that it is
+ * dropped as no longer answering.
+ */
 export const MAX_WATCHER_BACKLOG = 1024;
+/** How long a watcher with a full backlog may go without answering. */
+export const WATCHER_STALL_MS = 1000;
+/**
+ * Events that may wait for any watcher, even one that answers: a burst
+ * longer than this drops whoever cannot keep up, so no watcher grows the
+ * hub's memory without bound.
+ */
+export const MAX_WATCHER_QUEUE = 16 * MAX_WATCHER_BACKLOG;
 
 export interface Registered {
   readonly name: string;
@@ -30,6 +43,7 @@ export interface Watcher {
   readonly observer: Observer;
   /** The identity that watches (for quotas and stats). */
   readonly id: string;
+  /** Events waiting to go out to it (beyond those in flight). */
   backlog: number;
   dropped: boolean;
   /** Told when the registry drops this watcher (too slow, failed, hub closing). */
@@ -43,6 +57,7 @@ export function entryOf(r: Registered): Entry {
 export class MeshRegistry {
   readonly #entries = new Map<string, Registered>();
   readonly #watchers = new Set<Watcher>();
+  readonly #feeds = new Map<Watcher, Feed>();
   readonly #waiting = new Map<string, Set<(r: Registered) => void>>();
 
   get size(): number {
@@ -147,12 +162,28 @@ export class MeshRegistry {
   /** Starts delivering events to `w`: a snapshot first. */
   watch(w: Watcher): void {
     this.#watchers.add(w);
+    const cancel = new AbortController();
+    // One listener per event in flight (the window may hold thousands).
+    setMaxListeners(0, cancel.signal);
+    this.#feeds.set(w, { queue: [], head: 0, sending: false, lastProgress: Date.now(), stallTimer: null, cancel });
     this.#deliver(w, { snapshot: this.list() });
   }
 
-  unwatch(w: Watcher): void {
+  /**
+   * Stops `w`: events waiting are dropped, those in flight canceled (a
+   * Finish each, unless `cancel` is false), its observer released.
+   */
+  unwatch(w: Watcher, cancel = true): void {
     if (!this.#watchers.delete(w)) return;
     w.dropped = true;
+    w.backlog = 0;
+    const feed = this.#feeds.get(w);
+    this.#feeds.delete(w);
+    if (feed) {
+      if (feed.stallTimer) clearTimeout(feed.stallTimer);
+      feed.queue = [];
+      if (cancel) feed.cancel.abort(RpcError.failed("the hub dropped this watcher"));
+    }
     w.observer.release();
   }
 
@@ -163,7 +194,12 @@ export class MeshRegistry {
       this.remove(r, reason);
     }
     for (const w of [...this.#watchers]) {
-      this.unwatch(w);
+      // The last events (who left) go out now, window or not: the connections close next.
+      const feed = this.#feeds.get(w);
+      for (let i = feed?.head ?? 0; feed && i < feed.queue.length; i++) {
+        w.observer.event({ event: feed.queue[i]! }).catch(() => {});
+      }
+      this.unwatch(w, false);
       w.onDrop();
     }
     for (const [name, set] of this.#waiting) {
@@ -176,31 +212,78 @@ export class MeshRegistry {
     for (const w of this.#watchers) this.#deliver(w, event);
   }
 
+  #drop(w: Watcher, why: string): void {
+    log.warn("dropping a watcher", { id: w.id, why, backlog: w.backlog });
+    this.unwatch(w);
+    w.onDrop();
+  }
+
   /**
-   * Events go out as `-> stream` calls in order (E-order on one capability);
-   * their flow control holds back a slow watcher, and one whose backlog
-   * passes MAX_WATCHER_BACKLOG, or whose call fails, is dropped, so no
-   * watcher can grow the hub's memory.
+   * Events go out as `-> stream` calls in order (E-order on one capability),
+   * one after another as the stream's flow control lets them: what the
+   * window holds back waits here. A watcher is dropped when its call fails,
+   * when MAX_WATCHER_BACKLOG events wait and it has answered nothing for
+   * WATCHER_STALL_MS, or when MAX_WATCHER_QUEUE events wait; so no watcher
+   * can grow the hub's memory, and a burst does not drop one that answers.
    */
   #deliver(w: Watcher, event: Init<Event>): void {
-    if (w.dropped) return;
-    if (w.backlog >= MAX_WATCHER_BACKLOG) {
-      log.warn("dropping a watcher that stopped answering", { id: w.id, backlog: w.backlog });
-      this.unwatch(w);
-      w.onDrop();
-      return;
-    }
-    w.backlog++;
-    w.observer.event({ event }).then(
-      () => {
-        w.backlog--;
-      },
-      (err: unknown) => {
-        if (w.dropped) return;
-        log.debug("dropping a watcher whose observer failed", { id: w.id, error: err instanceof Error ? err.message : String(err) });
-        this.unwatch(w);
-        w.onDrop();
-      },
-    );
+    const feed = this.#feeds.get(w);
+    if (w.dropped || !feed) return;
+    const waiting = feed.queue.length - feed.head;
+    if (waiting >= MAX_WATCHER_QUEUE) return this.#drop(w, `it fell ${waiting} events behind`);
+    feed.queue.push(event);
+    w.backlog = waiting + 1;
+    if (w.backlog >= MAX_WATCHER_BACKLOG && !feed.stallTimer) this.#watchStall(w, feed, WATCHER_STALL_MS);
+    if (!feed.sending) void this.#pump(w, feed);
   }
+
+  async #pump(w: Watcher, feed: Feed): Promise<void> {
+    feed.sending = true;
+    try {
+      while (!w.dropped && feed.head < feed.queue.length) {
+        const event = feed.queue[feed.head]!;
+        feed.queue[feed.head++] = undefined as unknown as Init<Event>;
+        if (feed.head >= 1024 && feed.head * 2 >= feed.queue.length) {
+          feed.queue = feed.queue.slice(feed.head);
+          feed.head = 0;
+        }
+        w.backlog = feed.queue.length - feed.head;
+        // Resolves at once while the stream window has room, else once answers come back.
+        await w.observer.event({ event }, { signal: feed.cancel.signal });
+        feed.lastProgress = Date.now();
+      }
+    } catch (err) {
+      if (!w.dropped) this.#drop(w, `its observer failed: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      feed.sending = false;
+    }
+  }
+
+  #watchStall(w: Watcher, feed: Feed, ms: number): void {
+    const check = () => {
+      feed.stallTimer = null;
+      if (w.dropped || w.backlog < MAX_WATCHER_BACKLOG) return;
+      const quiet = Date.now() - feed.lastProgress;
+      if (quiet >= WATCHER_STALL_MS) this.#drop(w, `it stopped answering: ${w.backlog} events wait, none answered for ${quiet} ms`);
+      else this.#watchStall(w, feed, WATCHER_STALL_MS - quiet);
+    };
+    // Checked after the next poll for I/O: answers that arrived while the
+    // hub itself was busy count (a blocked event loop is not a stalled watcher).
+    feed.stallTimer = setTimeout(() => setImmediate(check), ms);
+    feed.stallTimer.unref();
+  }
+}
+
+/** What the registry keeps per watcher to feed it. */
+interface Feed {
+  /** Events not yet sent, from `head` on. */
+  queue: Init<Event>[];
+  head: number;
+  /** A pump is running (at most one, so events go out in order). */
+  sending: boolean;
+  /** When the stream last let an event go (its window had room, or answers came back). */
+  lastProgress: number;
+  stallTimer: NodeJS.Timeout | null;
+  /** Cancels the event calls in flight when the watcher is dropped. */
+  cancel: AbortController;
 }

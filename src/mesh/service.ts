@@ -62,7 +62,8 @@ class HubService implements HubServer {
   }
 
   hello({ hello }: { hello: Hello }) {
-    if (!SUPPORTED_PROTOCOL_VERSIONS.includes(hello.protocolVersion)) {
+    // 0 is a Hello that leaves the version out: version 1, as skipping hello is.
+    if (hello.protocolVersion !== 0 && !SUPPORTED_PROTOCOL_VERSIONS.includes(hello.protocolVersion)) {
       throw RpcError.failed(
         `mesh protocol version ${hello.protocolVersion} is not supported by this hub, which speaks ` +
           `${SUPPORTED_PROTOCOL_VERSIONS.join(", ")}: upgrade the side that is older`,
@@ -83,7 +84,8 @@ class HubService implements HubServer {
     }
     if (info.protocolVersion !== 0 && !SUPPORTED_PROTOCOL_VERSIONS.includes(info.protocolVersion)) {
       throw RpcError.failed(
-        `register "${name}": mesh protocol version ${info.protocolVersion} is not supported by this hub (${SUPPORTED_PROTOCOL_VERSIONS.join(", ")})`,
+        `register "${name}": mesh protocol version ${info.protocolVersion} is not supported by this hub, which speaks ` +
+          `${SUPPORTED_PROTOCOL_VERSIONS.join(", ")}: upgrade the side that is older`,
       );
     }
     const policy = this.core.policy;
@@ -96,7 +98,7 @@ class HubService implements HubServer {
     // An identity may always replace its own registration (a plugin back from a dropped connection).
     if (holder && holder.id !== this.#id) refuse(policy.explainRefusal("replace", this.#id, this.via, name));
     if (!holder && registry.countHeldBy(this.#id) >= policy.quotas.registrations) {
-      throw RpcError.failed(`${this.#id} holds ${policy.quotas.registrations} names already (quotas.registrations); release one first`);
+      throw RpcError.failed(policy.quotaRefusal("registrations", this.#id));
     }
 
     let end!: (reason: string) => void;
@@ -120,7 +122,7 @@ class HubService implements HubServer {
   }
 
   list() {
-    refuse(this.core.policy.explainRefusal("watch", this.#id, this.via));
+    refuse(this.core.policy.explainRefusal("watch", this.#id, this.via, undefined, "list"));
     return { plugins: this.core.registry.list() };
   }
 
@@ -130,7 +132,7 @@ class HubService implements HubServer {
     refuse(policy.explainRefusal("watch", this.#id, this.via));
     const registry = this.core.registry;
     if (registry.watchersOf(this.#id) >= policy.quotas.watchers) {
-      throw RpcError.failed(`${this.#id} has ${policy.quotas.watchers} watches open already (quotas.watchers); release one first`);
+      throw RpcError.failed(policy.quotaRefusal("watchers", this.#id));
     }
     const watcher: Watcher = { observer: observer.dup(), id: this.#id, backlog: 0, dropped: false, onDrop: () => {} };
     registry.watch(watcher);
@@ -150,7 +152,7 @@ class HubService implements HubServer {
 
   async lookup({ name }: { name: string }, ctx: CallContext): Promise<{ entry: Entry }> {
     refuse(nameProblem(name));
-    refuse(this.core.policy.explainRefusal("watch", this.#id, this.via));
+    refuse(this.core.policy.explainRefusal("watch", this.#id, this.via, undefined, "lookup"));
     return { entry: entryOf(await this.#find(name, 0, ctx.signal)) };
   }
 
@@ -180,8 +182,21 @@ class RegistrationImpl implements RegistrationServer {
     }
   }
 
-  async ended(): Promise<{ reason: string }> {
-    return { reason: await this.registered.ended };
+  async ended(_params: unknown, ctx: CallContext): Promise<{ reason: string }> {
+    // A call still waiting holds this capability: it must give up when the
+    // holder cancels it or disconnects, or the name would outlive its holder.
+    const { signal } = ctx;
+    signal.throwIfAborted();
+    let onAbort!: () => void;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason ?? RpcError.failed("Registration.ended was canceled"));
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      return { reason: await Promise.race([this.registered.ended, aborted]) };
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
   }
 
   [Symbol.dispose](): void {

@@ -115,6 +115,11 @@ export function isReleasedClient(client: Capability): boolean {
   return client instanceof CapabilityClient && client[kHook] === null;
 }
 
+/** The interface a client is typed as (null for an untyped one, or not a capmesh client). */
+export function interfaceOf(client: Capability): InterfaceDef | null {
+  return client instanceof CapabilityClient ? client[kIface] : null;
+}
+
 /** The engine-level hook behind a client (for tools and the mesh layers). */
 export function hookOf(client: Capability): CapHook {
   if (!(client instanceof CapabilityClient)) throw new TypeError("not a capmesh capability client");

@@ -13,10 +13,20 @@ import { FIXTURE_DIR, REPO_ROOT, hasCapnp } from "./helpers.js";
 
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
 const TSC = join(REPO_ROOT, "node_modules/typescript/bin/tsc");
-const SCHEMAS = readdirSync(join(REPO_ROOT, "schema"))
-  .filter((f) => f.endsWith(".capnp"))
-  .map((f) => join(REPO_ROOT, "schema", f));
 const FIXTURES = ["codectest.capnp", "names.capnp"].map((f) => join(FIXTURE_DIR, f));
+/**
+ * The schemas generated into a user's project, by output directory (one
+ * `capmesh gen` each): the fixtures, the public schemas, and the interop
+ * tests' and the benchmark's, which use more of the schema language.
+ */
+const GENERATED: Record<string, string[]> = {
+  "gen/fixtures": FIXTURES,
+  "gen/schema": readdirSync(join(REPO_ROOT, "schema"))
+    .filter((f) => f.endsWith(".capnp"))
+    .map((f) => join(REPO_ROOT, "schema", f)),
+  "gen/interop": [join(REPO_ROOT, "test/interop/schema/interop.capnp")],
+  "gen/bench": [join(REPO_ROOT, "bench/schema/bench.capnp")],
+};
 
 /** The flags users turn on when they want everything checked. */
 const STRICTEST = {
@@ -88,13 +98,9 @@ function typecheck(dir: string, files: string[], options: Record<string, unknown
 describe.skipIf(!hasCapnp)("generated TypeScript in a user's project", () => {
   it("compiles under strict, noUnused*, exactOptionalPropertyTypes and noUncheckedIndexedAccess; imports capmesh alone", { timeout: 120_000 }, () => {
     const dir = project("strict");
-    gen(dir, ["--out", "gen/fixtures", ...FIXTURES]);
-    gen(dir, ["--out", "gen/schema", ...SCHEMAS]);
-    const generated = [...readdirSync(join(dir, "gen/fixtures")).map((f) => `gen/fixtures/${f}`), ...readdirSync(join(dir, "gen/schema")).map((f) => `gen/schema/${f}`)];
-    const expected = [
-      ...FIXTURES.map((f) => `gen/fixtures/${basename(f, ".capnp")}.ts`),
-      ...SCHEMAS.map((f) => `gen/schema/${basename(f, ".capnp")}.ts`),
-    ];
+    for (const [out, schemas] of Object.entries(GENERATED)) gen(dir, ["--out", out, ...schemas]);
+    const generated = Object.keys(GENERATED).flatMap((out) => readdirSync(join(dir, out)).map((f) => `${out}/${f}`));
+    const expected = Object.entries(GENERATED).flatMap(([out, schemas]) => schemas.map((f) => `${out}/${basename(f, ".capnp")}.ts`));
     expect(generated.sort()).toEqual(expected.sort());
     for (const file of generated) {
       const code = readFileSync(join(dir, file), "utf8");

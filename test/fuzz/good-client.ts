@@ -2,7 +2,7 @@
 // connections cost the server nothing it owes others: a long-lived session
 // opened before the batch and fresh ones (plain, and through the secret
 // handshake and box-stream) must get correct answers within the deadline.
-import { TestService } from "../../src/gen/interop.js";
+import { TestService } from "../interop/schema/interop.js";
 import { connect, type Session } from "../../src/rpc/index.js";
 import type { Target } from "./target/target.js";
 import { errorText, within } from "./util.js";

@@ -9,7 +9,7 @@
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Callback, Counter, TestService } from "../../src/gen/interop.js";
+import { Callback, Counter, TestService } from "../interop/schema/interop.js";
 import { connect, listen } from "../../src/rpc/index.js";
 import { buildCppPeers, INTEROP_SCENARIOS, runCppClient, startCppServer } from "../helpers/cpp.js";
 import { CounterImpl, TestServiceImpl } from "../interop/test-service.js";

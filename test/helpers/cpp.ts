@@ -31,10 +31,21 @@ export const INTEROP_SCENARIOS = [
   "call-many",
 ] as const;
 
-export const CPP_INSTALL_HINT = "apt-get install -y capnproto libcapnp-dev g++ pkg-config";
+export const CPP_INSTALL_HINT = "apt-get install -y capnproto libcapnp-dev libsodium-dev g++ pkg-config";
 
 const PEER_DIR = path.join(REPO_ROOT, "peers", "cpp");
-const SCHEMAS = ["interop.capnp", "bench.capnp"] as const;
+/**
+ * The schemas the peers are built with, relative to REPO_ROOT. Each compiles
+ * to <file name>.h and .c++ in the build directory (peers include
+ * "interop.capnp.h"), so their file names must differ.
+ */
+const SCHEMAS = [
+  "test/interop/schema/interop.capnp",
+  "bench/schema/bench.capnp",
+  "schema/mesh.capnp",
+  "schema/demo.capnp",
+] as const;
+type Schema = (typeof SCHEMAS)[number];
 const CXXFLAGS = ["-std=c++17", "-O2", "-pthread"];
 const BINARY_MARKER = ".complete";
 
@@ -56,7 +67,7 @@ function probe(cmd: string, args: string[]): { ok: boolean; out: string } {
 let availability: Availability | undefined;
 let toolVersions = "";
 
-/** Whether `capnp`, `g++` and the capnp-rpc development files are present. */
+/** Whether `capnp`, `g++` and the capnp-rpc and libsodium (mesh-peer) development files are present. */
 export function cppPeerAvailable(): Availability {
   if (availability) return availability;
   const missing: string[] = [];
@@ -73,10 +84,12 @@ export function cppPeerAvailable(): Availability {
         : "`pkg-config` not runnable",
     );
   }
+  const sodium = probe("pkg-config", ["--modversion", "libsodium"]);
+  if (pc.ok && !sodium.ok) missing.push("`pkg-config libsodium` failed (package libsodium-dev missing?)");
   if (missing.length > 0) {
     availability = { ok: false, reason: missing.join("; ") };
   } else {
-    toolVersions = [capnp.out, gxx.out.split("\n")[0], `capnp-rpc ${pc.out}`].join("\n");
+    toolVersions = [capnp.out, gxx.out.split("\n")[0], `capnp-rpc ${pc.out}`, `libsodium ${sodium.out}`].join("\n");
     availability = { ok: true };
   }
   return availability;
@@ -106,6 +119,8 @@ export function requireCppOrSkip(): CppGate {
 export interface CppPeers {
   interopPeer: string;
   benchPeer: string;
+  /** peers/cpp/mesh-peer.c++: a mesh peer (shs1 on libsodium, then plain RPC). */
+  meshPeer: string;
 }
 
 function sourceFiles(): string[] {
@@ -115,12 +130,13 @@ function sourceFiles(): string[] {
     .map((f) => path.join(PEER_DIR, f));
   // This file too: it holds the build recipe.
   const self = fileURLToPath(import.meta.url);
-  return [...peerFiles, ...SCHEMAS.map((s) => path.join(REPO_ROOT, "schema", s)), self];
+  return [...peerFiles, ...SCHEMAS.map((s) => path.join(REPO_ROOT, s)), self];
 }
 
 function pkgConfigArgs(): string[] {
-  const r = spawnSync("pkg-config", ["--cflags", "--libs", "capnp-rpc"], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`pkg-config capnp-rpc failed: ${r.stderr}`);
+  // libsodium is for mesh-peer; on the other peers' link lines it does no harm.
+  const r = spawnSync("pkg-config", ["--cflags", "--libs", "capnp-rpc", "libsodium"], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`pkg-config capnp-rpc libsodium failed: ${r.stderr}`);
   return r.stdout.trim().split(/\s+/).filter(Boolean);
 }
 
@@ -157,7 +173,8 @@ function isComplete(dir: string): boolean {
   return (
     existsSync(path.join(dir, BINARY_MARKER)) &&
     existsSync(path.join(dir, "interop-peer")) &&
-    existsSync(path.join(dir, "bench-peer"))
+    existsSync(path.join(dir, "bench-peer")) &&
+    existsSync(path.join(dir, "mesh-peer"))
   );
 }
 
@@ -216,12 +233,11 @@ async function withBuildLock<T>(lockPath: string, done: () => boolean, fn: () =>
 }
 
 async function compileInto(dir: string, pcArgs: string[]): Promise<void> {
-  await run(
-    "capnp",
-    ["compile", `-oc++:${dir}`, "--src-prefix=schema", ...SCHEMAS.map((s) => `schema/${s}`)],
-    REPO_ROOT,
+  // One run per schema, each dropping its own directory from the output names.
+  await Promise.all(
+    SCHEMAS.map((s) => run("capnp", ["compile", `-oc++:${dir}`, `--src-prefix=${path.posix.dirname(s)}`, s], REPO_ROOT)),
   );
-  const build = (name: string, schema: string) =>
+  const build = (name: string, ...schemas: Schema[]) =>
     run(
       "g++",
       [
@@ -232,12 +248,16 @@ async function compileInto(dir: string, pcArgs: string[]): Promise<void> {
         path.join(dir, name),
         // relative to REPO_ROOT, so that __FILE__ in error reports is short
         `peers/cpp/${name}.c++`,
-        path.join(dir, `${schema}.c++`),
+        ...schemas.map((schema) => path.join(dir, `${path.posix.basename(schema)}.c++`)),
         ...pcArgs,
       ],
       REPO_ROOT,
     );
-  await Promise.all([build("interop-peer", "interop.capnp"), build("bench-peer", "bench.capnp")]);
+  await Promise.all([
+    build("interop-peer", "test/interop/schema/interop.capnp"),
+    build("bench-peer", "bench/schema/bench.capnp"),
+    build("mesh-peer", "schema/mesh.capnp", "schema/demo.capnp"),
+  ]);
   await fsp.writeFile(path.join(dir, BINARY_MARKER), new Date().toISOString() + "\n");
 }
 
@@ -263,6 +283,7 @@ async function buildOnce(): Promise<CppPeers> {
   const result: CppPeers = {
     interopPeer: path.join(outDir, "interop-peer"),
     benchPeer: path.join(outDir, "bench-peer"),
+    meshPeer: path.join(outDir, "mesh-peer"),
   };
   if (isComplete(outDir)) return result;
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Callback, Counter, TestService } from "../../src/gen/interop.js";
+import { Callback, Counter, TestService } from "./schema/interop.js";
 import { connect, hookOf, listen, RpcError, type Listener, type Session } from "../../src/rpc/index.js";
 import { innermost } from "../../src/rpc/hook.js";
 import { generateIdentity } from "../../src/auth/identity.js";

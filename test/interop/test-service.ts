@@ -8,7 +8,7 @@ import {
   type CounterServer,
   type FailKind,
   type TestServiceServer,
-} from "../../src/gen/interop.js";
+} from "./schema/interop.js";
 import { RpcError, type CallContext, type ExceptionType } from "../../src/rpc/index.js";
 
 export function fnv1a(data: Uint8Array, hash = 0xcbf29ce484222325n): bigint {
@@ -69,7 +69,7 @@ export class TestServiceImpl implements TestServiceServer {
   newCounter({ start }: { start: bigint }) {
     return { counter: Counter.server(new CounterImpl(start)) };
   }
-  async callBack({ cb, value }: { cb: import("../../src/gen/interop.js").Callback | null; value: string }) {
+  async callBack({ cb, value }: { cb: import("./schema/interop.js").Callback | null; value: string }) {
     const { reply } = await cb!.call({ value });
     return { reply };
   }

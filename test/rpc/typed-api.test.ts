@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { ObjectSize, utils } from "capnp-es";
 import { afterEach, describe, expect, it } from "vitest";
-import { ByteSink, TestService } from "../../src/gen/interop.js";
+import { ByteSink, TestService } from "../interop/schema/interop.js";
 import { RpcConnection } from "../../src/rpc/connection.js";
 import { initStructIn, readStructIn } from "../../src/rpc/payload.js";
 import { dynamicCall, RpcError, Session, setStreamWindow, type PeerInfo } from "../../src/rpc/index.js";

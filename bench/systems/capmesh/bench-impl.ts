@@ -1,5 +1,5 @@
-// schema/bench.capnp served by capmesh (both bench runners use it).
-import type { BenchServer, BenchSinkServer } from "../../../src/gen/bench.js";
+// bench/schema/bench.capnp served by capmesh (both bench runners use it).
+import type { BenchServer, BenchSinkServer } from "../../schema/bench.js";
 
 class SinkImpl implements BenchSinkServer {
   bytes = 0n;

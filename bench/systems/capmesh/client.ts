@@ -1,7 +1,7 @@
 // capmesh client for the benchmark figures.
 import { formatAddress } from "../../lib/address.js";
 import { CHAIN_LENGTH, runClient } from "../../lib/client.js";
-import { Bench } from "../../../src/gen/bench.js";
+import { Bench } from "../../schema/bench.js";
 import { connect } from "../../../src/rpc/index.js";
 
 await runClient(async (address) => {

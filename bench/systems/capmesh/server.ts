@@ -1,7 +1,7 @@
-// capmesh serving schema/bench.capnp.
+// capmesh serving bench/schema/bench.capnp.
 import { formatAddress, parseAddress } from "../../lib/address.js";
 import { runServer } from "../../lib/server.js";
-import { Bench } from "../../../src/gen/bench.js";
+import { Bench } from "../../schema/bench.js";
 import { listen } from "../../../src/rpc/index.js";
 import { BenchImpl } from "./bench-impl.js";
 

@@ -1,4 +1,4 @@
-// capnp-es's own RPC (its Conn) serving schema/bench.capnp.
+// capnp-es's own RPC (its Conn) serving bench/schema/bench.capnp.
 import net from "node:net";
 import { Conn } from "capnp-es";
 import { listen, tuneAccepted } from "../../lib/address.js";

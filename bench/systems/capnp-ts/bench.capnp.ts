@@ -1,4 +1,4 @@
-// Bindings for schema/bench.capnp on the capnp-ts 0.9 runtime, written by
+// Bindings for bench/schema/bench.capnp on the capnp-ts 0.9 runtime, written by
 // hand: the only published compiler, capnpc-ts 0.7.0, targets capnp-ts 0.5's
 // API (no interfaces, no RPC) and crashes on this schema with the TypeScript 4
 // it pulls in. The shapes follow the runtime's documented conventions

@@ -1,4 +1,4 @@
-// capnp-ts 0.9's RPC (its Conn) serving schema/bench.capnp.
+// capnp-ts 0.9's RPC (its Conn) serving bench/schema/bench.capnp.
 import net from "node:net";
 import { Conn } from "capnp-ts";
 import { listen, tuneAccepted } from "../../lib/address.js";

@@ -2,7 +2,7 @@
 // TestService methods (so calls reach real code) and hostile shapes
 // (aliased DAGs, nesting past the limit, self-loops, counts no bytes back,
 // far pointers to nowhere, capability indexes past the cap table).
-import { ByteSink, Callback, Counter, TestService } from "../../../src/gen/interop.js";
+import { ByteSink, Callback, Counter, TestService } from "../../interop/schema/interop.js";
 import { INTERESTING_U32, type Rng } from "../prng.js";
 import type { ContentSpec, DescriptorSpec } from "../raw.js";
 
@@ -13,7 +13,7 @@ export const IFACE = {
   byteSink: ByteSink.id,
 } as const;
 
-/** TestService method ordinals (schema/interop.capnp). */
+/** TestService method ordinals (test/interop/schema/interop.capnp). */
 export const M = {
   echo: 0,
   newCounter: 1,

@@ -11,7 +11,7 @@ import * as net from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import path from "node:path";
 import { identityFromSeed } from "../../../src/auth/identity.js";
-import { TestService } from "../../../src/gen/interop.js";
+import { TestService } from "../../interop/schema/interop.js";
 import { listen, type Listener } from "../../../src/rpc/index.js";
 import type {
   BeginResult,

@@ -4,7 +4,7 @@
 // to the engine: the rule being checked is about the engine's handling of
 // messages (reading, dispatching, building, forwarding), not about an
 // application method's loop over its input.
-import { ByteSink, type Counter } from "../../../src/gen/interop.js";
+import { ByteSink, type Counter } from "../../interop/schema/interop.js";
 import { fnv1a, TestServiceImpl } from "../../interop/test-service.js";
 
 /** The most of any input the service itself looks at. */

@@ -1,7 +1,7 @@
 // capmesh. connect: connect() (with the server's key unless "plain"), one
 // ping on the bootstrap Bench, close; box: src/auth/box-stream.ts alone.
 import { connect as dial, formatAddress } from "../../../lib/address.js";
-import { Bench } from "../../../../src/gen/bench.js";
+import { Bench } from "../../../schema/bench.js";
 import { boxStream } from "../../../../src/auth/box-stream.js";
 import { connect } from "../../../../src/index.js";
 import { runAuthClient } from "../../harness.js";

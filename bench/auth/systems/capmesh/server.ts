@@ -6,7 +6,7 @@ import net from "node:net";
 import { formatAddress, listen as listenSocket, parseAddress, tuneAccepted } from "../../../lib/address.js";
 import { runServer } from "../../../lib/server.js";
 import { BenchImpl } from "../../../systems/capmesh/bench-impl.js";
-import { Bench } from "../../../../src/gen/bench.js";
+import { Bench } from "../../../schema/bench.js";
 import { boxStream } from "../../../../src/auth/box-stream.js";
 import { listen } from "../../../../src/index.js";
 import { networkKey, serverBoxKeys, serverIdentity } from "../../keys.js";
