@@ -95,7 +95,7 @@ describe("the npm package", () => {
       cwd: project,
     });
     expect(existsSync(join(src, "gen", "demo.ts"))).toBe(true);
-    for (const example of ["two-party.ts", "secure.ts"]) {
+    for (const example of ["two-party.ts", "secure.ts", "mesh.ts"]) {
       const code = readFileSync(join(repo, "examples", example), "utf8")
         .replace('from "../src/index.js"', 'from "capmesh"')
         .replace('from "../src/gen/demo.js"', 'from "./gen/demo.js"')
@@ -131,5 +131,13 @@ describe("the npm package", () => {
     expect(twoParty.stdout.split("\n")).toEqual(["hello, world", "room: welcome, me", "members: 1", ""]);
     const secure = await run(process.execPath, ["out/secure.js"], { cwd: project, timeout: 30_000 });
     expect(secure.stdout.split("\n")).toEqual(["true true", "hello, alice", ""]);
+    // The mesh on embedded defaults, kept in this scratch dir; then the
+    // installed CLI, which finds no hub there once the example has closed it.
+    const env: NodeJS.ProcessEnv = { ...process.env, CAPMESH_HOME: join(work, "home"), XDG_RUNTIME_DIR: join(work, "run") };
+    for (const key of ["CAPMESH_HUB", "CAPMESH_HUB_ID", "CAPMESH_NETWORK_KEY"]) delete env[key];
+    const mesh = await run(process.execPath, ["out/mesh.js"], { cwd: project, timeout: 30_000, env });
+    expect(mesh.stdout.split("\n")).toEqual(["hello, mesh", "greeter 1.0.0", "2 peers connected", "0 plugins after it left", ""]);
+    const ls = spawnSync(join(project, "node_modules", ".bin", "capmesh"), ["ls"], { cwd: project, env, encoding: "utf8" });
+    expect(ls.status, ls.stderr).toBe(3);
   });
 });
