@@ -288,13 +288,27 @@ class Peer implements MeshPeer {
   }
 
   async #startWatch(entry: { onEvent: (event: Event) => void; watch: Watch | null }): Promise<void> {
+    const session = this.#session;
+    let established = false;
     const observer = Observer.server({
       event: ({ event }) => {
         entry.onEvent(event);
       },
+      // The hub let go of the observer while this watch is still wanted and
+      // the connection still up: it dropped a watcher that fell too far
+      // behind. Watch again; the new snapshot covers the events missed.
+      // (After a disconnect, the reconnection watches again instead.)
+      [Symbol.dispose]: () => {
+        if (!established || this.#closed || !this.#watches.has(entry) || this.#session !== session || session === null) return;
+        log.debug("the hub dropped our watcher; watching again");
+        entry.watch?.release();
+        entry.watch = null;
+        this.#startWatch(entry).catch((error: unknown) => log.debug("watching again failed", { error: (error as Error).message }));
+      },
     });
     try {
       entry.watch = (await this.hub.watch({ observer })).watch;
+      established = true;
     } finally {
       observer.release();
     }

@@ -6,6 +6,7 @@
 // Each refusal is checked for its exact reason, and the hub for being
 // undisturbed afterwards: another peer still lists, connects and calls, and
 // the hub's tables are back to their baseline.
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -456,6 +457,39 @@ describe("a watcher that stops answering", () => {
     );
     stuckWatch!.release();
     registration!.release();
+    await undisturbed();
+  });
+
+  it("through the SDK, watches again on its own once dropped: a fresh snapshot covers what it missed", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "test/mesh/slow-watcher-child.ts", "2500"], {
+      env: { ...process.env, ...hub.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      await eventually(() => out.includes("watching\n"), () => `the watcher to start: ${out}`, 30_000);
+      const holder = await unixPeer();
+      const cap = greeter("flood");
+      const { registration } = await holder.hub.register({ name: "flood", cap, info: {}, replace: false });
+      cap.release();
+      const calls = Array.from({ length: 3 * MAX_WATCHER_BACKLOG }, (_, i) => registration!.update({ info: { version: String(i) } }));
+      await Promise.all(calls);
+      for (const c of calls) c[Symbol.dispose]();
+      // Stalled past the hub's patience, it was dropped; once it runs again
+      // it hears so (its observer released) and watches anew.
+      const snapshots = () => out.split("\n").filter((line) => line.startsWith("snapshot"));
+      await eventually(() => snapshots().length === 2, () => `a second snapshot: ${out.slice(-400)}`, 30_000);
+      // The new snapshot lists what is registered now: the greeter and the flood.
+      expect(snapshots()[1]).toBe(`snapshot ${baseline.registrations + 1}`);
+      await eventually(() => hub.stats().watchers === baseline.watchers + 1, () => `one watcher again: ${show(hub.stats())}`);
+      registration!.release();
+    } finally {
+      child.stdin!.end();
+      await exited;
+    }
     await undisturbed();
   });
 });
