@@ -106,7 +106,9 @@ interface Hub {
   # ("replaced by …") and watchers see `left` then `joined`.
 
   list @2 () -> (plugins :List(Entry));
-  # Every registered plugin, ordered by name.
+  # Every registered plugin, ordered by name. Entries here and in watch
+  # events carry no `info.schema` (it is empty): schemas are kilobytes per
+  # plugin and only tools that call by them need one; they ask `lookup`.
 
   watch @3 (observer :Observer) -> (watch :Watch);
   # Delivers a snapshot, then every `joined` and `left`, in order, to
@@ -119,8 +121,8 @@ interface Hub {
   # call waits up to that long for the name to be registered.
 
   lookup @5 (name :Text) -> (entry :Entry);
-  # A registered plugin's entry (its info, features and schema) without
-  # connecting to it. Fails like `connect` for an unknown name.
+  # A registered plugin's whole entry (its info, features and schema)
+  # without connecting to it. Fails like `connect` for an unknown name.
 
   admin @6 () -> (admin :Admin);
   # Hub administration, for identities the policy allows.

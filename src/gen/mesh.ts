@@ -359,7 +359,11 @@ export interface Hub extends Capability {
    * ("replaced by …") and watchers see `left` then `joined`.
    */
   register(params?: Init<Hub$register$Params>, opts?: CallOptions): RpcPromise<Hub$register$Results>;
-  /** Every registered plugin, ordered by name. */
+  /**
+   * Every registered plugin, ordered by name. Entries here and in watch
+   * events carry no `info.schema` (it is empty): schemas are kilobytes per
+   * plugin and only tools that call by them need one; they ask `lookup`.
+   */
   list(params?: Init<Hub$list$Params>, opts?: CallOptions): RpcPromise<Hub$list$Results>;
   /**
    * Delivers a snapshot, then every `joined` and `left`, in order, to
@@ -374,8 +378,8 @@ export interface Hub extends Capability {
    */
   connect(params?: Init<Hub$connect$Params>, opts?: CallOptions): RpcPromise<Hub$connect$Results>;
   /**
-   * A registered plugin's entry (its info, features and schema) without
-   * connecting to it. Fails like `connect` for an unknown name.
+   * A registered plugin's whole entry (its info, features and schema)
+   * without connecting to it. Fails like `connect` for an unknown name.
    */
   lookup(params?: Init<Hub$lookup$Params>, opts?: CallOptions): RpcPromise<Hub$lookup$Results>;
   /** Hub administration, for identities the policy allows. */
@@ -400,7 +404,11 @@ export interface HubServer {
    * ("replaced by …") and watchers see `left` then `joined`.
    */
   register(params: Hub$register$Params, ctx: CallContext): Init<Hub$register$Results> | TailCall | Promise<Init<Hub$register$Results> | TailCall>;
-  /** Every registered plugin, ordered by name. */
+  /**
+   * Every registered plugin, ordered by name. Entries here and in watch
+   * events carry no `info.schema` (it is empty): schemas are kilobytes per
+   * plugin and only tools that call by them need one; they ask `lookup`.
+   */
   list(params: Hub$list$Params, ctx: CallContext): Init<Hub$list$Results> | TailCall | Promise<Init<Hub$list$Results> | TailCall>;
   /**
    * Delivers a snapshot, then every `joined` and `left`, in order, to
@@ -415,8 +423,8 @@ export interface HubServer {
    */
   connect(params: Hub$connect$Params, ctx: CallContext): Init<Hub$connect$Results> | TailCall | Promise<Init<Hub$connect$Results> | TailCall>;
   /**
-   * A registered plugin's entry (its info, features and schema) without
-   * connecting to it. Fails like `connect` for an unknown name.
+   * A registered plugin's whole entry (its info, features and schema)
+   * without connecting to it. Fails like `connect` for an unknown name.
    */
   lookup(params: Hub$lookup$Params, ctx: CallContext): Init<Hub$lookup$Results> | TailCall | Promise<Init<Hub$lookup$Results> | TailCall>;
   /** Hub administration, for identities the policy allows. */

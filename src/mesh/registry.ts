@@ -50,8 +50,20 @@ export interface Watcher {
   readonly onDrop: () => void;
 }
 
+/** The whole entry, with the plugin's schema (Hub.lookup). */
 export function entryOf(r: Registered): Entry {
   return { name: r.name, id: r.id, info: r.info, since: BigInt(r.since) };
+}
+
+/**
+ * The entry as list() and watch events carry it: without the schema, which
+ * is kilobytes per plugin and wanted only by tools that call by it (they
+ * ask Hub.lookup). A list of 1,000 plugins stays small, and so does every
+ * watcher's snapshot.
+ */
+export function summaryOf(r: Registered): Entry {
+  if (r.info.schema.byteLength === 0) return entryOf(r);
+  return { name: r.name, id: r.id, info: { ...r.info, schema: new Uint8Array(0) }, since: BigInt(r.since) };
 }
 
 export class MeshRegistry {
@@ -72,9 +84,9 @@ export class MeshRegistry {
     return this.#entries.get(name);
   }
 
-  /** Every registration, ordered by name. */
+  /** Every registration, ordered by name (without schemas: summaryOf). */
   list(): Entry[] {
-    return [...this.#entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map(entryOf);
+    return [...this.#entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map(summaryOf);
   }
 
   /** Registrations held by `id` (for quotas and stats). */
@@ -95,7 +107,7 @@ export class MeshRegistry {
     if (this.#entries.has(r.name)) throw new Error(`capmesh internal: ${r.name} is already registered`);
     this.#entries.set(r.name, r);
     log.debug("registered", { name: r.name, id: r.id });
-    this.#broadcast({ joined: entryOf(r) });
+    this.#broadcast({ joined: summaryOf(r) });
     const waiting = this.#waiting.get(r.name);
     if (waiting) {
       this.#waiting.delete(r.name);
@@ -122,7 +134,7 @@ export class MeshRegistry {
     if (this.#entries.get(r.name) !== r) return false;
     this.#broadcast({ left: { name: r.name, id: r.id, reason: "updated" } });
     r.info = info;
-    this.#broadcast({ joined: entryOf(r) });
+    this.#broadcast({ joined: summaryOf(r) });
     return true;
   }
 
@@ -165,7 +177,7 @@ export class MeshRegistry {
     const cancel = new AbortController();
     // One listener per event in flight (the window may hold thousands).
     setMaxListeners(0, cancel.signal);
-    this.#feeds.set(w, { queue: [], head: 0, sending: false, lastProgress: Date.now(), stallTimer: null, cancel });
+    this.#feeds.set(w, { queue: [], head: 0, sending: false, scheduled: false, lastProgress: Date.now(), stallTimer: null, cancel });
     this.#deliver(w, { snapshot: this.list() });
   }
 
@@ -234,7 +246,16 @@ export class MeshRegistry {
     feed.queue.push(event);
     w.backlog = waiting + 1;
     if (w.backlog >= MAX_WATCHER_BACKLOG && !feed.stallTimer) this.#watchStall(w, feed, WATCHER_STALL_MS);
-    if (!feed.sending) void this.#pump(w, feed);
+    if (!feed.sending && !feed.scheduled) {
+      // Sent from the next turn of the event loop: the request that caused
+      // the event (a register) is answered first, without waiting for the
+      // event to be encoded and written to every watcher.
+      feed.scheduled = true;
+      setImmediate(() => {
+        feed.scheduled = false;
+        if (!feed.sending) void this.#pump(w, feed);
+      });
+    }
   }
 
   async #pump(w: Watcher, feed: Feed): Promise<void> {
@@ -281,6 +302,8 @@ interface Feed {
   head: number;
   /** A pump is running (at most one, so events go out in order). */
   sending: boolean;
+  /** A pump is to start on the next turn of the event loop. */
+  scheduled: boolean;
   /** When the stream last let an event go (its window had room, or answers came back). */
   lastProgress: number;
   stallTimer: NodeJS.Timeout | null;

@@ -111,7 +111,11 @@ describe("capmesh call", () => {
     expect(lines).toContain("  TestService.nested(start :Int64) -> (outer :Outer)");
     // The plugin gave neither: joinMesh took both from the TestService it provides.
     await using client = await joinMesh({ handleSignals: false, reconnect: false });
-    const { info } = (await client.list()).find((e) => e.name === "svc")!;
+    const listed = (await client.list()).find((e) => e.name === "svc")!;
+    expect(listed.info.interfaces).toEqual([{ id: TestService.id, name: "TestService" }]);
+    // list() leaves schemas out (they are kilobytes each); lookup has the whole entry.
+    expect(listed.info.schema.byteLength).toBe(0);
+    const { info } = (await client.hub.lookup({ name: "svc" })).entry;
     expect(info.interfaces).toEqual([{ id: TestService.id, name: "TestService" }]);
     expect(loadSchema(info.schema).interfaces.get("TestService")!.methods.map((m) => m.name)).toEqual(TestService.methods.map((m) => m.name));
   });

@@ -244,7 +244,7 @@ describe.skipIf(gate.skip)(gate.skip ? `C++ mesh peer (skipped: ${gate.reason})`
   it("publishes its schema as joinMesh does: capmesh call lists and calls its methods with no generated code, capmesh ls shows its interface", async () => {
     const plugin = await cppPlugin("greeter-cpp");
     const me = await client();
-    const { info } = (await me.list()).find((e) => e.name === "greeter-cpp")!;
+    const { info } = (await me.hub.lookup({ name: "greeter-cpp" })).entry;
     // The nodes a TypeScript plugin serving Greeter publishes: Greeter, Room,
     // Listener and their 5 methods' params and results; no file nodes, no annotations.
     const fromTs = schemaNodes(serializeSchema([Greeter])!);
