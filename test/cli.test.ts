@@ -1,6 +1,6 @@
 // The capmesh command line: help, errors, and `capmesh gen` for users' schemas.
 import { execFile, execFileSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -26,6 +26,24 @@ describe("capmesh CLI", () => {
     expect(stdout).toContain("capmesh <command>");
     expect(stdout).toContain("demo");
     expect(stdout).toContain("gen");
+  });
+
+  it("every command answers --help with its usage on stdout and exit code 0, and does nothing else", async () => {
+    // A temporary home: a command that ignored --help would leave files here (or start a hub).
+    const home = mkdtempSync(join(tmpdir(), "capmesh-help-"));
+    try {
+      const env = { ...process.env, CAPMESH_HOME: join(home, "home"), XDG_RUNTIME_DIR: join(home, "run") };
+      const commands = ["demo", "gen", "serve", "ls", "watch", "call", "keygen", "id", "netkey"];
+      await Promise.all(
+        commands.map(async (command) => {
+          const { stdout } = await run(process.execPath, ["--import", "tsx", "src/cli/main.ts", command, "--help"], { env, timeout: 30_000 });
+          expect(stdout, command).toMatch(new RegExp(`^usage: capmesh ${command}\\b`));
+        }),
+      );
+      expect(readdirSync(home)).toEqual([]);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 
   it("rejects an unknown command with exit code 2 and the help text", async () => {

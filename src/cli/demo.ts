@@ -54,7 +54,22 @@ interface Peer {
   waitFor(pattern: RegExp, what: string): Promise<string>;
 }
 
-export async function demo(): Promise<number> {
+const USAGE = `usage: capmesh demo
+
+Runs the mesh demo (what npm start runs, from a checkout of the capmesh
+repository): a hub on embedded defaults and the peers in peers/demo/, each its
+own process; prints what runs and what to try from another terminal. Ctrl-C
+stops everything.`;
+
+export async function demo(args: string[] = []): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (args.length > 0) {
+    console.error(`capmesh demo: takes no arguments, got ${args.join(" ")}\n\n${USAGE}`);
+    return 2;
+  }
   const root = repoRoot();
   if (root === null) {
     console.error("capmesh demo: the demo runs from a checkout of the capmesh repository (`npm start`): its peers live in peers/demo/");

@@ -11,6 +11,30 @@ export function defaultKeyFile(): string {
   return join(process.env.CAPMESH_HOME ?? join(homedir(), ".capmesh"), "secret");
 }
 
+const HELP: Record<string, string> = {
+  keygen: `usage: capmesh keygen [FILE] [--force]
+
+Creates an ed25519 identity: writes its private key file (mode 0600) and
+prints its id (@<base64>.ed25519). FILE defaults to $CAPMESH_HOME/secret, else
+~/.capmesh/secret. An existing file is kept unless --force (its identity is
+then lost).`,
+  id: `usage: capmesh id [FILE]
+
+Prints the id (@<base64>.ed25519) of a key file made by capmesh keygen. FILE
+defaults to $CAPMESH_HOME/secret, else ~/.capmesh/secret.`,
+  netkey: `usage: capmesh netkey
+
+Prints a new random network key (32 bytes, base64). Peers and hubs with
+different network keys cannot complete the handshake: a mesh of its own.`,
+};
+
+/** Prints the command's help when asked for; true if it did. */
+function helped(args: string[], command: string): boolean {
+  if (!args.includes("--help") && !args.includes("-h")) return false;
+  console.log(HELP[command]);
+  return true;
+}
+
 function parse(args: string[], command: string): { file: string; force: boolean } | string {
   let file: string | undefined;
   let force = false;
@@ -25,6 +49,7 @@ function parse(args: string[], command: string): { file: string; force: boolean 
 
 /** Writes a new key file (mode 0600) and prints its id. */
 export async function keygen(args: string[]): Promise<number> {
+  if (helped(args, "keygen")) return 0;
   const options = parse(args, "keygen");
   if (typeof options === "string") return usage(options);
   const identity = generateIdentity();
@@ -45,6 +70,7 @@ export async function keygen(args: string[]): Promise<number> {
 
 /** Prints the id of a key file. */
 export async function id(args: string[]): Promise<number> {
+  if (helped(args, "id")) return 0;
   const options = parse(args, "id");
   if (typeof options === "string") return usage(options);
   try {
@@ -61,6 +87,7 @@ export async function id(args: string[]): Promise<number> {
 
 /** Prints a fresh random network key (base64), for a mesh of its own. */
 export function netkey(args: string[]): number {
+  if (helped(args, "netkey")) return 0;
   if (args.length > 0) return usage(`capmesh netkey: takes no arguments, got ${args.join(" ")}`);
   console.log(randomBytes(32).toString("base64"));
   return 0;

@@ -33,7 +33,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "demo": {
       const { demo } = await import("./demo.js");
-      return demo();
+      return demo(rest);
     }
     case "gen": {
       // Generated code imports from the "capmesh" package unless --runtime says otherwise.
