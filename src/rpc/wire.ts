@@ -4,6 +4,14 @@
 // of small objects instead of dozens. Layouts are rpc.capnp's (offsets as
 // `capnp compile -ocapnp rpc.capnp` prints them). Rare messages still use
 // capnp-es's generated rpc classes in connection.ts.
+//
+// Level 3 (three-party handoff: Provide, Accept, CapDescriptor.thirdPartyHosted,
+// the Disembargo with context.accept) is read and written only here, in the
+// layout of Cap'n Proto's v2 branch (commit 2c2709587d32475ff6b9e88385f460f45249a064,
+// c++/src/capnp/rpc.capnp). capnp-es's rpc classes come from a 0.9-era
+// rpc.capnp whose Level 3 differs (Accept.embargo a Bool, Disembargo with one
+// pointer and a `provide` context): never use their Level 3 accessors. Level
+// 0/1 placement is the same in both, so the 0.9.2 peer is unaffected.
 import { Message, Pointer } from "capnp-es";
 import * as rpc from "capnp-es/capnp/rpc";
 import {
@@ -17,9 +25,12 @@ import {
   readUint32,
   readUint64,
   readBool,
+  readAnyPointer,
+  readData,
   StructView,
   viewOfMessageRoot,
   writeBool,
+  writeData,
   writeList,
   writeStructField,
   writeText,
@@ -52,7 +63,17 @@ export type WireDescriptor =
   | { readonly kind: "none" }
   | { readonly kind: "senderHosted" | "senderPromise" | "receiverHosted"; readonly id: number }
   | { readonly kind: "receiverAnswer"; readonly answer: WirePromisedAnswer }
-  | { readonly kind: "thirdPartyHosted"; readonly vineId: number };
+  | {
+      readonly kind: "thirdPartyHosted";
+      readonly vineId: number;
+      /**
+       * ThirdPartyCapDescriptor.id (the network's ThirdPartyToContact), or
+       * null when absent. Read: a view into the received message (valid while
+       * it is). Written: copied, at most MAX_CONTACT_BYTES; it must carry no
+       * capabilities.
+       */
+      readonly contact: Pointer | null;
+    };
 
 export interface WireException {
   readonly type: number;
@@ -130,8 +151,10 @@ const CapDescriptor: Codec<WireDescriptor> = defineStruct<WireDescriptor>({
         return { kind: DESCRIPTOR_KINDS[tag] as "senderHosted", id: readUint32(v, 4) };
       case 4:
         return { kind: "receiverAnswer", answer: readStructField(v, 0, PromisedAnswer, noCaps) };
-      case 5:
-        return { kind: "thirdPartyHosted", vineId: readUint32(readThirdParty(v), 0) };
+      case 5: {
+        const t = readStructField(v, 0, ThirdPartyCapDescriptor, noCaps);
+        return { kind: "thirdPartyHosted", vineId: readUint32(t, 0), contact: readAnyPointer(t, 0) };
+      }
       default:
         throw new Error(`unknown CapDescriptor kind ${tag}`);
     }
@@ -142,20 +165,39 @@ const CapDescriptor: Codec<WireDescriptor> = defineStruct<WireDescriptor>({
     writeUint16(v, 0, DESCRIPTOR_KINDS.indexOf(d.kind));
     if (d.kind === "senderHosted" || d.kind === "senderPromise" || d.kind === "receiverHosted") writeUint32(v, 4, d.id);
     else if (d.kind === "receiverAnswer") writeStructField(v, 0, PromisedAnswer as Codec<unknown>, d.answer, noCaps);
-    else if (d.kind === "thirdPartyHosted") throw new Error("capmesh: thirdPartyHosted descriptors are not written yet");
+    else if (d.kind === "thirdPartyHosted") writeThirdPartyHosted(v, d.vineId, d.contact);
   },
 });
 const CapDescriptorList = listOfStruct(CapDescriptor);
 
-const ThirdPartyVine: Codec<StructView> = defineStruct<StructView>({
+// ThirdPartyCapDescriptor (v2 rpc.capnp, same as 0.9.2): vineId bits[0,32),
+// id (ThirdPartyToContact, AnyPointer) ptr[0]. It sits at CapDescriptor
+// ptr[0], union tag 5.
+const ThirdPartyCapDescriptor: Codec<StructView> = defineStruct<StructView>({
   name: "ThirdPartyCapDescriptor",
   dataWords: 1,
   pointers: 1,
   read: (v) => new StructView(v.seg, v.data, v.dataLen, v.ptrs, v.ptrCount, v.depth),
   write() {},
 });
-function readThirdParty(v: StructView): StructView {
-  return readStructField(v, 0, ThirdPartyVine, noCaps);
+
+/** Most bytes a ThirdPartyToContact may take when copied into a descriptor. */
+export const MAX_CONTACT_BYTES = 4096;
+
+function writeThirdPartyHosted(v: StructView, vineId: number, contact: Pointer | null): void {
+  const t = initStructField(v, 0, 1, 1);
+  writeUint32(t, 0, vineId);
+  if (contact !== null) copyBounded(contact, new Pointer(t.seg, t.ptrs), MAX_CONTACT_BYTES, "ThirdPartyToContact");
+}
+
+/** Copies a network parameter (an AnyPointer) into `to`, refusing one larger than `maxBytes`. */
+function copyBounded(from: Pointer, to: Pointer, maxBytes: number, what: string): void {
+  try {
+    copyPointer(from, to, { budgetWords: maxBytes / 8 });
+  } catch (err) {
+    if (!(err instanceof CopyLimitError)) throw err;
+    throw new Error(`capmesh: the ${what} to send is larger than ${maxBytes} bytes or malformed (${err.message})`);
+  }
 }
 
 const Exception: Codec<WireException> = defineStruct<WireException>({
@@ -196,7 +238,7 @@ export type WireIncoming =
       readonly kind: "return";
       readonly answerId: number;
       readonly releaseParamCaps: boolean;
-      /** rpc.capnp Return union tag: 0 results … 5 acceptFromThirdParty. */
+      /** rpc.capnp Return union tag: 0 results … 5 awaitFromThirdParty (0.9.2: acceptFromThirdParty). */
       readonly which: number;
       readonly results: WirePayload | null;
       readonly exception: WireException | null;
@@ -204,6 +246,29 @@ export type WireIncoming =
     }
   | { readonly kind: "finish"; readonly questionId: number; readonly releaseResultCaps: boolean }
   | { readonly kind: "release"; readonly id: number; readonly referenceCount: number }
+  // Level 3 (v2 layout), only when readIncoming is asked for them:
+  | {
+      readonly kind: "provide";
+      /** Has bit 31 set when the introducer follows v2 (not checked here). */
+      readonly questionId: number;
+      readonly target: WireTarget;
+      /** Provide.recipient: the network's ThirdPartyToAwait (a view into the message), or null. */
+      readonly recipient: Pointer | null;
+    }
+  | {
+      readonly kind: "accept";
+      readonly questionId: number;
+      /** Accept.provision: the network's ThirdPartyCompletion (a view into the message), or null. */
+      readonly provision: Pointer | null;
+      /** Accept.embargo (a copy): null = no embargo; any other value, even empty, asks for one. */
+      readonly embargo: Uint8Array | null;
+    }
+  | {
+      readonly kind: "disembargo-accept";
+      readonly target: WireTarget;
+      /** Disembargo.context.accept (a copy; empty when the pointer is null). */
+      readonly embargoId: Uint8Array;
+    }
   | { readonly kind: "other"; readonly which: number };
 
 /** An empty Payload for a missing pointer. */
@@ -252,13 +317,32 @@ const PayloadView: Codec<StructView> = defineStruct<StructView>({
 const CallView = defineStruct<StructView>({ name: "Call", dataWords: 3, pointers: 3, read: (v) => copyView(v), write() {} });
 const ReturnView = defineStruct<StructView>({ name: "Return", dataWords: 2, pointers: 1, read: (v) => copyView(v), write() {} });
 const SmallView = defineStruct<StructView>({ name: "Finish/Release", dataWords: 1, pointers: 0, read: (v) => copyView(v), write() {} });
+// Level 3 bodies, v2 layout: each has 1 data word and 2 pointers.
+//   Provide:    questionId bits[0,32); target ptr[0]; recipient ptr[1]
+//   Accept:     questionId bits[0,32); provision ptr[0]; embargo :Data ptr[1]
+//               (0.9.2 had embargo :Bool at bits[32,33) and one pointer)
+//   Disembargo: target ptr[0]; context tag bits[32,48): 0 senderLoopback,
+//               1 receiverLoopback (both UInt32 at bits[0,32)), 2 accept :Data
+//               ptr[1] (0.9.2: Void, and tag 3 `provide`, gone in v2)
+const Level3View = defineStruct<StructView>({ name: "Provide/Accept/Disembargo", dataWords: 1, pointers: 2, read: (v) => copyView(v), write() {} });
+const DISEMBARGO_ACCEPT = 2;
 
 function copyView(v: StructView): StructView {
   return new StructView(v.seg, v.data, v.dataLen, v.ptrs, v.ptrCount, v.depth);
 }
 
-/** Reads the envelope of an incoming message. Throws on malformed input. */
-export function readIncoming(message: Message, maxCaps = DEFAULT_MAX_CAPS_PER_MESSAGE): WireIncoming {
+/** An optional Data field: null when its pointer is null (or absent), else a copy. */
+function readDataOrNull(v: StructView, index: number): Uint8Array | null {
+  return readAnyPointer(v, index) === null ? null : readData(v, index).slice();
+}
+
+/**
+ * Reads the envelope of an incoming message. Throws on malformed input.
+ * Provide, Accept and Disembargo{context.accept} are decoded (v2 layout) only
+ * with `level3`; otherwise they read as "other", like every message the hot
+ * path leaves to capnp-es.
+ */
+export function readIncoming(message: Message, maxCaps = DEFAULT_MAX_CAPS_PER_MESSAGE, level3 = false): WireIncoming {
   const root = viewOfMessageRoot(message);
   const which = readUint16(root, 0);
   switch (which) {
@@ -295,9 +379,33 @@ export function readIncoming(message: Message, maxCaps = DEFAULT_MAX_CAPS_PER_ME
       const r = readStructField(root, 0, SmallView, noCaps);
       return { kind: "release", id: readUint32(r, 0), referenceCount: readUint32(r, 4) };
     }
-    default:
-      return { kind: "other", which };
+    case rpc.Message.PROVIDE: {
+      if (!level3) break;
+      const p = readStructField(root, 0, Level3View, noCaps);
+      return {
+        kind: "provide",
+        questionId: readUint32(p, 0),
+        target: readStructField(p, 0, MessageTarget, noCaps),
+        recipient: readAnyPointer(p, 1),
+      };
+    }
+    case rpc.Message.ACCEPT: {
+      if (!level3) break;
+      const a = readStructField(root, 0, Level3View, noCaps);
+      return { kind: "accept", questionId: readUint32(a, 0), provision: readAnyPointer(a, 0), embargo: readDataOrNull(a, 1) };
+    }
+    case rpc.Message.DISEMBARGO: {
+      if (!level3) break;
+      const d = readStructField(root, 0, Level3View, noCaps);
+      if (readUint16(d, 4) !== DISEMBARGO_ACCEPT) break; // Level 1 contexts: capnp-es reads them
+      return {
+        kind: "disembargo-accept",
+        target: readStructField(d, 0, MessageTarget, noCaps),
+        embargoId: readData(d, 1).slice(),
+      };
+    }
   }
+  return { kind: "other", which };
 }
 
 /** Reads a CapDescriptor written by capnp-es (the rare paths). */
@@ -315,8 +423,11 @@ export function descriptorFrom(d: rpc.CapDescriptor): WireDescriptor {
       const pa = d.receiverAnswer;
       return { kind: "receiverAnswer", answer: promisedAnswerFrom(pa) };
     }
-    case rpc.CapDescriptor.THIRD_PARTY_HOSTED:
-      return { kind: "thirdPartyHosted", vineId: d.thirdPartyHosted.vineId };
+    case rpc.CapDescriptor.THIRD_PARTY_HOSTED: {
+      // Same placement in 0.9.2 and v2, so capnp-es's accessors are safe here.
+      const t = d.thirdPartyHosted;
+      return { kind: "thirdPartyHosted", vineId: t.vineId, contact: t._hasId() ? t.id : null };
+    }
     default:
       throw new Error(`unknown CapDescriptor kind ${d.which()}`);
   }
@@ -364,8 +475,12 @@ export function descriptorInto(d: WireDescriptor, out: rpc.CapDescriptor): void 
     case "receiverAnswer":
       promisedAnswerInto(d.answer, out._initReceiverAnswer());
       return;
-    case "thirdPartyHosted":
-      throw new Error("capmesh: thirdPartyHosted descriptors are not written yet");
+    case "thirdPartyHosted": {
+      const t = out._initThirdPartyHosted();
+      t.vineId = d.vineId;
+      if (d.contact !== null) copyBounded(d.contact, t.id, MAX_CONTACT_BYTES, "ThirdPartyToContact");
+      return;
+    }
   }
 }
 
@@ -443,6 +558,66 @@ export function newResultsReturn(answerId: number, sizeHint = 512): OutgoingEnve
   writeBool(ret, 32, false, true); // releaseParamCaps = false
   const payload = initStructField(ret, 0, 0, 2);
   return envelope(message, payload);
+}
+
+// Level 3 writers (v2 layout; see Level3View for the offsets). The network
+// parameters (ThirdPartyToAwait, ThirdPartyCompletion) are written by the
+// caller into the null AnyPointer slot it is handed, e.g. with
+// writePointer(codec, value, slot, noCaps).
+
+/** Most bytes an embargo ID may have (we send 16; longer ones are refused). */
+export const MAX_EMBARGO_ID_BYTES = 64;
+
+function checkEmbargoId(id: Uint8Array): void {
+  if (!(id instanceof Uint8Array) || id.length > MAX_EMBARGO_ID_BYTES) {
+    throw new Error(`capmesh: an embargo ID is a Uint8Array of at most ${MAX_EMBARGO_ID_BYTES} bytes`);
+  }
+}
+
+/**
+ * A Provide (Message tag 10): the introducer asks the host to hold `target`
+ * for the recipient that `writeRecipient` names (ThirdPartyToAwait, into
+ * Provide.recipient). v2: it never gets a Return; the introducer Finishes it.
+ */
+export function newProvide(questionId: number, target: WireTarget, writeRecipient: (slot: Pointer) => void): Message {
+  const message = newMessage(256);
+  const p = rootView(message, rpc.Message.PROVIDE, 1, 2);
+  writeUint32(p, 0, questionId);
+  writeStructField(p, 0, MessageTarget as Codec<unknown>, target, noCaps);
+  writeRecipient(new Pointer(p.seg, p.ptrs + 8));
+  return message;
+}
+
+/**
+ * An Accept (Message tag 11): the recipient collects the capability from its
+ * host, presenting what `writeCompletion` writes (ThirdPartyCompletion, into
+ * Accept.provision). `embargo` non-null: the host holds the Return until the
+ * Disembargo with the same ID arrives through the introducer.
+ */
+export function newAccept(questionId: number, writeCompletion: (slot: Pointer) => void, embargo: Uint8Array | null): Message {
+  if (embargo !== null) checkEmbargoId(embargo);
+  const message = newMessage(256);
+  const a = rootView(message, rpc.Message.ACCEPT, 1, 2);
+  writeUint32(a, 0, questionId);
+  writeCompletion(new Pointer(a.seg, a.ptrs));
+  if (embargo !== null) writeData(a, 1, embargo);
+  return message;
+}
+
+/**
+ * The 3PH Disembargo (Message tag 13, context.accept = `embargoId`). The
+ * recipient sends it to the introducer with target importedCap = the vine;
+ * the introducer forwards it to the host with target promisedAnswer{the
+ * Provide's question ID, no transform}.
+ */
+export function newThirdPartyDisembargo(target: WireTarget, embargoId: Uint8Array): Message {
+  checkEmbargoId(embargoId);
+  const message = newMessage(128);
+  const d = rootView(message, rpc.Message.DISEMBARGO, 1, 2);
+  writeStructField(d, 0, MessageTarget as Codec<unknown>, target, noCaps);
+  writeUint16(d, 4, DISEMBARGO_ACCEPT);
+  writeData(d, 1, embargoId);
+  return message;
 }
 
 /**
