@@ -1,5 +1,6 @@
 // capmesh.config.json and the policy: every key checked, refusals that name
 // the key or the rule, glob patterns for names.
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/mesh/config.js";
 import { Policy, globMatch } from "../../src/mesh/policy.js";
@@ -23,6 +24,18 @@ describe("capmesh.config.json", () => {
     expect(options.policy!.connect).toEqual([{ peer: alice, names: ["db.*"], via: "tcp" }]);
     expect(options.quotas).toEqual({ registrations: 3, watchers: 2, connections: 5 });
     expect(options.limits!.maxMessageBytes).toBe(1 << 20);
+  });
+
+  it("takes the README's example once its placeholder ids are real ones", () => {
+    const readme = readFileSync("README.md", "utf8");
+    const block = /\*\*Configuration\*\*[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block, "the README's capmesh.config.json example").toBeDefined();
+    const placeholders = [...new Set(block!.match(/@\w+…=\.ed25519/g))];
+    expect(placeholders.length).toBeGreaterThan(0);
+    let json = block!;
+    for (const placeholder of placeholders) json = json.replaceAll(placeholder, generateIdentity().id);
+    const options = parseConfig(JSON.parse(json));
+    expect(Object.keys(options.policy!).sort()).toEqual(Object.keys(JSON.parse(json).policy).sort());
   });
 
   it.each([
