@@ -5,11 +5,11 @@
 // without a hub. The command runs in this process for the detailed checks
 // (it is the same function the binary runs), and as `capmesh` processes for
 // the exit codes as users see them.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity } from "../../src/auth/identity.js";
 import { call } from "../../src/cli/call.js";
 import { loadSchema } from "../../src/codegen/dynamic.js";
@@ -17,7 +17,7 @@ import { startHub, type MeshHub } from "../../src/mesh/hub.js";
 import { joinMesh } from "../../src/mesh/join.js";
 import { TestService } from "../interop/schema/interop.js";
 import { fnv1a } from "../interop/test-service.js";
-import { within } from "../rpc/helpers/raw-peer.js";
+import { killLeft, PLUGIN_CHILD, runCapmesh, runHere, startTsPlugin, type Result } from "./helpers/processes.js";
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-call-"));
 let hub: MeshHub;
@@ -26,59 +26,18 @@ const savedEnv = { ...process.env };
 const running: ChildProcess[] = [];
 
 /** A plugin process; resolves once it printed that it registered. */
-async function plugin(script: string, args: string[]): Promise<void> {
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  running.push(child);
-  let out = "";
-  let err = "";
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  await within(
-    new Promise<void>((resolve) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.includes("registered ")) resolve();
-      });
-    }),
-    60_000,
-    () => `${script} ${args.join(" ")} to register; exit ${child.exitCode}; output so far: ${out} ${err}`,
-  );
+async function plugin(script: string, name: string, args: string[] = []): Promise<void> {
+  await startTsPlugin(name, { script, args, env, children: running, deadlineMs: 60_000 });
 }
 
-interface Result {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `capmesh <args>` as a process (several may run at once). */
+/** `capmesh <args>` as a process (several may run at once); stdin holds `input`, or nothing. */
 function capmesh(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
-    env: { ...env, ...options.env },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  running.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdin!.end(options.input ?? "");
-  const done = new Promise<Result>((resolve) => child.once("close", (status) => resolve({ status, stdout, stderr })));
-  return within(done, 60_000, () => `capmesh ${args.join(" ")}: ${stdout} ${stderr}`);
+  return runCapmesh(args, { env: { ...env, ...options.env }, input: options.input ?? "", children: running });
 }
 
-/** `capmesh call <args>` in this process: its exit code and what it printed. */
-async function callHere(...args: string[]): Promise<Result> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, "log").mockImplementation((...x: unknown[]) => void out.push(x.join(" ")));
-  const error = vi.spyOn(console, "error").mockImplementation((...x: unknown[]) => void err.push(x.join(" ")));
-  try {
-    const status = await call(args);
-    return { status, stdout: out.join("\n"), stderr: err.join("\n") };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
+/** `capmesh call <args>` in this process (the hub's environment is set for the whole file): its exit code and what it printed. */
+function callHere(...args: string[]): Promise<Result> {
+  return runHere(call, args);
 }
 
 beforeAll(async () => {
@@ -87,11 +46,11 @@ beforeAll(async () => {
   // For the command run in this process: it finds the hub as the binary does.
   Object.assign(process.env, hub.env);
   // svc publishes its schema; bare grants per caller and names its interface, but has no schema.
-  await Promise.all([plugin("test/mesh/call-plugin.ts", ["svc"]), plugin("test/mesh/plugin-child.ts", ["bare", "grants"])]);
+  await Promise.all([plugin("test/mesh/call-plugin.ts", "svc"), plugin(PLUGIN_CHILD, "bare", ["grants"])]);
 }, 90_000);
 
 afterAll(async () => {
-  for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  killLeft(running);
   for (const key of Object.keys(hub?.env ?? {})) {
     if (savedEnv[key] === undefined) delete process.env[key];
     else process.env[key] = savedEnv[key];

@@ -1,59 +1,40 @@
 // The CLI against a live hub: `capmesh serve` on embedded defaults (in a
 // private runtime dir and home), `ls` (table and --json), `watch` (one line
 // per event), and the documented exit codes.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity } from "../../src/auth/identity.js";
 import { within } from "../rpc/helpers/raw-peer.js";
+import { CLI, killLeft, PLUGIN_CHILD, start, startCapmesh, TSX, type Started } from "./helpers/processes.js";
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-cli-"));
 const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: join(dir, "run"), CAPMESH_HOME: join(dir, "home"), DEBUG: "" };
 delete env.CAPMESH_HUB;
 delete env.CAPMESH_HUB_ID;
 delete env.CAPMESH_NETWORK_KEY;
-const CLI = ["--import", "tsx", "src/cli/main.ts"];
 const running: ChildProcess[] = [];
 
-function start(args: string[], extraEnv: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, [...CLI, ...args], { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
-  running.push(child);
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const waitFor = (pattern: RegExp, what: string) =>
-    within(
-      new Promise<RegExpExecArray>((resolve) => {
-        const check = () => {
-          const m = pattern.exec(out);
-          if (m) resolve(m);
-          else child.stdout!.once("data", check);
-        };
-        check();
-      }),
-      20_000,
-      () => `${what}; exit ${child.exitCode}; output so far: ${out} ${err}`,
-    );
-  return { child, exited, waitFor, output: () => out, errors: () => err };
+/** `capmesh <args>` running; waitFor matches its stdout. */
+function capmesh(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Started {
+  return startCapmesh(args, { env: { ...env, ...extraEnv }, children: running });
 }
 
 function run(args: string[], extraEnv: NodeJS.ProcessEnv = {}) {
   return spawnSync(process.execPath, [...CLI, ...args], { env: { ...env, ...extraEnv }, encoding: "utf8", timeout: 30_000 });
 }
 
-let serve: ReturnType<typeof start>;
+let serve: Started;
 
 beforeAll(async () => {
-  serve = start(["serve"]);
+  serve = capmesh(["serve"]);
   await serve.waitFor(/export CAPMESH_NETWORK_KEY=/, "the hub to print how to join");
 }, 30_000);
 
 afterAll(async () => {
-  for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  killLeft(running);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -72,9 +53,8 @@ describe("capmesh serve", () => {
 
 describe("capmesh ls and watch", () => {
   it("list the plugins (table and JSON) and print one line per event", async () => {
-    const watch = start(["watch", "--json"]);
-    const plugin = spawn(process.execPath, ["--import", "tsx", "test/mesh/plugin-child.ts", "cli-demo"], { env, stdio: ["ignore", "pipe", "inherit"] });
-    running.push(plugin);
+    const watch = capmesh(["watch", "--json"]);
+    const { child: plugin } = start(process.execPath, [...TSX, PLUGIN_CHILD, "cli-demo"], { env, children: running });
     // "present" if it registered before the watch began (in the snapshot), else "joined".
     const joined = await watch.waitFor(/\{"event":"(joined|present)","name":"cli-demo"[^\n]*\n/, "the watcher to see the plugin");
     expect(JSON.parse(joined[0]!)).toMatchObject({ name: "cli-demo", version: "1.2.3", description: "test plugin cli-demo" });
@@ -92,7 +72,7 @@ describe("capmesh ls and watch", () => {
     plugin.kill("SIGTERM");
     await watch.waitFor(/\{"event":"left","name":"cli-demo"[^\n]*\n/, "the watcher to see the plugin leave");
     watch.child.kill("SIGINT");
-    expect(await within(watch.exited, 20_000, "watch to exit")).toBe(0);
+    expect((await within(watch.exited, 20_000, "watch to exit")).code).toBe(0);
   });
 
   it("exit codes: 2 for usage, 3 when the hub cannot be reached", () => {
@@ -108,7 +88,7 @@ describe("capmesh ls and watch", () => {
 describe("stopping the hub", () => {
   it("SIGINT stops it gracefully and removes its socket and discovery file", async () => {
     serve.child.kill("SIGINT");
-    expect(await within(serve.exited, 20_000, "serve to exit")).toBe(0);
+    expect((await within(serve.exited, 20_000, "serve to exit")).code).toBe(0);
     expect(existsSync(join(dir, "run", "capmesh", "hub.sock"))).toBe(false);
     expect(existsSync(join(dir, "run", "capmesh", "hub.json"))).toBe(false);
   });

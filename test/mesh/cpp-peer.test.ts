@@ -3,11 +3,11 @@
 // unix socket, registers a name that TypeScript peers call (callbacks
 // included), calls TypeScript plugins by name, finds the hub and the network
 // key as joinMesh does, and leaves the way a TypeScript plugin does.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity, saveIdentity } from "../../src/auth/identity.js";
 import { call } from "../../src/cli/call.js";
 import { ls } from "../../src/cli/mesh.js";
@@ -18,7 +18,7 @@ import type { Event } from "../../src/gen/mesh.js";
 import { startHub, type MeshHub } from "../../src/mesh/hub.js";
 import { joinMesh, type MeshPeer } from "../../src/mesh/join.js";
 import { buildCppPeers, requireCppOrSkip } from "../helpers/cpp.js";
-import { within } from "../rpc/helpers/raw-peer.js";
+import { killLeft, run, runCapmesh, runHere, startRegistered, startTsPlugin, type Registered, type Result } from "./helpers/processes.js";
 
 const gate = requireCppOrSkip();
 const BUILD_TIMEOUT = 300_000;
@@ -38,7 +38,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const p of peers.splice(0)) await p.close();
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  killLeft(children);
 });
 
 afterAll(async () => {
@@ -53,76 +53,20 @@ function cppEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, CAPMESH_HOME: join(home, "cpp-home"), XDG_RUNTIME_DIR: join(home, "cpp-run"), ...hub.env, ...extra };
 }
 
-interface Registered {
-  child: ChildProcess;
-  id: string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  stderr(): string;
-}
-
 /** `mesh-peer register <name>`; resolves once it printed its ready line. */
-async function cppPlugin(name: string, args: string[] = [], env = cppEnv()): Promise<Registered> {
-  const child = spawn(meshPeer, ["register", name, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
-  children.push(child);
-  child.stdin!.on("error", () => {});
-  let out = "";
-  let err = "";
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  const id = await within(
-    new Promise<string>((resolve, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        const m = new RegExp(`^registered ${name.replace(/\./g, "\\.")} as (\\S+)$`, "m").exec(out);
-        if (m) resolve(m[1]!);
-      });
-      void exited.then(({ code, signal }) => reject(new Error(`mesh-peer register ${name} exited (${code ?? signal}): ${out}${err}`)));
-    }),
-    20_000,
-    () => `mesh-peer register ${name} to register: ${out}${err}`,
-  );
-  return { child, id, exited, stderr: () => err };
+function cppPlugin(name: string, args: string[] = [], env = cppEnv()): Promise<Registered> {
+  const what = `mesh-peer register ${name} to register`;
+  return startRegistered(name, meshPeer, ["register", name, ...args], { env, stdin: "pipe", children, what });
 }
 
 /** Runs a `mesh-peer` command to completion. */
-function cpp(args: string[], env = cppEnv()): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(meshPeer, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  return within(
-    new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr }))),
-    20_000,
-    () => `mesh-peer ${args.join(" ")}: ${stdout}${stderr}`,
-  );
+function cpp(args: string[], env = cppEnv()): Promise<Result> {
+  return run(meshPeer, args, { env, children, what: `mesh-peer ${args.join(" ")}` });
 }
 
 /** test/mesh/plugin-child.ts: a TypeScript plugin serving Greeter as `name`. */
-async function tsPlugin(name: string): Promise<{ child: ChildProcess; id: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "test/mesh/plugin-child.ts", name], {
-    env: { ...process.env, ...hub.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let out = "";
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const id = await within(
-    new Promise<string>((resolve, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        const m = /registered \S+ as (\S+)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      child.once("exit", (code) => reject(new Error(`plugin ${name} exited (${code}): ${out}`)));
-    }),
-    20_000,
-    `plugin ${name} to register`,
-  );
-  return { child, id };
+function tsPlugin(name: string): Promise<Registered> {
+  return startTsPlugin(name, { env: { ...process.env, ...hub.env }, children });
 }
 
 async function client(): Promise<MeshPeer> {
@@ -131,47 +75,14 @@ async function client(): Promise<MeshPeer> {
   return peer;
 }
 
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** A `capmesh` command run in this process against this hub: its exit code and what it printed. */
-async function cliHere(command: (args: string[]) => Promise<number>, ...args: string[]): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const saved: Record<string, string | undefined> = {};
-  for (const key of Object.keys(hub.env)) saved[key] = process.env[key];
-  Object.assign(process.env, hub.env);
-  const log = vi.spyOn(console, "log").mockImplementation((...x: unknown[]) => void out.push(x.join(" ")));
-  const error = vi.spyOn(console, "error").mockImplementation((...x: unknown[]) => void err.push(x.join(" ")));
-  try {
-    const status = await command(args);
-    return { status, stdout: out.join("\n"), stderr: err.join("\n") };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-    for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-  }
+function cliHere(command: (args: string[]) => Promise<number>, ...args: string[]): Promise<Result> {
+  return runHere(command, args, hub.env);
 }
 
 /** `capmesh <args>` as a process, on this hub. */
-function capmesh(args: string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { env: cppEnv(), stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  return within(
-    new Promise((resolve) => child.once("close", (status) => resolve({ status, stdout, stderr }))),
-    60_000,
-    () => `capmesh ${args.join(" ")}: ${stdout}${stderr}`,
-  );
+function capmesh(args: string[]): Promise<Result> {
+  return runCapmesh(args, { env: cppEnv(), children });
 }
 
 /** The node ids of a serialized CodeGeneratorRequest, and whether any node keeps annotations. */
@@ -235,7 +146,7 @@ describe.skipIf(gate.skip)(gate.skip ? `C++ mesh peer (skipped: ${gate.reason})`
     expect(hub.stats().peers.some((p) => p.id === plugin.id && p.registrations === 1)).toBe(true);
 
     const listed = await cpp(["list"]);
-    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.status, listed.stderr).toBe(0);
     expect(listed.stdout.split("\n")).toEqual(
       expect.arrayContaining([`alpha ${alpha.id} test plugin alpha`, `cpp-listed ${plugin.id} ${entry!.info.description}`]),
     );
@@ -281,7 +192,7 @@ describe.skipIf(gate.skip)(gate.skip ? `C++ mesh peer (skipped: ${gate.reason})`
   it("calls a TypeScript plugin by name, waits for a name to appear, and reports an unknown name", async () => {
     await tsPlugin("beta");
     const called = await cpp(["call", "beta", "c++"]);
-    expect(called, called.stderr).toMatchObject({ code: 0, stdout: "hello c++ from beta\n" });
+    expect(called, called.stderr).toMatchObject({ status: 0, stdout: "hello c++ from beta\n" });
 
     const waiting = cpp(["call", "gamma", "early", "--wait", "15000"]);
     // The C++ peer's connect is waiting at the hub before gamma exists.
@@ -293,10 +204,10 @@ describe.skipIf(gate.skip)(gate.skip ? `C++ mesh peer (skipped: ${gate.reason})`
     const provide = Greeter.server({ greet: ({ name }) => ({ greeting: `hello ${name} from gamma` }), room: () => ({}) });
     peers.push(await joinMesh({ hub: hub.address, hubId: hub.id, networkKey: hub.networkKey, handleSignals: false, name: "gamma", provide }));
     provide.release();
-    expect(await waiting).toMatchObject({ code: 0, stdout: "hello early from gamma\n" });
+    expect(await waiting).toMatchObject({ status: 0, stdout: "hello early from gamma\n" });
 
     const unknown = await cpp(["call", "nobody", "x"]);
-    expect(unknown.code).toBe(1);
+    expect(unknown.status).toBe(1);
     expect(unknown.stderr).toMatch(/^mesh-peer call: .*no plugin named "nobody" is registered/);
   });
 
@@ -341,35 +252,35 @@ describe.skipIf(gate.skip)(gate.skip ? `C++ mesh peer (skipped: ${gate.reason})`
     const taker = await joinMesh({ hub: hub.address, hubId: hub.id, networkKey: hub.networkKey, handleSignals: false, name: "omega", provide, replace: true });
     peers.push(taker);
     expect((await plugin.exited).code).toBe(1);
-    expect(plugin.stderr()).toContain(`the hub ended the registration of "omega": replaced by ${taker.id}`);
+    expect(plugin.errors()).toContain(`the hub ended the registration of "omega": replaced by ${taker.id}`);
     provide.release();
   });
 
   it("says what is wrong when the handshake or the setup fails", async () => {
     const otherKey = Buffer.alloc(32, 7).toString("base64");
     const wrongKey = await cpp(["list"], cppEnv({ CAPMESH_NETWORK_KEY: otherKey }));
-    expect(wrongKey.code).toBe(1);
+    expect(wrongKey.status).toBe(1);
     expect(wrongKey.stderr).toMatch(/different network key .*CAPMESH_NETWORK_KEY/);
 
     const impostor = generateIdentity().id;
     const wrongHub = await cpp(["list"], cppEnv({ CAPMESH_HUB_ID: impostor }));
-    expect(wrongHub.code).toBe(1);
+    expect(wrongHub.status).toBe(1);
     expect(wrongHub.stderr).toContain(`it is not ${impostor} (check CAPMESH_HUB_ID)`);
 
     const gone = await cpp(["list"], cppEnv({ CAPMESH_HUB: `unix:${join(home, "no-hub.sock")}` }));
-    expect(gone.code).toBe(1);
+    expect(gone.status).toBe(1);
     expect(gone.stderr).toMatch(/cannot reach the hub at unix:.*no-hub\.sock: .*capmesh serve/);
 
     const tcp = await cpp(["list"], cppEnv({ CAPMESH_HUB: "tcp://127.0.0.1:1" }));
-    expect(tcp.code).toBe(1);
+    expect(tcp.status).toBe(1);
     expect(tcp.stderr).toMatch(/box-stream, which this peer does not implement/);
 
     const badKey = await cpp(["list"], cppEnv({ CAPMESH_NETWORK_KEY: "not a key" }));
-    expect(badKey.code).toBe(1);
+    expect(badKey.status).toBe(1);
     expect(badKey.stderr).toMatch(/CAPMESH_NETWORK_KEY: a network key is 32 bytes in base64/);
 
     const usage = await cpp(["register"]);
-    expect(usage.code).toBe(2);
+    expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/register takes one name\nusage: mesh-peer register/);
   });
 
@@ -402,7 +313,7 @@ describe.skipIf(gate.skip)(gate.skip ? `C++ mesh peer (skipped: ${gate.reason})`
 
       chmodSync(keyFile, 0o644);
       const insecure = await cpp(["list", "--identity", keyFile], env);
-      expect(insecure.code).toBe(1);
+      expect(insecure.status).toBe(1);
       expect(insecure.stderr).toContain(`fix it with: chmod 600 ${keyFile}`);
     } finally {
       await hub2.close();

@@ -3,22 +3,22 @@
 // the `capmesh call`s it suggests work from outside; SIGINT or SIGTERM (also in the middle of
 // starting) stops every process and leaves no socket or discovery file.
 // The README's transcript of it is checked against the real output.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { within } from "../rpc/helpers/raw-peer.js";
 import { builtCppMeshPeer } from "../../src/cli/demo.js";
+import { CLI, killLeft, startCapmesh, type Started } from "./helpers/processes.js";
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-demo-"));
-const CLI = ["--import", "tsx", "src/cli/main.ts"];
 const started: ChildProcess[] = [];
 const seen = new Set<number>();
 
 afterAll(() => {
   // Only if a test failed half-way: nothing of ours may outlive the file.
-  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  killLeft(started);
   for (const pid of new Set([...seen, ...withEnv(`XDG_RUNTIME_DIR=${dir}`)])) if (alive(pid)) process.kill(pid, "SIGKILL");
   rmSync(dir, { recursive: true, force: true });
 });
@@ -31,27 +31,9 @@ function envIn(name: string): NodeJS.ProcessEnv {
   return env;
 }
 
-function startDemo(env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, [...CLI, "demo"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  started.push(child);
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  const waitFor = (pattern: RegExp, what: string) =>
-    within(
-      new Promise<void>((resolve) => {
-        const check = () => (pattern.test(out) ? resolve() : child.stdout!.once("data", check));
-        check();
-      }),
-      // A guard, not a wait: the demo takes seconds, but five Node processes start slowly on a loaded machine.
-      150_000,
-      () => `${what}; exit ${child.exitCode}; output so far:\n${out}\n${err}`,
-    );
-  return { child, exited, waitFor, output: () => out, errors: () => err };
+function startDemo(env: NodeJS.ProcessEnv): Started {
+  // The deadline is a guard, not a wait: the demo takes seconds, but five Node processes start slowly on a loaded machine.
+  return startCapmesh(["demo"], { env, children: started, deadlineMs: 150_000 });
 }
 
 function alive(pid: number): boolean {

@@ -3,7 +3,7 @@
 // processes, and clients. Register, list, watch, connect by name (with
 // wait), per-caller grants, names taken and invalid, kill -9 of a plugin,
 // and a hub restart with the plugins registering again on their own.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +13,8 @@ import { Greeter } from "../../src/gen/demo.js";
 import type { Event } from "../../src/gen/mesh.js";
 import { startHub, type MeshHub } from "../../src/mesh/hub.js";
 import { joinMesh, type MeshPeer } from "../../src/mesh/join.js";
-import { until, within } from "../rpc/helpers/raw-peer.js";
+import { until } from "../rpc/helpers/raw-peer.js";
+import { killLeft, startTsPlugin, type Registered } from "./helpers/processes.js";
 
 const home = mkdtempSync(join(tmpdir(), "capmesh-mesh-"));
 const hubIdentity = generateIdentity();
@@ -31,7 +32,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const p of peers.splice(0)) await p.close();
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  killLeft(children);
 });
 
 afterAll(async () => {
@@ -39,29 +40,9 @@ afterAll(async () => {
   rmSync(home, { recursive: true, force: true });
 });
 
-/** A plugin process; resolves once it printed that it registered. */
-async function plugin(name: string, ...args: string[]): Promise<{ child: ChildProcess; id: string; exited: Promise<void> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "test/mesh/plugin-child.ts", name, ...args], {
-    env: { ...process.env, ...hub.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let out = "";
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const id = await within(
-    new Promise<string>((resolve, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        const m = /registered \S+ as (\S+)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      child.once("exit", (code) => reject(new Error(`plugin ${name} exited (${code}): ${out}`)));
-    }),
-    20_000,
-    `plugin ${name} to register`,
-  );
-  return { child, id, exited };
+/** A plugin process (test/mesh/plugin-child.ts); resolves once it printed that it registered. */
+function plugin(name: string, ...args: string[]): Promise<Registered> {
+  return startTsPlugin(name, { args, env: { ...process.env, ...hub.env }, children });
 }
 
 async function client(): Promise<MeshPeer> {

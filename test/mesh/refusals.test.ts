@@ -6,7 +6,6 @@
 // Each refusal is checked for its exact reason, and the hub for being
 // undisturbed afterwards: another peer still lists, connects and calls, and
 // the hub's tables are back to their baseline.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,6 +19,7 @@ import { startHub, type MeshHub } from "../../src/mesh/hub.js";
 import { joinMesh, type JoinOptions, type MeshPeer } from "../../src/mesh/join.js";
 import { DEFAULT_QUOTAS } from "../../src/mesh/policy.js";
 import { MAX_WATCHER_BACKLOG } from "../../src/mesh/registry.js";
+import { start, TSX } from "./helpers/processes.js";
 
 const home = mkdtempSync(join(tmpdir(), "capmesh-refusals-"));
 const networkKey = randomBytes(32).toString("base64");
@@ -461,16 +461,13 @@ describe("a watcher that stops answering", () => {
   });
 
   it("through the SDK, watches again on its own once dropped: a fresh snapshot covers what it missed", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/mesh/slow-watcher-child.ts", "2500"], {
+    const watcher = start(process.execPath, [...TSX, "test/mesh/slow-watcher-child.ts", "2500"], {
       env: { ...process.env, ...hub.env },
-      stdio: ["pipe", "pipe", "pipe"],
+      stdin: "pipe",
     });
-    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    const out = () => watcher.output() + watcher.errors();
     try {
-      await eventually(() => out.includes("watching\n"), () => `the watcher to start: ${out}`, 30_000);
+      await watcher.waitFor(/^watching$/m, "the watcher to start", 30_000);
       const holder = await unixPeer();
       const cap = greeter("flood");
       const { registration } = await holder.hub.register({ name: "flood", cap, info: {}, replace: false });
@@ -480,15 +477,15 @@ describe("a watcher that stops answering", () => {
       for (const c of calls) c[Symbol.dispose]();
       // Stalled past the hub's patience, it was dropped; once it runs again
       // it hears so (its observer released) and watches anew.
-      const snapshots = () => out.split("\n").filter((line) => line.startsWith("snapshot"));
-      await eventually(() => snapshots().length === 2, () => `a second snapshot: ${out.slice(-400)}`, 30_000);
+      const snapshots = () => watcher.output().split("\n").filter((line) => line.startsWith("snapshot"));
+      await eventually(() => snapshots().length === 2, () => `a second snapshot: ${out().slice(-400)}`, 30_000);
       // The new snapshot lists what is registered now: the greeter and the flood.
       expect(snapshots()[1]).toBe(`snapshot ${baseline.registrations + 1}`);
       await eventually(() => hub.stats().watchers === baseline.watchers + 1, () => `one watcher again: ${show(hub.stats())}`);
       registration!.release();
     } finally {
-      child.stdin!.end();
-      await exited;
+      watcher.child.stdin!.end();
+      await watcher.exited;
     }
     await undisturbed();
   });
