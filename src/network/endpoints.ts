@@ -1,6 +1,7 @@
 // `listen` and `connect`: a socket, the security layer and an RPC session in
 // one call each.
-import { startSession, type BootstrapOffer, type Session } from "../rpc/system.js";
+import { startSession, type BootstrapOffer, type RpcSystem, type Session } from "../rpc/system.js";
+import { formatId, toPublicKey } from "../auth/identity.js";
 import { SocketNetwork, type AcceptOptions, type SocketNetworkOptions } from "./socket-network.js";
 
 export interface ListenOptions extends SocketNetworkOptions, Omit<AcceptOptions, "address"> {
@@ -11,6 +12,11 @@ export interface ListenOptions extends SocketNetworkOptions, Omit<AcceptOptions,
   bootstrap?: BootstrapOffer;
   /** Called for every accepted session. */
   onSession?: (session: Session) => void;
+  /**
+   * The vat accepted sessions join (one preferred connection per remote
+   * vat, Level 3 when it has it). Without it each session stands alone.
+   */
+  system?: RpcSystem;
 }
 
 export interface Listener extends AsyncDisposable {
@@ -31,8 +37,9 @@ export interface Listener extends AsyncDisposable {
 export async function listen(address: string, options: ListenOptions = {}): Promise<Listener> {
   const sessions = new Set<Session>();
   const network = new SocketNetwork(options, { ...options, address });
+  const system = options.system;
   await network.accept((net) => {
-    const session = startSession(net, options.bootstrap, options);
+    const session = system ? system.adopt(net, options.bootstrap ?? undefined, options) : startSession(net, options.bootstrap, options);
     sessions.add(session);
     session.connection.onClose(() => sessions.delete(session));
     options.onSession?.(session);
@@ -61,14 +68,28 @@ export interface ConnectOptions extends SocketNetworkOptions {
    * even if it never called session.close().
    */
   holdProcess?: boolean;
+  /**
+   * The vat the session joins. With a `remoteKey`, a live preferred session
+   * of it to that vat is returned instead of dialling again, and after a
+   * dial the session the vat prefers (RpcSystem.connect also shares dials
+   * that run at once).
+   */
+  system?: RpcSystem;
 }
 
 /** Connects to a vat listening on `address`. */
 export async function connect(address: string, options: ConnectOptions = {}): Promise<Session> {
+  const { system } = options;
+  if (system && options.remoteKey !== undefined) {
+    const live = system.preferred(formatId(toPublicKey(options.remoteKey)));
+    if (live) return live;
+  }
   const network = new SocketNetwork(options);
   const net = await network.connect(address, {
     ...(options.remoteKey !== undefined ? { remoteKey: options.remoteKey } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });
-  return startSession(net, options.bootstrap, options);
+  if (!system) return startSession(net, options.bootstrap, options);
+  const session = system.adopt(net, options.bootstrap ?? undefined, options);
+  return (net.peer.authenticated ? system.preferred(net.peer.id) : null) ?? session;
 }

@@ -56,8 +56,11 @@ export interface SocketNetworkOptions extends ConnectionSecurityOptions {
 
 /** How a network that accepts connections listens. */
 export interface AcceptOptions {
-  /** Where to listen: `unix:/path` or `tcp://host:port`. */
-  address: string;
+  /**
+   * Where to listen: `unix:/path` or `tcp://host:port`, or several of them
+   * (one vat reachable over a unix socket and TCP, say).
+   */
+  address: string | readonly string[];
   /** Also accept plain Cap'n Proto (no handshake) from anonymous peers. */
   plain?: boolean;
   /** Decides, after the handshake proved who a client is, whether it may connect. */
@@ -81,7 +84,7 @@ function defaultEncrypt(address: Address): boolean {
 }
 
 export class SocketNetwork implements VatNetwork {
-  private listener: SocketListener | null = null;
+  private listeners: SocketListener[] = [];
   private readonly networkKey: Uint8Array;
 
   constructor(
@@ -92,9 +95,14 @@ export class SocketNetwork implements VatNetwork {
     this.networkKey = toNetworkKey(options.networkKey);
   }
 
-  /** The bound address once accepting (the real port when 0 was asked for). */
+  /** The (first) bound address once accepting (the real port when 0 was asked for). */
   get address(): string | null {
-    return this.listener?.address ?? null;
+    return this.listeners[0]?.address ?? null;
+  }
+
+  /** Every bound address once accepting, in the order given. */
+  get addresses(): string[] {
+    return this.listeners.map((l) => l.address);
   }
 
   /**
@@ -150,11 +158,23 @@ export class SocketNetwork implements VatNetwork {
     return this.connectionOf(channel, shown, true);
   }
 
-  /** Starts accepting on `address`; each connection that passes the security layer is handed over. */
+  /** Starts accepting on the address(es); each connection that passes the security layer is handed over. */
   async accept(onConnection: (connection: NetworkConnection) => void): Promise<void> {
     const options = this.accepting;
     if (options === undefined) throw new Error("this network was not given an address to listen on");
-    const addr = toAddress(options.address);
+    const all = typeof options.address === "string" ? [options.address] : options.address;
+    if (all.length === 0) throw new TypeError("listen: no address given");
+    try {
+      for (const address of all) this.listeners.push(await this.listenOn(address, options, onConnection));
+    } catch (err) {
+      // All or nothing: a vat half-listening would advertise addresses it does not serve.
+      await Promise.all(this.listeners.splice(0).map((l) => l.close()));
+      throw err;
+    }
+  }
+
+  private async listenOn(address: string, options: AcceptOptions, onConnection: (connection: NetworkConnection) => void): Promise<SocketListener> {
+    const addr = toAddress(address);
     // The requested address until the socket is bound; then the real one
     // (a TCP port 0 becomes the port given), for what peers are told.
     let shown = formatAddress(addr);
@@ -203,21 +223,23 @@ export class SocketNetwork implements VatNetwork {
         },
       );
     };
-    this.listener = await listenSocket(addr, onSocket);
-    shown = this.address ?? shown;
+    const listener = await listenSocket(addr, onSocket);
+    shown = listener.address;
+    return listener;
   }
 
   /** The RPC stream over a channel, and who is on the other end. */
   private connectionOf(channel: Channel, address: string, dialled = false): NetworkConnection {
     const stream = streamFromDuplex(channel.duplex, this.options.limits, { remoteAddress: address });
     const peer = peerOf(channel, address);
-    const socket = channel.socket as Partial<ProcessHold>;
-    if (!dialled || typeof socket.ref !== "function" || typeof socket.unref !== "function") return { stream, peer };
-    return { stream, peer, processHold: socket as ProcessHold };
+    const socket = channel.socket as Partial<ProcessHold> & { bytesRead?: number; bytesWritten?: number };
+    const traffic = () => ({ bytesIn: socket.bytesRead ?? 0, bytesOut: socket.bytesWritten ?? 0 });
+    if (!dialled || typeof socket.ref !== "function" || typeof socket.unref !== "function") return { stream, peer, dialled, traffic };
+    return { stream, peer, dialled, traffic, processHold: socket as ProcessHold };
   }
 
   async close(): Promise<void> {
-    await this.listener?.close();
+    await Promise.all(this.listeners.map((l) => l.close()));
   }
 }
 

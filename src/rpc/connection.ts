@@ -54,7 +54,7 @@ type OutgoingWireCall = ReturnType<typeof newCall>;
 type WireReturn = Extract<WireIncoming, { kind: "return" }>;
 type WireFinish = Extract<WireIncoming, { kind: "finish" }>;
 import { isRemoteHookOf, type RemoteHook } from "./remote-hook.js";
-import type { ProcessHold } from "./vat-network.js";
+import type { NetworkConnection, ProcessHold, VatContext } from "./vat-network.js";
 import { ReflectedHook, RemotePromiseHook } from "./remote-promise.js";
 
 const log = logger("capmesh:rpc");
@@ -79,6 +79,10 @@ export interface ConnectionOptions {
    * flight and nothing exported to the peer. Set for dialled client sessions.
    */
   processHold?: ProcessHold;
+  /** The vat this connection belongs to (Level 3 reaches other connections through it). */
+  vat?: VatContext;
+  /** The network connection underneath, as the vat knows it. */
+  net?: NetworkConnection;
 }
 
 export interface InboundLimits {

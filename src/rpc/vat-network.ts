@@ -4,7 +4,9 @@
 // sockets implement it today; the secret handshake (identities) and Level 3
 // three-party handoff (Provide/Accept between vats that meet through a
 // third) plug in here without touching the connection state machine.
+import type { Pointer } from "capnp-es";
 import type { MessageStream } from "../transport/message-stream.js";
+import type { RpcConnection } from "./connection.js";
 
 /** Who is on the other end of a connection, as far as the network knows. */
 export interface PeerInfo {
@@ -29,6 +31,14 @@ export interface NetworkConnection {
    * HTTP agent does with its free sockets.
    */
   readonly processHold?: ProcessHold;
+  /**
+   * True if this vat dialled it. Of two connections between the same two
+   * vats, the one dialled by the smaller key is kept (both ends agree
+   * without talking); absent counts as accepted.
+   */
+  readonly dialled?: boolean;
+  /** Bytes through the socket so far (counted below any encryption). */
+  traffic?(): { bytesIn: number; bytesOut: number };
 }
 
 /** Something that keeps the Node process alive while ref'd: a socket, a timer. */
@@ -44,4 +54,69 @@ export interface VatNetwork {
   accept?(onConnection: (connection: NetworkConnection) => void): Promise<void>;
   /** Stops accepting and closes what the network opened. */
   close(): Promise<void>;
+  /** Level 3 support; absent = Level 1 (thirdPartyHosted uses the vine, Provide/Accept are echoed). */
+  readonly thirdParty?: ThirdPartyNetwork;
+}
+
+/**
+ * rpc.capnp Level 3 (three-party handoff) as a network offers it: the C++
+ * reference's VatNetwork::Connection Level 3 methods (v2 rpc.h), taken by
+ * one vat-wide object with the connection passed in. The Pointers are the
+ * AnyPointer fields of the rpc messages (ThirdPartyToContact in
+ * CapDescriptor.thirdPartyHosted.id, ThirdPartyToAwait in Provide.recipient,
+ * ThirdPartyCompletion in Accept.provision; schema/network.capnp). Call
+ * forwarding (C++ canForwardThirdPartyToContact) is deliberately absent:
+ * contacts are bound to their recipient.
+ */
+export interface ThirdPartyNetwork {
+  /**
+   * Null if `recipient`'s peer may be handed a capability hosted by
+   * `host`'s peer (a Provide may go to `host`); otherwise why not, for the
+   * log. C++ canIntroduceTo.
+   */
+  whyNotIntroduce(recipient: NetworkConnection, host: NetworkConnection): string | null;
+  /**
+   * Writes the ThirdPartyToContact the recipient gets and the
+   * ThirdPartyToAwait the Provide carries to the host. C++ introduceTo (as
+   * its code calls it: on the recipient's connection, naming the host's).
+   */
+  introduce(recipient: NetworkConnection, host: NetworkConnection, contact: Pointer, toAwait: Pointer): { label: string };
+  /**
+   * Recipient: the connection to the host that a contact received over
+   * `via` names (a live one authenticated as the host's key is reused, else
+   * one is dialled expecting that key) and the completion to send in the
+   * Accept; "self" when the contact names this vat. Rejects with an
+   * RpcError saying why (the engine then keeps using the vine).
+   */
+  connectToIntroduced(
+    via: NetworkConnection,
+    contact: Pointer,
+    signal?: AbortSignal,
+  ): Promise<{ connection: NetworkConnection; writeCompletion(into: Pointer): void } | "self">;
+  /**
+   * Host: a Provide that came over `from` names a recipient; `value` goes to
+   * the matching Accept. release() ends it (the Provide was finished, or
+   * `from` closed). Never throws: a refusal is recorded and reported to the
+   * Accept. C++ awaitThirdParty.
+   */
+  awaitThirdParty<T>(from: NetworkConnection, toAwait: Pointer, value: T): { release(): void };
+  /**
+   * Host: the value for an Accept that came over `from`; waits (bounded) for
+   * its Provide. Rejects with an RpcError naming the reason (forged,
+   * replayed, expired, misdirected, timed out, refused). C++ completeThirdParty.
+   */
+  completeThirdParty<T>(from: NetworkConnection, completion: Pointer): Promise<T>;
+  /** A fresh embargo id for Accept.embargo / Disembargo.context.accept. C++ generateEmbargoId. */
+  generateEmbargoId(): Uint8Array;
+}
+
+/**
+ * What an RpcConnection sees of the vat it belongs to (RpcSystem): its
+ * Level 3 network and the connections to other vats (C++ getConnectionState).
+ */
+export interface VatContext {
+  /** Level 3, when this vat has direct paths on; null otherwise. */
+  readonly thirdParty: ThirdPartyNetwork | null;
+  /** The RpcConnection over `net`, adopting `net` if this vat has not yet. */
+  connectionFor(net: NetworkConnection): RpcConnection;
 }
