@@ -14,7 +14,8 @@ import { ls } from "../../src/cli/mesh.js";
 import { serializeSchema } from "../../src/codegen/dynamic.js";
 import { nodesById, openRequest } from "../../src/codegen/nodes.js";
 import { Greeter, Listener } from "../../src/gen/demo.js";
-import type { Event } from "../../src/gen/mesh.js";
+import { eventually } from "../rpc/helpers/raw-peer.js";
+import { describeEvent, show } from "./helpers/events.js";
 import { startHub, type MeshHub } from "../../src/mesh/hub.js";
 import { joinMesh, type MeshPeer } from "../../src/mesh/join.js";
 import { buildCppPeers, requireCppOrSkip } from "../helpers/cpp.js";
@@ -89,26 +90,6 @@ function capmesh(args: string[]): Promise<Result> {
 function schemaNodes(bytes: Uint8Array): { ids: bigint[]; annotated: string[] } {
   const nodes = nodesById(openRequest(bytes));
   return { ids: [...nodes.keys()].sort(), annotated: [...nodes.values()].filter((n) => n.annotations.length > 0).map((n) => n.displayName) };
-}
-
-/** Polls `condition` until it holds, failing after `ms` (the other side is another process). */
-async function eventually(condition: () => boolean, what: () => string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for: ${what()}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-/** JSON for failure messages (the stats hold bigints). */
-function show(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
-}
-
-function describeEvent(e: Event): string {
-  if (e.which === "snapshot") return `snapshot[${e.snapshot.map((s) => s.name).join(",")}]`;
-  if (e.which === "joined") return `joined ${e.joined.name}`;
-  return `left ${e.left.name} (${e.left.reason})`;
 }
 
 describe.skipIf(gate.skip)(gate.skip ? `C++ mesh peer (skipped: ${gate.reason})` : "a C++ mesh peer", () => {

@@ -10,10 +10,10 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity } from "../../src/auth/identity.js";
 import { Greeter } from "../../src/gen/demo.js";
-import type { Event } from "../../src/gen/mesh.js";
 import { startHub, type MeshHub } from "../../src/mesh/hub.js";
 import { joinMesh, type MeshPeer } from "../../src/mesh/join.js";
 import { until } from "../rpc/helpers/raw-peer.js";
+import { describeEvent, show } from "./helpers/events.js";
 import { killLeft, startTsPlugin, type Registered } from "./helpers/processes.js";
 
 const home = mkdtempSync(join(tmpdir(), "capmesh-mesh-"));
@@ -49,17 +49,6 @@ async function client(): Promise<MeshPeer> {
   const peer = await joinMesh({ hub: hub.address, hubId: hub.id, networkKey: hub.networkKey, handleSignals: false });
   peers.push(peer);
   return peer;
-}
-
-/** JSON for failure messages (the stats hold bigints). */
-function show(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
-}
-
-function describeEvent(e: Event): string {
-  if (e.which === "snapshot") return `snapshot[${e.snapshot.map((s) => s.name).join(",")}]`;
-  if (e.which === "joined") return `joined ${e.joined.name}`;
-  return `left ${e.left.name} (${e.left.reason})`;
 }
 
 describe("the mesh", () => {

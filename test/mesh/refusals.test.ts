@@ -14,6 +14,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity, type Identity } from "../../src/auth/identity.js";
 import { Greeter } from "../../src/gen/demo.js";
 import { Observer, type Event, type HubStats } from "../../src/gen/mesh.js";
+import { eventually } from "../rpc/helpers/raw-peer.js";
+import { show } from "./helpers/events.js";
 import { parseConfig } from "../../src/mesh/config.js";
 import { startHub, type MeshHub } from "../../src/mesh/hub.js";
 import { joinMesh, type JoinOptions, type MeshPeer } from "../../src/mesh/join.js";
@@ -94,20 +96,6 @@ async function peer(address: string, identity?: Identity): Promise<MeshPeer> {
 
 const tcpPeer = (identity: Identity) => peer(tcpAddress, identity);
 const unixPeer = (identity?: Identity) => peer(hub.address, identity);
-
-/** JSON for failure messages (the stats hold bigints). */
-function show(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
-}
-
-/** Polls `condition` until it holds, or fails after `ms` saying what it waited for. */
-async function eventually(condition: () => boolean, what: () => string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what()}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** The rejection of `promise` (fails the test if it resolves). */
 async function refusal(promise: PromiseLike<unknown>): Promise<Error & { type?: string }> {
