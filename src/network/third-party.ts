@@ -533,9 +533,16 @@ export class SocketThirdParty implements ThirdPartyNetwork {
     });
   }
 
-  /** The checks of an Accept against its provision (in the order 3.4.5 gives); claims it if all pass. */
+  /**
+   * The checks of an Accept against its provision (in the order 3.4.5 gives,
+   * except that a refused provision says so first); claims it if all pass.
+   */
   private claim(provision: Provision, from: NetworkConnection, completion: ThirdPartyCompletion): unknown {
     const name = shortNonce(provision.nonce);
+    // A refused provision (its Provide came over an unauthenticated
+    // connection, or past a bound) names why first: over a plain connection
+    // the introducer has no key, so the check below could only say "forged".
+    if (provision.state.kind === "refused") throw refuse(provision.state.reason);
     const claimedIntroducer = formatId(completion.introducer);
     if (claimedIntroducer !== provision.introducer) {
       throw refuse(`forged Accept: provision ${name} was introduced by ${provision.introducer}, not ${claimedIntroducer}`);
@@ -547,7 +554,6 @@ export class SocketThirdParty implements ThirdPartyNetwork {
       throw refuse(`expired Accept: provision ${name} expired at ${new Date(provision.deadline).toISOString()}`);
     }
     if (provision.state.kind === "claimed") throw refuse(`replayed Accept: provision ${name} was already accepted`);
-    if (provision.state.kind === "refused") throw refuse(provision.state.reason);
     provision.state = { kind: "claimed" };
     if (!this.directory.get(from)) this.advertise(from, { level3: true, addresses: completion.addresses });
     log.debug("accepted", { recipient: from.peer.id, introducer: provision.introducer, nonce: name });

@@ -1,9 +1,16 @@
 // The answer table: calls the peer sent us, by the peer's question ID. An
 // entry lives until we have sent the Return and the peer has sent Finish.
 import type { PipelineSource, Response } from "./hook.js";
+import type { Provision } from "./third-party.js";
 import type { OutgoingEnvelope } from "./wire.js";
 
+/** What made the entry: a Call, a Bootstrap, or Level 3's Provide (no Return ever) and Accept. */
+export type AnswerKind = "call" | "bootstrap" | "provide" | "accept";
+
 export class Answer {
+  kind: AnswerKind = "call";
+  /** A Provide's provision (kind "provide"), closed by its Finish. */
+  provision: Provision | null = null;
   /** What promisedAnswer targets resolve against (null: no caps to pipeline on). */
   pipeline: PipelineSource | null = null;
   /** The results, kept for pipelining until Finish. */

@@ -26,10 +26,10 @@ import {
 } from "./hook.js";
 import { IdTable } from "./id-table.js";
 import { ImportHook, ImportTable } from "./imports.js";
-import { OwnedResponse } from "./local.js";
+import { OwnedResponse, ResponsePipeline } from "./local.js";
 import { copyPointer } from "../codec/copy.js";
 import { newMessage } from "../codec/message.js";
-import { capTableOf, releaseCapTable, setCapTable, type CapTable } from "./payload.js";
+import { capTableOf, newPayloadMessage, releaseCapTable, setCapTable, type CapTable } from "./payload.js";
 import { Question } from "./questions.js";
 import {
   descriptorFrom,
@@ -42,6 +42,7 @@ import {
   newUnimplemented,
   readIncoming,
   DEFAULT_MAX_CAPS_PER_MESSAGE,
+  MAX_EMBARGO_ID_BYTES,
   targetFrom,
   targetInto,
   type WireDescriptor,
@@ -53,11 +54,16 @@ type WireCall = Extract<WireIncoming, { kind: "call" }>;
 type OutgoingWireCall = ReturnType<typeof newCall>;
 type WireReturn = Extract<WireIncoming, { kind: "return" }>;
 type WireFinish = Extract<WireIncoming, { kind: "finish" }>;
+type WireProvide = Extract<WireIncoming, { kind: "provide" }>;
+type WireAccept = Extract<WireIncoming, { kind: "accept" }>;
+type WireThirdPartyDisembargo = Extract<WireIncoming, { kind: "disembargo-accept" }>;
 import { isRemoteHookOf, type RemoteHook } from "./remote-hook.js";
-import type { NetworkConnection, ProcessHold, VatContext } from "./vat-network.js";
+import type { NetworkConnection, ProcessHold, ThirdPartyNetwork, VatContext } from "./vat-network.js";
 import { ReflectedHook, RemotePromiseHook } from "./remote-promise.js";
+import { Provision } from "./third-party.js";
 
 const log = logger("capmesh:rpc");
+const handoffLog = logger("capmesh:handoff");
 
 export interface ConnectionOptions {
   /** The capability a Bootstrap message gets (a new reference); called per request. */
@@ -120,6 +126,14 @@ export class RpcConnection {
   private readonly maxInboundCalls: number;
   private readonly maxInboundBytes: number;
   private readonly maxCapsPerMessage: number;
+  /**
+   * Level 3 (three-party handoff) on this connection: its vat has a
+   * ThirdPartyNetwork. Without it Provide, Accept and the 3PH Disembargo are
+   * echoed as Unimplemented (Level 1).
+   */
+  private readonly level3: { readonly thirdParty: ThirdPartyNetwork; readonly net: NetworkConnection } | null;
+  /** Accepts from the peer not answered yet (waiting for their Provide or embargo), with their pipelines. */
+  private readonly acceptsWaiting = new Map<Answer, ResponsePipeline>();
   /** Whether processHold is ref'd now (sockets start ref'd). */
   private holdingProcess = true;
   private readonly closedPromise: Promise<RpcError>;
@@ -135,6 +149,8 @@ export class RpcConnection {
     this.maxInboundCalls = options.inbound?.maxCalls ?? 16384;
     this.maxInboundBytes = options.inbound?.maxBytes ?? 64 * 1024 * 1024;
     this.maxCapsPerMessage = options.inbound?.maxCapsPerMessage ?? DEFAULT_MAX_CAPS_PER_MESSAGE;
+    const thirdParty = options.vat?.thirdParty ?? null;
+    this.level3 = thirdParty && options.net ? { thirdParty, net: options.net } : null;
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     this.transportClosedPromise = new Promise((resolve) => (this.resolveTransportClosed = resolve));
     this.refreshProcessHold();
@@ -477,7 +493,7 @@ export class RpcConnection {
   private handleMessage(message: Message): void {
     if (this.error) return;
     try {
-      const incoming = readIncoming(message, this.maxCapsPerMessage);
+      const incoming = readIncoming(message, this.maxCapsPerMessage, this.level3 !== null);
       switch (incoming.kind) {
         case "call":
           return this.handleCall(message, incoming);
@@ -487,6 +503,12 @@ export class RpcConnection {
           return this.handleFinish(incoming);
         case "release":
           return this.releaseExportOrThrow(incoming.id, incoming.referenceCount);
+        case "provide":
+          return this.handleProvide(incoming);
+        case "accept":
+          return this.handleAccept(incoming);
+        case "disembargo-accept":
+          return this.handleThirdPartyDisembargo(message, incoming);
       }
       const root = message.getRoot(rpc.Message);
       const which = root.which();
@@ -502,8 +524,8 @@ export class RpcConnection {
         case rpc.Message.UNIMPLEMENTED:
           return this.handleUnimplemented(root.unimplemented);
         default:
-          // Provide, Accept, Join (Level 3/4), obsolete and unknown
-          // messages: echo back as Unimplemented, keep the connection.
+          // Provide and Accept without Level 3, Join (Level 4), obsolete
+          // and unknown messages: echo back as Unimplemented, keep the connection.
           log.debug("unimplemented message", { conn: this.name, which });
           return this.send(newUnimplemented(message));
       }
@@ -520,6 +542,7 @@ export class RpcConnection {
     const id = bootstrap.questionId;
     if (this.answers.has(id)) throw new ProtocolError(`Bootstrap uses question ID ${id}, which is still in use`);
     const answer = new Answer(id);
+    answer.kind = "bootstrap";
     this.answers.add(answer);
     let hook: CapHook | null;
     try {
@@ -548,6 +571,140 @@ export class RpcConnection {
     answer.response = { message: envelope.message, content: envelope.content, release: () => cap.release() };
     answer.returnSent = true;
     this.send(envelope.message);
+  }
+
+  // ---------------------------------------------------------------------
+  // Level 3, host side (docs/design/level3.md 2.1 steps 5-9)
+
+  /**
+   * rpc.capnp Provide: the peer (the introducer) asks us to hold `target`
+   * for the recipient its ThirdPartyToAwait names. No Return ever goes back
+   * (v2); the entry lives until the introducer's Finish. The network records
+   * the provision, or a refusal that the recipient's Accept will be told.
+   */
+  private handleProvide(provide: WireProvide): void {
+    const { thirdParty, net } = this.level3!;
+    const id = provide.questionId;
+    if (this.answers.has(id)) throw new ProtocolError(`Provide uses question ID ${id}, which is still in use`);
+    const hook = this.getMessageTarget(provide.target, "Provide");
+    const answer = new Answer(id);
+    answer.kind = "provide";
+    answer.settled = true; // no call runs: nothing to cancel
+    answer.pipeline = PROVIDE_PIPELINE;
+    const provision = new Provision(hook);
+    answer.provision = provision;
+    this.answers.add(answer);
+    provision.registration = thirdParty.awaitThirdParty(net, provide.recipient ?? emptyPayload().content, provision);
+  }
+
+  /**
+   * rpc.capnp Accept: the peer (the recipient) collects a provided
+   * capability. Waits for the matching Provide (it may come later, over
+   * another connection) and, with Accept.embargo, for the Disembargo with
+   * the same id that the introducer forwards; then the Return carries the
+   * capability as results.content. Calls pipelined on the Accept queue
+   * until then. A refusal is a Return exception naming the reason.
+   */
+  private handleAccept(accept: WireAccept): void {
+    const { thirdParty, net } = this.level3!;
+    const id = accept.questionId;
+    if (this.answers.has(id)) throw new ProtocolError(`Accept uses question ID ${id}, which is still in use`);
+    const answer = new Answer(id);
+    answer.kind = "accept";
+    const pipeline = new ResponsePipeline();
+    answer.pipeline = pipeline;
+    this.answers.add(answer);
+    const embargo = accept.embargo;
+    if (embargo !== null && embargo.byteLength > MAX_EMBARGO_ID_BYTES) {
+      const error = RpcError.failed(
+        `refused Accept: its embargo ID is ${embargo.byteLength} bytes, over the ${MAX_EMBARGO_ID_BYTES} this vat takes (ids are random bytes, 16 from capmesh)`,
+      );
+      pipeline.fail(error);
+      this.sendExceptionReturn(answer, error);
+      return;
+    }
+    this.acceptsWaiting.set(answer, pipeline);
+    const completed = thirdParty
+      .completeThirdParty<unknown>(net, accept.provision ?? emptyPayload().content)
+      .then((value) => {
+        if (!(value instanceof Provision)) throw RpcError.failed("refused Accept: its provision holds no capability of this vat");
+        if (embargo === null) return value;
+        const lifted = value.awaitEmbargo(embargo);
+        if (value.isWaiting(embargo)) {
+          handoffLog.debug("embargo waiting", { conn: this.name, answer: id });
+          return lifted.then(() => {
+            handoffLog.debug("embargo lifted", { conn: this.name, answer: id });
+            return value;
+          });
+        }
+        return lifted.then(() => value);
+      });
+    completed.then(
+      (provision) => {
+        if (!this.acceptsWaiting.delete(answer) || this.error || answer.finishReceived) return;
+        let hook: CapHook;
+        try {
+          hook = provision.take();
+        } catch (err) {
+          pipeline.fail(toRpcError(err));
+          this.sendExceptionReturn(answer, err);
+          return;
+        }
+        // rpc.capnp Accept: the Return's results.content is the capability.
+        const { message, content } = newPayloadMessage(64);
+        capTableOf(message).push(hook);
+        utils.setInterfacePointer(0, content);
+        const response = new OwnedResponse(message, content);
+        // Calls pipelined on the Accept go ahead of anything sent after the Return.
+        pipeline.settle(response);
+        this.sendResultsReturn(answer, response);
+        handoffLog.debug("accepted", { conn: this.name, answer: id });
+      },
+      (err: unknown) => {
+        if (!this.acceptsWaiting.delete(answer) || this.error) return;
+        const error = toRpcError(err);
+        pipeline.fail(error);
+        handoffLog.debug("refused accept", { conn: this.name, answer: id, reason: error.message });
+        this.sendExceptionReturn(answer, error);
+      },
+    );
+  }
+
+  /**
+   * The 3PH Disembargo (context.accept). From the introducer, targeting
+   * promisedAnswer{a Provide's question ID}: lifts that provision's embargo
+   * with this id (before or after the Accept carrying it). From a recipient,
+   * targeting the vine (importedCap), it is ours to forward as introducer:
+   * not done yet, so it is echoed as Unimplemented.
+   */
+  private handleThirdPartyDisembargo(message: Message, disembargo: WireThirdPartyDisembargo): void {
+    const promised = disembargo.target.promisedAnswer;
+    if (!promised) {
+      this.send(newUnimplemented(message));
+      return;
+    }
+    const { questionId, transform } = promised;
+    const answer = this.answers.get(questionId);
+    if (!answer || answer.finishReceived) {
+      throw new ProtocolError(`Disembargo accept targets answer ${questionId}, which is not in the answer table`);
+    }
+    if (answer.kind !== "provide" || !answer.provision) {
+      throw new ProtocolError(`Disembargo accept targets answer ${questionId}, which is not a Provide`);
+    }
+    if (transform.length > 0) {
+      throw new ProtocolError(`Disembargo accept targets a field of Provide ${questionId}; it must name the Provide itself (no transform)`);
+    }
+    const embargoId = disembargo.embargoId;
+    // The id's bytes come from the recipient through the introducer: a bad
+    // one is dropped rather than blamed on the introducer's connection. No
+    // Accept can wait on it (an Accept with an oversized id is refused).
+    if (embargoId.byteLength > MAX_EMBARGO_ID_BYTES || !answer.provision.lift(embargoId)) {
+      handoffLog.debug("disembargo dropped", {
+        conn: this.name,
+        provide: questionId,
+        reason: embargoId.byteLength > MAX_EMBARGO_ID_BYTES ? `embargo ID of ${embargoId.byteLength} bytes` : "too many embargo IDs for one provision",
+      });
+    }
   }
 
   private handleCall(message: Message, call: WireCall): void {
@@ -840,6 +997,20 @@ export class RpcConnection {
     const answer = this.answers.get(id);
     if (!answer || answer.finishReceived) throw new ProtocolError(`Finish for question ${id}, which is not in the answer table`);
     answer.finishReceived = true;
+    if (answer.kind === "provide") {
+      // A Provide never gets a Return (v2 rpc.capnp): its Finish says the
+      // recipient let go of the vine, so the provision ends here.
+      this.answers.delete(id);
+      answer.pipeline = null;
+      answer.provision?.close();
+      answer.provision = null;
+      return;
+    }
+    if (answer.kind === "accept") {
+      // Finished before the Return: the Accept is canceled (answered below).
+      this.acceptsWaiting.get(answer)?.fail(new RpcError("failed", "the Accept was canceled by the recipient"));
+      this.acceptsWaiting.delete(answer);
+    }
     const exported = answer.resultExports;
     answer.resultExports = [];
     if (finish.releaseResultCaps) for (const e of exported) this.releaseExportOrThrow(e, 1);
@@ -1083,7 +1254,15 @@ export class RpcConnection {
       a.pipeline = null;
       a.response?.release();
       a.response = null;
+      // Provisions introduced over this connection end: an Accept waiting on
+      // one's embargo fails with `disconnected`.
+      a.provision?.close();
+      a.provision = null;
     }
+    // Accepts from the peer that were still waiting: nobody will take their Return.
+    const waiting = [...this.acceptsWaiting.values()];
+    this.acceptsWaiting.clear();
+    for (const pipeline of waiting) pipeline.fail(broken);
     this.exports.clear();
     const imports = [...this.imports.values()];
     this.imports.clear();
@@ -1095,15 +1274,39 @@ export class RpcConnection {
     this.closeListeners.clear();
   }
 
-  /** Counts for tests and diagnostics: everything must drain to zero. */
-  stats(): { questions: number; answers: number; imports: number; exports: number; embargoes: number } {
-    return {
+  /**
+   * Counts for tests and diagnostics: everything must drain to zero. The
+   * Level 3 host's counts are there only on a connection with Level 3.
+   */
+  stats(): {
+    questions: number;
+    answers: number;
+    imports: number;
+    exports: number;
+    embargoes: number;
+    /** Level 3 host: Provides from the peer not yet finished (also counted in answers). */
+    provisions?: number;
+    /** Level 3 host: Accepts from the peer waiting for their Provide or embargo (also counted in answers). */
+    acceptsWaiting?: number;
+    /** Level 3 host: embargo ids held by the provisions of this connection's Provides. */
+    thirdPartyEmbargoes?: number;
+  } {
+    const counts = {
       questions: this.questions.size,
       answers: this.answers.size,
       imports: this.imports.size,
       exports: this.exports.size,
       embargoes: this.embargoes.size,
     };
+    if (!this.level3) return counts;
+    let provisions = 0;
+    let thirdPartyEmbargoes = 0;
+    for (const answer of this.answers.values()) {
+      if (!answer.provision) continue;
+      provisions++;
+      thirdPartyEmbargoes += answer.provision.embargoCount;
+    }
+    return { ...counts, provisions, acceptsWaiting: this.acceptsWaiting.size, thirdPartyEmbargoes };
   }
 }
 
@@ -1149,6 +1352,12 @@ class AnswerHints implements CallHints {
     return this.conn.prepareReturn(this.answer);
   }
 }
+
+/** A Provide has no results: a call pipelined on one fails (C++ says so too). */
+const PROVIDE_PIPELINE = {
+  getPipelinedCap: (): CapHook =>
+    new BrokenHook(RpcError.failed("pipelined call on a Provide: a Provide has no results (rpc.capnp Provide never gets a Return)")),
+};
 
 /** A new rpc.capnp Message; `bytes` sizes its first segment (it grows if needed). */
 function newRpcMessage(bytes = 128): { message: Message; root: rpc.Message } {
