@@ -37,11 +37,14 @@ import {
   newCall,
   newBootstrap,
   newFinish,
+  newProvide,
   newRelease,
   newResultsReturn,
+  newThirdPartyDisembargo,
   newUnimplemented,
   readIncoming,
   DEFAULT_MAX_CAPS_PER_MESSAGE,
+  MAX_CONTACT_BYTES,
   MAX_EMBARGO_ID_BYTES,
   targetFrom,
   targetInto,
@@ -60,7 +63,7 @@ type WireThirdPartyDisembargo = Extract<WireIncoming, { kind: "disembargo-accept
 import { isRemoteHookOf, type RemoteHook } from "./remote-hook.js";
 import type { NetworkConnection, ProcessHold, ThirdPartyNetwork, VatContext } from "./vat-network.js";
 import { ReflectedHook, RemotePromiseHook } from "./remote-promise.js";
-import { Provision } from "./third-party.js";
+import { ProvideQuestion, Provision, type ProvideHost } from "./third-party.js";
 
 const log = logger("capmesh:rpc");
 const handoffLog = logger("capmesh:handoff");
@@ -104,7 +107,7 @@ export interface InboundLimits {
 }
 
 
-export class RpcConnection {
+export class RpcConnection implements ProvideHost {
   /** Set once the connection is gone; every later operation fails with it. */
   error: RpcError | null = null;
   readonly questions = new IdTable<Question>();
@@ -134,6 +137,14 @@ export class RpcConnection {
   private readonly level3: { readonly thirdParty: ThirdPartyNetwork; readonly net: NetworkConnection } | null;
   /** Accepts from the peer not answered yet (waiting for their Provide or embargo), with their pipelines. */
   private readonly acceptsWaiting = new Map<Answer, ResponsePipeline>();
+  /**
+   * Level 3 introducer: Provides we sent the peer (the host) and have not
+   * finished, by question ID. Their IDs have bit 31 set, apart from the
+   * question table's (C++ nextHigh): a Provide never gets a Return.
+   */
+  private readonly provides = new Map<number, ProvideQuestion>();
+  /** The next Provide ID's low 31 bits (round robin, skipping IDs in use). */
+  private nextProvideId = 0;
   /** Whether processHold is ref'd now (sockets start ref'd). */
   private holdingProcess = true;
   private readonly closedPromise: Promise<RpcError>;
@@ -360,8 +371,12 @@ export class RpcConnection {
   describe(hook: CapHook): { descriptor: WireDescriptor; exportId: number | null } {
     const inner = innermost(hook);
     if (isRemoteHookOf(inner, this)) return { descriptor: inner.descriptor(), exportId: null };
-    // Level 3 slots in here: a capability hosted by a third vat will be
-    // described as thirdPartyHosted instead of being proxied (the vine).
+    if (this.level3 !== null && inner.brand instanceof RpcConnection && inner.brand !== this) {
+      // Hosted by the peer of another connection of this vat: introduce the
+      // two instead of proxying, when the network allows it.
+      const introduced = this.introduce(inner as RemoteHook, inner.brand);
+      if (introduced) return introduced;
+    }
     const existing = this.exports.idOf(inner);
     if (existing !== undefined) {
       const entry = this.exports.get(existing)!;
@@ -379,6 +394,86 @@ export class RpcConnection {
       return { descriptor: { kind: "senderPromise", id }, exportId: id };
     }
     return { descriptor: { kind: "senderHosted", id }, exportId: id };
+  }
+
+  /**
+   * rpc.capnp Level 3, the introducer (docs/design/level3.md 2.1 step 1):
+   * `inner` is reached over `host`, so the host is sent a Provide for our
+   * peer (question ID from the high range), our peer gets a new vine export
+   * (for this handoff only, never a promise) and a thirdPartyHosted
+   * descriptor carrying the network's contact. Null when the two may not be
+   * introduced: the capability is then exported (proxied) as before.
+   */
+  private introduce(inner: RemoteHook, host: RpcConnection): { descriptor: WireDescriptor; exportId: number } | null {
+    const mine = this.level3!;
+    const theirs = host.level3;
+    if (theirs === null || host.options.vat !== this.options.vat || host.error || this.error) return null;
+    const why = mine.thirdParty.whyNotIntroduce(mine.net, theirs.net);
+    if (why !== null) {
+      if (handoffLog.enabled) handoffLog.debug("not introduced", { recipient: this.name, host: host.name, reason: why });
+      return null;
+    }
+    const target = inner.target();
+    if (!target) return null;
+    const contactMessage = newMessage(256);
+    const contact = new Pointer(contactMessage.getSegment(0), 0);
+    const id = host.allocateProvideId();
+    let label = "";
+    let provide: Message;
+    try {
+      provide = newProvide(id, target, (toAwait) => {
+        label = mine.thirdParty.introduce(mine.net, theirs.net, contact, toAwait).label;
+      });
+    } catch (err) {
+      handoffLog.debug("not introduced", { recipient: this.name, host: host.name, reason: describe(err) });
+      return null;
+    }
+    let contactBytes = -8; // the root pointer is not copied
+    for (const segment of contactMessage._capnp.segments) contactBytes += segment.byteLength;
+    if (contactBytes > MAX_CONTACT_BYTES) {
+      handoffLog.debug("not introduced", {
+        recipient: this.name,
+        host: host.name,
+        reason: `the contact is ${contactBytes} bytes, over the ${MAX_CONTACT_BYTES} a descriptor carries (too many or too long host addresses)`,
+      });
+      return null;
+    }
+    const question = new ProvideQuestion(id, host, label);
+    host.provides.set(id, question);
+    host.send(provide);
+    const vineId = this.exports.addVine(inner.addRef(), question);
+    this.refreshProcessHold();
+    this.options.vat!.handoffs.introductions++;
+    if (handoffLog.enabled) handoffLog.debug("introduced", { recipient: this.name, host: host.name, nonce: label, provide: id, vine: vineId });
+    return { descriptor: { kind: "thirdPartyHosted", vineId, contact }, exportId: vineId };
+  }
+
+  /** A free Provide question ID: bit 31 set, round robin over the rest (C++ ExportTable::nextHigh). */
+  private allocateProvideId(): number {
+    for (;;) {
+      const id = (0x80000000 | this.nextProvideId) >>> 0;
+      this.nextProvideId = (this.nextProvideId + 1) & 0x7fffffff;
+      if (!this.provides.has(id)) return id;
+    }
+  }
+
+  /** ProvideHost: the vine of `provide` was released; Finish tells the host (2.1 step 9). */
+  finishProvide(provide: ProvideQuestion): void {
+    if (this.provides.get(provide.id) !== provide) return;
+    this.provides.delete(provide.id);
+    // A Provide has no results to release (C++ sends false too).
+    this.sendFrame(newFinish(provide.id, false));
+  }
+
+  /**
+   * ProvideHost: the recipient's 3PH Disembargo reached the vine; it goes on
+   * to the host naming the Provide (2.1 step 7), behind every call we
+   * forwarded there before it. Dropped when the Provide or this link is gone.
+   */
+  forwardThirdPartyDisembargo(provide: ProvideQuestion, embargoId: Uint8Array): boolean {
+    if (this.error || this.provides.get(provide.id) !== provide) return false;
+    this.send(newThirdPartyDisembargo({ promisedAnswer: { questionId: provide.id, transform: [] } }, embargoId));
+    return true;
   }
 
   /** Describes a payload's cap table; `exports` lists every export it counted. */
@@ -508,7 +603,7 @@ export class RpcConnection {
         case "accept":
           return this.handleAccept(incoming);
         case "disembargo-accept":
-          return this.handleThirdPartyDisembargo(message, incoming);
+          return this.handleThirdPartyDisembargo(incoming);
       }
       const root = message.getRoot(rpc.Message);
       const which = root.which();
@@ -674,13 +769,12 @@ export class RpcConnection {
    * The 3PH Disembargo (context.accept). From the introducer, targeting
    * promisedAnswer{a Provide's question ID}: lifts that provision's embargo
    * with this id (before or after the Accept carrying it). From a recipient,
-   * targeting the vine (importedCap), it is ours to forward as introducer:
-   * not done yet, so it is echoed as Unimplemented.
+   * targeting the vine (importedCap): forwarded to the host as introducer.
    */
-  private handleThirdPartyDisembargo(message: Message, disembargo: WireThirdPartyDisembargo): void {
+  private handleThirdPartyDisembargo(disembargo: WireThirdPartyDisembargo): void {
     const promised = disembargo.target.promisedAnswer;
     if (!promised) {
-      this.send(newUnimplemented(message));
+      this.forwardToHost(disembargo.target.importedCap!, disembargo.embargoId);
       return;
     }
     const { questionId, transform } = promised;
@@ -704,6 +798,32 @@ export class RpcConnection {
         provide: questionId,
         reason: embargoId.byteLength > MAX_EMBARGO_ID_BYTES ? `embargo ID of ${embargoId.byteLength} bytes` : "too many embargo IDs for one provision",
       });
+    }
+  }
+
+  /**
+   * The introducer's part of the 3PH embargo (2.1 step 7, C++
+   * handleDisembargo accept): the recipient's Disembargo must name a vine;
+   * it goes on to the host with the same id. Calls the recipient made on
+   * the vine before it were forwarded synchronously, so it travels behind them.
+   */
+  private forwardToHost(exportId: number, embargoId: Uint8Array): void {
+    const entry = this.exports.get(exportId);
+    if (!entry) throw new ProtocolError(`Disembargo accept targets export ${exportId}, which is not in the export table`);
+    if (!entry.vine) {
+      throw new ProtocolError(
+        `Disembargo accept targets export ${exportId}, which is not a vine (it must name the vine of a thirdPartyHosted capability)`,
+      );
+    }
+    if (embargoId.byteLength > MAX_EMBARGO_ID_BYTES) {
+      throw new ProtocolError(
+        `Disembargo accept carries an embargo ID of ${embargoId.byteLength} bytes, over the ${MAX_EMBARGO_ID_BYTES} this vat forwards (capmesh sends 16)`,
+      );
+    }
+    if (!entry.vine.forwardDisembargo(embargoId)) {
+      // The host link is gone (or the host refused the Provide): nothing to
+      // forward to; the recipient's Accept fails at the host and it keeps the vine.
+      handoffLog.debug("disembargo dropped", { conn: this.name, vine: exportId, reason: "the Provide or the host's connection is gone" });
     }
   }
 
@@ -910,7 +1030,10 @@ export class RpcConnection {
   private handleReturn(message: Message, ret: WireReturn): void {
     const id = ret.answerId;
     const question = this.questions.get(id);
-    if (!question) throw new ProtocolError(`Return for question ${id}, which is not in the question table`);
+    if (!question) {
+      if (this.provides.has(id)) throw new ProtocolError(`Return for Provide ${id}: a Provide never gets a Return (v2 rpc.capnp)`);
+      throw new ProtocolError(`Return for question ${id}, which is not in the question table`);
+    }
     if (!question.awaitingReturn) throw new ProtocolError(`second Return for question ${id}`);
     question.awaitingReturn = false;
     const paramExports = question.paramExports;
@@ -1139,7 +1262,16 @@ export class RpcConnection {
           const cap = resolve.cap;
           if (cap._isSenderHosted) this.releaseExportOrThrow(cap.senderHosted, 1);
           else if (cap._isSenderPromise) this.releaseExportOrThrow(cap.senderPromise, 1);
+          // Nor will it hold the vine of a handoff (C++ releases it too).
+          else if (cap._isThirdPartyHosted) this.releaseExportOrThrow(cap.thirdPartyHosted.vineId, 1);
         }
+        return;
+      }
+      case rpc.Message.PROVIDE: {
+        // The host does not do Level 3 after all: the Provide is closed here
+        // (no Finish: it made no answer); the recipient keeps using the vine.
+        const id = echoed.provide.questionId;
+        if (this.provides.delete(id)) handoffLog.debug("provide refused", { conn: this.name, provide: id, reason: "the host echoed it as unimplemented" });
         return;
       }
       case rpc.Message.CALL:
@@ -1263,6 +1395,8 @@ export class RpcConnection {
     const waiting = [...this.acceptsWaiting.values()];
     this.acceptsWaiting.clear();
     for (const pipeline of waiting) pipeline.fail(broken);
+    // Provides we sent end with the connection (their vines go on, broken).
+    this.provides.clear();
     this.exports.clear();
     const imports = [...this.imports.values()];
     this.imports.clear();
@@ -1276,7 +1410,7 @@ export class RpcConnection {
 
   /**
    * Counts for tests and diagnostics: everything must drain to zero. The
-   * Level 3 host's counts are there only on a connection with Level 3.
+   * Level 3 counts (host and introducer) are there only on a connection with Level 3.
    */
   stats(): {
     questions: number;
@@ -1290,6 +1424,10 @@ export class RpcConnection {
     acceptsWaiting?: number;
     /** Level 3 host: embargo ids held by the provisions of this connection's Provides. */
     thirdPartyEmbargoes?: number;
+    /** Level 3 introducer: Provides sent to the peer (the host) and not yet finished. */
+    provides?: number;
+    /** Level 3 introducer: vines exported to the peer (the recipient) and not yet released (also counted in exports). */
+    vines?: number;
   } {
     const counts = {
       questions: this.questions.size,
@@ -1306,7 +1444,14 @@ export class RpcConnection {
       provisions++;
       thirdPartyEmbargoes += answer.provision.embargoCount;
     }
-    return { ...counts, provisions, acceptsWaiting: this.acceptsWaiting.size, thirdPartyEmbargoes };
+    return {
+      ...counts,
+      provisions,
+      acceptsWaiting: this.acceptsWaiting.size,
+      thirdPartyEmbargoes,
+      provides: this.provides.size,
+      vines: this.exports.vineCount,
+    };
   }
 }
 

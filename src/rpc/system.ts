@@ -8,7 +8,7 @@ import { hookOf, wrapHook } from "./typed.js";
 import type { Capability } from "./types.js";
 import { formatId, toPublicKey } from "../auth/identity.js";
 import type { ThirdPartyVat } from "../network/third-party.js";
-import type { NetworkConnection, PeerInfo, ThirdPartyNetwork, VatContext, VatNetwork } from "./vat-network.js";
+import type { HandoffCounters, NetworkConnection, PeerInfo, ThirdPartyNetwork, VatContext, VatNetwork } from "./vat-network.js";
 
 const log = logger("capmesh:rpc");
 
@@ -171,6 +171,8 @@ export class RpcSystem implements VatContext, ThirdPartyVat {
   private readonly publicKey: Uint8Array | null;
   private seq = 0;
   private closing = false;
+  /** Level 3 counters: capabilities this vat introduced (handed on as thirdPartyHosted). */
+  readonly handoffs: HandoffCounters = { introductions: 0 };
 
   constructor(
     readonly network: VatNetwork,

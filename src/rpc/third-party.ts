@@ -142,3 +142,37 @@ function closedError(): RpcError {
     "the introducer finished the Provide, or its connection to this vat was lost, before the handoff completed (the Accept's embargo never cleared)",
   );
 }
+
+/** What a ProvideQuestion needs of the connection to the host it was sent on (RpcConnection). */
+export interface ProvideHost {
+  /** Sends Finish for `provide` (releaseResultCaps false), unless it is closed already. */
+  finishProvide(provide: ProvideQuestion): void;
+  /** Forwards a recipient's 3PH Disembargo to the host; false if it was dropped (Provide closed, link gone). */
+  forwardThirdPartyDisembargo(provide: ProvideQuestion, embargoId: Uint8Array): boolean;
+}
+
+/**
+ * The introducer's side of one handoff (docs/design/level3.md 2.1 step 1): a
+ * Provide question on the connection to the host, with an ID from the high
+ * range (bit 31 set, as C++ nextHigh), that never gets a Return. The vine
+ * export on the recipient's connection holds it: its release (refcount 0,
+ * or the recipient's connection closing) finishes the Provide.
+ */
+export class ProvideQuestion {
+  constructor(
+    readonly id: number,
+    private readonly host: ProvideHost,
+    /** The network's name for the handoff (nonce prefix), for logs. */
+    readonly label: string,
+  ) {}
+
+  /** The vine was released: the host may forget the provision. */
+  finish(): void {
+    this.host.finishProvide(this);
+  }
+
+  /** The recipient's Disembargo{accept} to the vine, on its way to the host (2.1 step 7). */
+  forwardDisembargo(embargoId: Uint8Array): boolean {
+    return this.host.forwardThirdPartyDisembargo(this, embargoId);
+  }
+}

@@ -119,4 +119,12 @@ export interface VatContext {
   readonly thirdParty: ThirdPartyNetwork | null;
   /** The RpcConnection over `net`, adopting `net` if this vat has not yet. */
   connectionFor(net: NetworkConnection): RpcConnection;
+  /** Level 3 counters of the vat, kept by its connections. */
+  readonly handoffs: HandoffCounters;
+}
+
+/** What a vat's connections count of Level 3 (stats). */
+export interface HandoffCounters {
+  /** Capabilities this vat handed on as thirdPartyHosted (a Provide sent to the host). */
+  introductions: number;
 }
