@@ -14,43 +14,15 @@ import { SocketNetwork } from "../../src/network/socket-network.js";
 import { readException, type RpcError } from "../../src/rpc/errors.js";
 import { initStructIn, readStructIn } from "../../src/rpc/payload.js";
 import type { NetworkConnection } from "../../src/rpc/vat-network.js";
+import { MessageInbox } from "../rpc/helpers/raw-peer.js";
 import { newAccept, newCall, newFinish, newProvide, newThirdPartyDisembargo, type WireTarget } from "../../src/rpc/wire.js";
 
 export const COUNTER_ID = 0xd7e3f1a0b2c4e6f8n;
 const ADD = 0;
 
-/** Rejects with what was awaited if `promise` takes longer than `ms` (a failure guard, not synchronisation). */
-export function within<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what()}`)), ms);
-  });
-  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
-}
-
-/** Polls `condition` on a timer until it holds, or fails after `ms` saying what it waited for. */
-export async function poll(condition: () => boolean, what: () => string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what()}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
-
-export function describeMessage(m: rpc.Message): string {
-  switch (m.which()) {
-    case rpc.Message.ABORT:
-      return `Abort(${m.abort.reason})`;
-    case rpc.Message.RETURN: {
-      const r = m.return;
-      return r._isException ? `Return#${r.answerId}(exception: ${r.exception.reason})` : `Return#${r.answerId}(${r.which()})`;
-    }
-    case rpc.Message.UNIMPLEMENTED:
-      return `Unimplemented(${m.unimplemented.which()})`;
-    default:
-      return `message ${m.which()}`;
-  }
-}
+// The waiting helpers and message descriptions of the plain raw peer, for
+// the Level 3 tests too (`poll` is `eventually` by the name those tests use).
+export { describeMessage, eventually as poll, within } from "../rpc/helpers/raw-peer.js";
 
 /** What a Return says, for assertions. */
 export type ReturnOutcome =
@@ -71,21 +43,17 @@ export interface L3PeerOptions {
   remoteKey?: Uint8Array | string;
 }
 
-export class L3RawPeer {
-  readonly received: rpc.Message[] = [];
+export class L3RawPeer extends MessageInbox {
   /** Resolves once the connection has ended, with its error if any. */
   readonly closed: Promise<Error | undefined>;
-  isClosed = false;
-  private waiters: { match: (m: rpc.Message) => boolean; resolve: (m: rpc.Message) => void; reject: (e: Error) => void }[] = [];
-  private readonly consumed = new Set<rpc.Message>();
 
   private constructor(readonly net: NetworkConnection) {
+    super();
     let done!: (e: Error | undefined) => void;
     this.closed = new Promise((resolve) => (done = resolve));
-    net.stream.onMessage = (message) => this.onMessage(message.getRoot(rpc.Message));
+    net.stream.onMessage = (message) => this.deliver(message.getRoot(rpc.Message));
     net.stream.onClose = (err) => {
-      this.isClosed = true;
-      for (const w of this.waiters.splice(0)) w.reject(new Error(`the connection closed; received so far: ${this.summary()}`));
+      this.ended("the connection closed");
       done(err);
     };
   }
@@ -103,25 +71,6 @@ export class L3RawPeer {
 
   sendFrame(frame: Uint8Array): void {
     this.net.stream.sendFrame(frame);
-  }
-
-  /** The first received message not taken yet that matches; waits for it. */
-  next(match: (m: rpc.Message) => boolean, what: string): Promise<rpc.Message> {
-    const found = this.received.find((m) => !this.consumed.has(m) && match(m));
-    if (found) {
-      this.consumed.add(found);
-      return Promise.resolve(found);
-    }
-    if (this.isClosed) return Promise.reject(new Error(`connection closed before ${what}; received: ${this.summary()}`));
-    return within(
-      new Promise((resolve, reject) => this.waiters.push({ match, resolve, reject })),
-      10_000,
-      () => `${what}; received so far: ${this.summary()}`,
-    );
-  }
-
-  returnFor(questionId: number): Promise<rpc.Return> {
-    return this.next((m) => m._isReturn && m.return.answerId === questionId, `Return for question ${questionId}`).then((m) => m.return);
   }
 
   /** True if a Return for `questionId` has arrived (taken or not). */
@@ -197,24 +146,11 @@ export class L3RawPeer {
     this.sendFrame(newFinish(questionId, releaseResultCaps).slice());
   }
 
-  summary(): string {
-    return this.received.length === 0 ? "(nothing)" : this.received.map(describeMessage).join(", ");
-  }
-
   close(): Promise<Error | undefined> {
     this.net.stream.close();
     return this.closed;
   }
 
-  private onMessage(m: rpc.Message): void {
-    this.received.push(m);
-    const i = this.waiters.findIndex((w) => w.match(m));
-    if (i >= 0) {
-      const [w] = this.waiters.splice(i, 1);
-      this.consumed.add(m);
-      w!.resolve(m);
-    }
-  }
 }
 
 /** The export ID a Return's cap table gives at `index` (senderHosted). */

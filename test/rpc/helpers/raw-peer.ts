@@ -121,20 +121,72 @@ export function describeMessage(m: rpc.Message): string {
   }
 }
 
-export class RawPeer {
+/**
+ * The messages a raw test peer received, and waiting for one: `next(match)`
+ * takes the first not yet taken that matches, now or when it arrives.
+ */
+export abstract class MessageInbox {
   readonly received: rpc.Message[] = [];
+  isClosed = false;
+  private waiters: { match: (m: rpc.Message) => boolean; resolve: (m: rpc.Message) => void; reject: (e: Error) => void }[] = [];
+  private readonly consumed = new Set<rpc.Message>();
+
+  /** The first received message (not yet taken) that matches; waits for it. */
+  next(match: (m: rpc.Message) => boolean, what = "a message"): Promise<rpc.Message> {
+    const found = this.received.find((m) => !this.consumed.has(m) && match(m));
+    if (found) {
+      this.consumed.add(found);
+      return Promise.resolve(found);
+    }
+    if (this.isClosed) {
+      return Promise.reject(new Error(`connection closed before ${what}; received: ${this.summary()}`));
+    }
+    return within(
+      new Promise((resolve, reject) => this.waiters.push({ match, resolve, reject })),
+      10_000,
+      () => `${what}; received so far: ${this.summary()}`,
+    );
+  }
+
+  returnFor(questionId: number): Promise<rpc.Return> {
+    return this.next((m) => m._isReturn && m.return.answerId === questionId, `Return for question ${questionId}`).then(
+      (m) => m.return,
+    );
+  }
+
+  summary(): string {
+    return this.received.length === 0 ? "(nothing)" : this.received.map(describeMessage).join(", ");
+  }
+
+  /** Files a message that arrived, handing it to a waiter that wants it. */
+  protected deliver(m: rpc.Message): void {
+    this.received.push(m);
+    const i = this.waiters.findIndex((w) => w.match(m));
+    if (i >= 0) {
+      const [w] = this.waiters.splice(i, 1);
+      this.consumed.add(m);
+      w!.resolve(m);
+    }
+  }
+
+  /** The connection ended: waiters fail, saying `why` and what came. */
+  protected ended(why: string): void {
+    this.isClosed = true;
+    for (const w of this.waiters.splice(0)) w.reject(new Error(`${why}; received so far: ${this.summary()}`));
+  }
+}
+
+export class RawPeer extends MessageInbox {
   /** Resolves when the socket has closed (for whatever reason). */
   readonly closed: Promise<void>;
   /** Set if what the server sent could not be decoded (must never happen). */
   decodeError: Error | null = null;
   /** True once the server ended its side of the stream. */
   sawEnd = false;
-  isClosed = false;
-  private readonly decoder = new FrameDecoder(undefined, (m) => this.onMessage(m.getRoot(rpc.Message)));
-  private waiters: { match: (m: rpc.Message) => boolean; resolve: (m: rpc.Message) => void; reject: (e: Error) => void }[] = [];
-  private consumed = new Set<rpc.Message>();
+  private readonly decoder = new FrameDecoder(undefined, (m) => this.deliver(m.getRoot(rpc.Message)));
 
   private constructor(readonly socket: net.Socket) {
+    super();
     // Resets are expected when the server destroys a socket it still had
     // unread input on.
     socket.on("error", () => {});
@@ -148,10 +200,7 @@ export class RawPeer {
     socket.on("end", () => (this.sawEnd = true));
     this.closed = new Promise((resolve) =>
       socket.once("close", () => {
-        this.isClosed = true;
-        for (const w of this.waiters.splice(0)) {
-          w.reject(new Error(`the server closed the connection; received so far: ${this.summary()}`));
-        }
+        this.ended("the server closed the connection");
         resolve();
       }),
     );
@@ -174,29 +223,6 @@ export class RawPeer {
 
   send(build: (root: rpc.Message, message: Message) => void): void {
     this.write(rpcBytes(build));
-  }
-
-  /** The first received message (not yet taken) that matches; waits for it. */
-  next(match: (m: rpc.Message) => boolean, what = "a message"): Promise<rpc.Message> {
-    const found = this.received.find((m) => !this.consumed.has(m) && match(m));
-    if (found) {
-      this.consumed.add(found);
-      return Promise.resolve(found);
-    }
-    if (this.isClosed) {
-      return Promise.reject(new Error(`connection closed before ${what}; received: ${this.summary()}`));
-    }
-    return within(
-      new Promise((resolve, reject) => this.waiters.push({ match, resolve, reject })),
-      10_000,
-      `${what}; received so far: ${this.summary()}`,
-    );
-  }
-
-  returnFor(questionId: number): Promise<rpc.Return> {
-    return this.next((m) => m._isReturn && m.return.answerId === questionId, `Return for question ${questionId}`).then(
-      (m) => m.return,
-    );
   }
 
   /** Bootstrap by hand: returns the export ID of the server's bootstrap capability. */
@@ -232,21 +258,7 @@ export class RawPeer {
     return this.received.filter((m) => m._isAbort).map((m) => m.abort.reason);
   }
 
-  summary(): string {
-    return this.received.length === 0 ? "(nothing)" : this.received.map(describeMessage).join(", ");
-  }
-
   destroy(): void {
     this.socket.destroy();
-  }
-
-  private onMessage(m: rpc.Message): void {
-    this.received.push(m);
-    const i = this.waiters.findIndex((w) => w.match(m));
-    if (i >= 0) {
-      const [w] = this.waiters.splice(i, 1);
-      this.consumed.add(m);
-      w!.resolve(m);
-    }
   }
 }
