@@ -36,6 +36,7 @@ import {
   descriptorInto,
   newCall,
   newBootstrap,
+  newAccept,
   newFinish,
   newProvide,
   newRelease,
@@ -64,6 +65,7 @@ import { isRemoteHookOf, type RemoteHook } from "./remote-hook.js";
 import type { NetworkConnection, ProcessHold, ThirdPartyNetwork, VatContext } from "./vat-network.js";
 import { ReflectedHook, RemotePromiseHook } from "./remote-promise.js";
 import { ProvideQuestion, Provision, type ProvideHost } from "./third-party.js";
+import { ThirdPartyHook } from "./third-party-hook.js";
 
 const log = logger("capmesh:rpc");
 const handoffLog = logger("capmesh:handoff");
@@ -371,6 +373,13 @@ export class RpcConnection implements ProvideHost {
   describe(hook: CapHook): { descriptor: WireDescriptor; exportId: number | null } {
     const inner = innermost(hook);
     if (isRemoteHookOf(inner, this)) return { descriptor: inner.descriptor(), exportId: null };
+    if (inner instanceof ThirdPartyHook && inner.pending && inner.via === this) {
+      // Still being picked up, and going back to its introducer: name the
+      // vine, which stands there for the host's capability (C++ writes the
+      // vine's own descriptor too). Elsewhere a pending one is exported as a
+      // promise below, its Resolve describing whatever it settles to.
+      return { descriptor: { kind: "receiverHosted", id: inner.vineId }, exportId: null };
+    }
     if (this.level3 !== null && inner.brand instanceof RpcConnection && inner.brand !== this) {
       // Hosted by the peer of another connection of this vat: introduce the
       // two instead of proxying, when the network allows it.
@@ -446,6 +455,28 @@ export class RpcConnection implements ProvideHost {
     this.options.vat!.handoffs.introductions++;
     if (handoffLog.enabled) handoffLog.debug("introduced", { recipient: this.name, host: host.name, nonce: label, provide: id, vine: vineId });
     return { descriptor: { kind: "thirdPartyHosted", vineId, contact }, exportId: vineId };
+  }
+
+  /**
+   * Level 3 recipient (2.1 step 4): an Accept to the host on this
+   * connection, presenting the completion the network writes. Its Return
+   * carries the capability; the Finish goes out when it arrives (or the
+   * caller cancels the question).
+   */
+  sendAccept(writeCompletion: (into: Pointer) => void): Question {
+    if (this.error) throw this.error;
+    const question = new Question(this);
+    question.id = this.questions.add(question);
+    let message: Message;
+    try {
+      message = newAccept(question.id, writeCompletion, null);
+    } catch (err) {
+      this.questions.delete(question.id);
+      throw err;
+    }
+    this.refreshProcessHold();
+    this.send(message);
+    return question;
   }
 
   /** A free Provide question ID: bit 31 set, round robin over the rest (C++ ExportTable::nextHigh). */
@@ -1328,9 +1359,29 @@ export class RpcConnection implements ProvideHost {
         return this.reflect(answer.pipeline.getPipelinedCap(descriptor.answer.transform));
       }
       case "thirdPartyHosted":
-        // Level 3 not negotiated on this connection: use the vine.
-        return this.importCap(descriptor.vineId, false);
+        return this.receiveThirdParty(descriptor.vineId, descriptor.contact ?? null);
     }
+  }
+
+  /**
+   * A capability hosted by a third vat (2.1 step 2). The vine is imported
+   * first, so it is released whatever happens. With Level 3 on this vat and
+   * an authenticated introducer the capability is picked up from its host
+   * (ThirdPartyHook); otherwise the vine is all there is (Level 1).
+   */
+  private receiveThirdParty(vineId: number, contact: Pointer | null): CapHook {
+    const vine = this.importCap(vineId, false);
+    const vat = this.options.vat;
+    if (!this.level3 || !vat || !contact || !this.level3.net.peer.authenticated) return vine;
+    const copy = newMessage(256);
+    const slot = new Pointer(copy.getSegment(0), 0);
+    try {
+      copyPointer(contact, slot, { budgetWords: MAX_CONTACT_BYTES / 8 });
+    } catch (err) {
+      handoffLog.debug("fell back", { via: this.name, vine: vineId, reason: `the contact could not be copied: ${describe(err)}` });
+      return vine;
+    }
+    return new ThirdPartyHook(this, vine, vineId, slot, { thirdParty: this.level3.thirdParty, net: this.level3.net, vat });
   }
 
   private reflect(hook: CapHook): CapHook {

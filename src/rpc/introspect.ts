@@ -6,6 +6,7 @@ import type { RpcError } from "./errors.js";
 import { innermost, type CapHook } from "./hook.js";
 import { LocalServerHook } from "./local.js";
 import { ReflectedHook } from "./remote-promise.js";
+import { ThirdPartyHook } from "./third-party-hook.js";
 import { hookOf, isReleasedClient } from "./typed.js";
 import type { Capability } from "./types.js";
 import type { PeerInfo } from "./vat-network.js";
@@ -15,8 +16,13 @@ export type CapabilityState =
   | { readonly kind: "promise" }
   /** Served by an object of this vat: `server` is that object, `interface` what it serves. */
   | { readonly kind: "local"; readonly server: object; readonly interface: InterfaceDef | null }
-  /** Hosted by a peer, reached over the connection to `peer`. */
-  | { readonly kind: "remote"; readonly peer: PeerInfo }
+  /**
+   * Hosted by a peer, reached over the connection to `peer`. `path`:
+   * "direct" when that peer hosts it; "vine" when it is a third vat's
+   * capability reached through the peer that handed it on (Level 3 fell
+   * back, `reason` says why).
+   */
+  | { readonly kind: "remote"; readonly peer: PeerInfo; readonly path: "direct" | "vine"; readonly reason?: string }
   /** Every call fails with `error`. */
   | { readonly kind: "broken"; readonly error: RpcError }
   /** This reference was released. */
@@ -28,8 +34,21 @@ export function capabilityState(cap: Capability): CapabilityState {
   return stateOf(hookOf(cap));
 }
 
+/** Settled promises followed as innermost does, noting a Level 3 handoff on the way. */
+function settledOf(hook: CapHook): { inner: CapHook; handoff: ThirdPartyHook | null } {
+  let handoff: ThirdPartyHook | null = null;
+  for (let steps = 0; steps < 10_000; steps++) {
+    if (hook instanceof ThirdPartyHook) handoff = hook;
+    const next = hook.resolved();
+    if (!next) break;
+    hook = next;
+  }
+  return { inner: innermost(hook), handoff };
+}
+
 function stateOf(hook: CapHook): CapabilityState {
-  let inner = innermost(hook);
+  const settled = settledOf(hook);
+  let inner = settled.inner;
   while (inner instanceof ReflectedHook) inner = innermost(inner.reflected);
   if (inner.brokenReason) return { kind: "broken", error: inner.brokenReason };
   if (inner instanceof LocalServerHook) {
@@ -39,7 +58,12 @@ function stateOf(hook: CapHook): CapabilityState {
   }
   if (isUnresolvedPromise(inner)) return { kind: "promise" };
   const conn = inner.brand as { peer?: unknown } | null;
-  if (conn && typeof conn.peer === "object" && conn.peer !== null) return { kind: "remote", peer: conn.peer as PeerInfo };
+  if (conn && typeof conn.peer === "object" && conn.peer !== null) {
+    const peer = conn.peer as PeerInfo;
+    const handoff = settled.handoff;
+    if (handoff?.path === "vine") return { kind: "remote", peer, path: "vine", ...(handoff.reason ? { reason: handoff.reason } : {}) };
+    return { kind: "remote", peer, path: "direct" };
+  }
   return { kind: "promise" };
 }
 

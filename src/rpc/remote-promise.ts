@@ -16,8 +16,9 @@ import type { RpcConnection } from "./connection.js";
 import type { RemoteHook } from "./remote-hook.js";
 import type { WireDescriptor, WireTarget } from "./wire.js";
 import { QueuedHook } from "./local.js";
+import { ThirdPartyHook } from "./third-party-hook.js";
 
-type Resolution = "unresolved" | "remote" | "reflected" | "merged" | "broken";
+type Resolution = "unresolved" | "remote" | "reflected" | "merged" | "broken" | "thirdParty";
 
 export class RemotePromiseHook extends RefCounted implements RemoteHook {
   readonly brokenReason = null;
@@ -83,7 +84,13 @@ export class RemotePromiseHook extends RefCounted implements RemoteHook {
       replacement.release();
       return;
     }
-    if (replacement.brand === this.conn) {
+    if (replacement instanceof ThirdPartyHook) {
+      // Resolved to a capability of a third vat (Level 3): the handoff keeps
+      // E-order itself (the 3PH embargo), so no senderLoopback embargo here
+      // (C++ promiseResolvedToThis).
+      replacement.noteResolvedFromPromise(this.receivedCall);
+      this.resolution = "thirdParty";
+    } else if (replacement.brand === this.conn) {
       // Resolved to something else the peer hosts: same path, no embargo,
       // unless it is itself a promise that may later reflect back to us.
       if (replacement instanceof RemotePromiseHook) {

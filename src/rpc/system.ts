@@ -171,8 +171,8 @@ export class RpcSystem implements VatContext, ThirdPartyVat {
   private readonly publicKey: Uint8Array | null;
   private seq = 0;
   private closing = false;
-  /** Level 3 counters: capabilities this vat introduced (handed on as thirdPartyHosted). */
-  readonly handoffs: HandoffCounters = { introductions: 0 };
+  /** Level 3 counters: capabilities this vat introduced (handed on as thirdPartyHosted), and picked up as recipient. */
+  readonly handoffs: HandoffCounters = { introductions: 0, pending: 0, accepted: 0, fellBack: 0 };
 
   constructor(
     readonly network: VatNetwork,

@@ -127,4 +127,10 @@ export interface VatContext {
 export interface HandoffCounters {
   /** Capabilities this vat handed on as thirdPartyHosted (a Provide sent to the host). */
   introductions: number;
+  /** Recipient: thirdPartyHosted capabilities being picked up from their host (not settled yet). */
+  pending: number;
+  /** Recipient: handoffs that ended on the direct path (the host's Accept returned). */
+  accepted: number;
+  /** Recipient: handoffs that kept using the vine (see the capability's state for why). */
+  fellBack: number;
 }
