@@ -23,7 +23,9 @@ import { generateBatch, runFuzz, type FuzzReport, type SeenFailure } from "./run
 
 const FIXED_SEED = 20261203;
 const FIXED_BATCHES = 150;
-const FIXED_MAX_SECONDS = 45;
+// A cap, not a target: the fixed run stops after FIXED_BATCHES (about 20 s
+// on an idle two-core machine); the cap leaves room for a loaded one.
+const FIXED_MAX_SECONDS = 120;
 const RANDOM_SECONDS = 5;
 
 const CHECKS: { title: string; kinds: FailureKind[] }[] = [
@@ -105,7 +107,7 @@ describe("fuzz: fixed budget", () => {
     random = await runFuzz({ seconds: RANDOM_SECONDS, seed, minimize: false, findingsDir: null, log: () => {} });
     console.log(`fuzz (fixed seed): ${fixed.batches} batches, ${fixed.connections} connections, ${fixed.frames} frames`);
     console.log(`fuzz (seed ${seed}): ${random.batches} batches, ${random.connections} connections, ${random.frames} frames`);
-  }, 120_000);
+  }, 200_000);
 
   it("ran a real budget against a live server", () => {
     expect(fixed.batches, `${FIXED_BATCHES} batches within ${FIXED_MAX_SECONDS} s`).toBe(FIXED_BATCHES);
