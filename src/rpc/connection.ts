@@ -461,15 +461,16 @@ export class RpcConnection implements ProvideHost {
    * Level 3 recipient (2.1 step 4): an Accept to the host on this
    * connection, presenting the completion the network writes. Its Return
    * carries the capability; the Finish goes out when it arrives (or the
-   * caller cancels the question).
+   * caller cancels the question). With `embargo`, the host holds the Return
+   * until the matching 3PH Disembargo reaches it through the introducer.
    */
-  sendAccept(writeCompletion: (into: Pointer) => void): Question {
+  sendAccept(writeCompletion: (into: Pointer) => void, embargo: Uint8Array | null = null): Question {
     if (this.error) throw this.error;
     const question = new Question(this);
     question.id = this.questions.add(question);
     let message: Message;
     try {
-      message = newAccept(question.id, writeCompletion, null);
+      message = newAccept(question.id, writeCompletion, embargo);
     } catch (err) {
       this.questions.delete(question.id);
       throw err;
@@ -477,6 +478,16 @@ export class RpcConnection implements ProvideHost {
     this.refreshProcessHold();
     this.send(message);
     return question;
+  }
+
+  /**
+   * Level 3 recipient (2.1 step 4, 2.6.1): the 3PH Disembargo to the vine
+   * `vineId` we import from this introducer, sent behind every call we made
+   * on the promise the vine replaced; the introducer passes it on to the host.
+   */
+  sendThirdPartyDisembargo(vineId: number, embargoId: Uint8Array): void {
+    if (this.error) throw this.error;
+    this.send(newThirdPartyDisembargo({ importedCap: vineId }, embargoId));
   }
 
   /** A free Provide question ID: bit 31 set, round robin over the rest (C++ ExportTable::nextHigh). */

@@ -137,6 +137,8 @@ export interface RpcSystemOptions extends SessionOptions {
    * idle this long while the preferred one is up (default 2000 ms).
    */
   retireAfterIdleMs?: number | undefined;
+  /** @internal Test-only: accept handoffs without the 3PH embargo, to show that calls then reorder. */
+  _unsafeNoEmbargo?: boolean | undefined;
 }
 
 /** A session of the system with what the vat knows about it. */
@@ -183,6 +185,11 @@ export class RpcSystem implements VatContext, ThirdPartyVat {
     this.options = options;
     this.publicKey = options.publicKey ?? options.thirdParty?.publicKey ?? null;
     options.thirdParty?.attach(this);
+  }
+
+  /** @internal See RpcSystemOptions._unsafeNoEmbargo. */
+  get _unsafeNoEmbargo(): boolean {
+    return this.options._unsafeNoEmbargo === true;
   }
 
   /** Level 3, when this vat has it. */

@@ -38,7 +38,7 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
   state: "deferred" | "accepting" | "direct" | "fallback" = "deferred";
   /** Why the vine is used (fallback), for introspection and logs. */
   reason: string | null = null;
-  /** A promise that had carried calls resolved to this (the 3PH embargo would be needed). */
+  /** A promise that had carried calls resolved to this: the Accept carries an embargo (2.3). */
   private needEmbargo = false;
   /** Calls made before the capability settles, in order. */
   private readonly queue = new QueuedHook();
@@ -85,11 +85,7 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
    * still on their way to the host through the introducer.
    */
   noteResolvedFromPromise(receivedCall: boolean): void {
-    if (!receivedCall || !this.pending) return;
-    this.needEmbargo = true;
-    // Until the 3PH embargo is in place, E-order is kept by not dialling:
-    // later calls take the vine, behind the earlier ones (correct, proxied).
-    this.fallBack("the capability replaced a promise that had carried calls (the 3PH embargo is not implemented yet)");
+    if (receivedCall && this.state === "deferred") this.needEmbargo = true;
   }
 
   call(interfaceId: bigint, methodId: number, params: Payload, hints?: CallHints): CallResult {
@@ -110,13 +106,27 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
   }
 
   private start(): void {
-    if (!this.pending || this.needEmbargo) return;
+    if (!this.pending) return;
     if (this.via.error) {
       this.fallBack(`the introducer's connection closed before the handoff began: ${this.via.error.message}`);
       return;
     }
+    // The 3PH embargo (2.3): calls made on the promise went to the
+    // introducer, which passes them on to the host. The Disembargo goes to
+    // the vine behind them, before we even dial; the host holds our Accept's
+    // Return (and so every call queued here) until it arrives.
+    let embargo: Uint8Array | null = null;
+    if (this.needEmbargo && !this.context.vat._unsafeNoEmbargo) {
+      embargo = this.context.thirdParty.generateEmbargoId();
+      try {
+        this.via.sendThirdPartyDisembargo(this.vineId, embargo);
+      } catch (err) {
+        this.fallBack(`could not send the Disembargo to the introducer: ${toRpcError(err).message}`);
+        return;
+      }
+    }
     this.state = "accepting";
-    if (handoffLog.enabled) handoffLog.debug("accepting", { via: this.via.name, vine: this.vineId, embargo: false });
+    if (handoffLog.enabled) handoffLog.debug("accepting", { via: this.via.name, vine: this.vineId, embargo: embargo !== null });
     this.context.thirdParty.connectToIntroduced(this.context.net, this.contact, this.dial.signal).then(
       (found) => {
         if (!this.pending) return;
@@ -128,7 +138,7 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
         let question: Question;
         try {
           host = this.context.vat.connectionFor(found.connection);
-          question = host.sendAccept(found.writeCompletion);
+          question = host.sendAccept(found.writeCompletion, embargo);
         } catch (err) {
           this.fallBack(`could not send the Accept to the host: ${toRpcError(err).message}`);
           return;

@@ -86,6 +86,13 @@ export class CapabilityClient implements Capability {
   async whenResolved(): Promise<void> {
     let hook = liveHook(this);
     for (;;) {
+      // A settled promise may have settled to one still pending (a Level 3
+      // handoff being picked up): follow it.
+      const next = hook.resolved();
+      if (next && next !== hook) {
+        hook = next;
+        continue;
+      }
       const more = hook.whenMoreResolved();
       if (!more) break;
       hook = await more;

@@ -121,6 +121,8 @@ export interface VatContext {
   connectionFor(net: NetworkConnection): RpcConnection;
   /** Level 3 counters of the vat, kept by its connections. */
   readonly handoffs: HandoffCounters;
+  /** @internal Test-only: skip the 3PH embargo (proves the tests need it). */
+  readonly _unsafeNoEmbargo?: boolean;
 }
 
 /** What a vat's connections count of Level 3 (stats). */
