@@ -12,9 +12,11 @@
 // or is small (up to FREE_BYTES_PER_CONNECTION), is copied straight into
 // those buffers, allocated once the segment table is known. A larger frame
 // still arriving is not allocated at the size its header announces (a peer
-// sending 16 bytes could claim 64 MiB): its body is kept in blocks as it
-// comes, charged to the process-wide inbound budget (inbound-budget.ts), and
-// copied into the segments once complete. Each segment's own buffer is on purpose:
+// sending 16 bytes could claim 64 MiB): its body is kept as it comes, charged
+// to the process-wide inbound budget (inbound-budget.ts), and copied into the
+// segments once complete. Large pieces are kept by reference to the chunk
+// they came in (so a 64 KiB call arriving in two reads is copied once, not
+// twice); small ones are gathered into blocks. Each segment's own buffer is on purpose:
 // capnp-es reads through a DataView over a segment's whole buffer, so a bad
 // pointer can at worst reach the end of its own segment, where the DataView
 // throws a RangeError, and never a neighbouring segment or a later message.
@@ -43,8 +45,10 @@ export class FrameError extends Error {
 }
 
 const WORD = 8;
-/** The smallest block a large frame's body is collected in. */
+/** The smallest block a large frame's body is collected in; pieces this large are kept by reference. */
 const MIN_BLOCK_BYTES = 4096;
+/** Segments this large are allocated without zero-filling: every byte is written before the message exists. */
+const UNZEROED_SEGMENT_BYTES = 4096;
 
 /** Bytes of the frame header for `count` segments. */
 export function frameHeaderBytes(count: number): number {
@@ -301,9 +305,12 @@ export class FrameDecoder {
   /** Bytes of the current chunk not yet consumed (for #readTable's choice). */
   #available = 0;
 
-  // Body, when it is collected as it arrives (large frames arriving in parts).
+  // Body, when it is collected as it arrives (large frames arriving in parts):
+  // the pieces in order, each either a view of a pushed chunk or a block the
+  // small pieces were copied into (the last block may be partly filled).
   #collecting = false;
   #blocks: Uint8Array[] = [];
+  #block: Uint8Array | null = null;
   #blockUsed = 0;
   /** Bytes charged to the budget for the blocks. */
   #charged = 0;
@@ -341,7 +348,11 @@ export class FrameDecoder {
     this.#release();
   }
 
-  /** Feeds bytes. Throws FrameError on bad framing (see class doc). */
+  /**
+   * Feeds bytes. Throws FrameError on bad framing (see class doc). The
+   * decoder may keep a view of `chunk` until the frame it ends in is
+   * complete: do not modify a chunk after pushing it.
+   */
   push(chunk: Uint8Array): void {
     if (this.#failure) throw this.#failure;
     if (this.#inPush) throw new Error("FrameDecoder.push() called re-entrantly from onMessage");
@@ -471,7 +482,10 @@ export class FrameDecoder {
     const views: Uint8Array[] = new Array(count);
     try {
       for (let i = 0; i < count; i++) {
-        const buf = new ArrayBuffer(dv.getUint32(4 + 4 * i, true) * WORD);
+        const bytes = dv.getUint32(4 + 4 * i, true) * WORD;
+        // An exactly-sized ArrayBuffer of its own (offset 0: capnp-es's
+        // Segment reads through a DataView over its whole buffer).
+        const buf = bytes >= UNZEROED_SEGMENT_BYTES ? Buffer.allocUnsafeSlow(bytes).buffer : new ArrayBuffer(bytes);
         segments[i] = buf;
         views[i] = new Uint8Array(buf);
       }
@@ -486,20 +500,35 @@ export class FrameDecoder {
     this.#views = views;
   }
 
-  /** Keeps the next part of a large frame's body in blocks, charged to the budget. */
+  /** Keeps the next part of a large frame's body, charged to the budget. */
   #collectBody(chunk: Uint8Array, pos: number): number {
     const take = Math.min(this.#bodyBytes - this.#bodyReceived, chunk.byteLength - pos);
     let from = pos;
     const end = pos + take;
+    // A large piece is kept as a view of the chunk (the chunk is never
+    // written to again: see push), charged at the size of the memory it keeps
+    // alive, when that is at most twice the piece (what is held stays within
+    // twice what arrived, as with blocks).
+    const retained = chunk.buffer.byteLength;
+    if (take >= MIN_BLOCK_BYTES && retained <= 2 * take) {
+      this.#sealBlock();
+      this.#blocks.push(chunk.subarray(from, end));
+      this.#charged += retained;
+      this.#budget.charge(retained);
+      this.#bodyReceived += take;
+      if (this.#bodyReceived === this.#bodyBytes) this.#assemble();
+      return end;
+    }
     while (from < end) {
-      let block = this.#blocks[this.#blocks.length - 1];
-      if (block === undefined || this.#blockUsed === block.byteLength) {
+      let block = this.#block;
+      if (block === null || this.#blockUsed === block.byteLength) {
+        this.#sealBlock();
         // Each block as large as what came before it (so there are few, and
         // what is held stays within twice what arrived), at least 4 KiB,
         // never past the end of the body.
         const size = Math.min(this.#bodyBytes - this.#bodyReceived, Math.max(MIN_BLOCK_BYTES, end - from, this.#bodyReceived));
         block = new Uint8Array(size);
-        this.#blocks.push(block);
+        this.#block = block;
         this.#blockUsed = 0;
         this.#charged += size;
         this.#budget.charge(size);
@@ -514,8 +543,18 @@ export class FrameDecoder {
     return end;
   }
 
-  /** The whole body is in the blocks: move it into its segments. */
+  /** Ends the current block: its filled part joins the pieces. */
+  #sealBlock(): void {
+    const block = this.#block;
+    if (block === null) return;
+    if (this.#blockUsed > 0) this.#blocks.push(this.#blockUsed === block.byteLength ? block : block.subarray(0, this.#blockUsed));
+    this.#block = null;
+    this.#blockUsed = 0;
+  }
+
+  /** The whole body has arrived: copy it into its segments. */
   #assemble(): void {
+    this.#sealBlock();
     this.#allocateSegments();
     let seg = 0;
     let at = 0;
@@ -577,6 +616,7 @@ export class FrameDecoder {
     }
     this.#collecting = false;
     this.#blocks = [];
+    this.#block = null;
     this.#blockUsed = 0;
     this.#segments = [];
     this.#views = [];

@@ -25,7 +25,7 @@ export {
   messageFromSegments,
 } from "./framing.js";
 export type { FrameErrorCode } from "./framing.js";
-export { memoryStreamPair, streamFromDuplex } from "./message-stream.js";
+export { memoryStreamPair, releaseIdleSendBuffers, sendBufferStats, streamFromDuplex } from "./message-stream.js";
 export type { MessageStream, StreamOptions } from "./message-stream.js";
 export { SocketError, dialSocket, listenSocket } from "./socket.js";
 export type { DialOptions, ListenOptions, SocketListener } from "./socket.js";

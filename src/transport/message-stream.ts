@@ -20,6 +20,12 @@ const BATCH_BYTES = 64 * 1024;
 const FIRST_BATCH_BYTES = (Buffer.poolSize >>> 1) - 8;
 /** Queued bytes that are written at once instead of at the end of the tick. */
 const EARLY_FLUSH_BYTES = 4096;
+/**
+ * How often connections that sent nothing since the last look give their send
+ * batch back. A busy connection keeps its batch (no 64 KiB allocation per
+ * tick); an idle one holds none, so a hub of once-busy idle peers stays small.
+ */
+const IDLE_SWEEP_MS = 2_000;
 import { resolveLimits, type TransportLimits } from "./limits.js";
 import { FREE_BYTES_PER_CONNECTION, processInboundBudget, type InboundBudget } from "./inbound-budget.js";
 
@@ -80,6 +86,11 @@ export interface MessageStream {
   readonly bufferedBytes: number;
   /** Printable description of the peer, e.g. tcp://127.0.0.1:4000. */
   readonly remoteAddress: string;
+  /**
+   * Bytes of send buffer this stream keeps between ticks (its batch buffer),
+   * 0 once it has gone idle and given it back. Optional: for introspection.
+   */
+  readonly sendBufferBytes?: number;
 }
 
 export interface StreamOptions {
@@ -125,6 +136,48 @@ function asError(e: unknown): Error {
 
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
+/** Streams that keep a send batch, looked at by the idle sweep. */
+const holdingBatch = new Set<DuplexMessageStream>();
+let sweepTimer: NodeJS.Timeout | undefined;
+
+function watchForIdle(stream: DuplexMessageStream): void {
+  holdingBatch.add(stream);
+  if (sweepTimer === undefined) {
+    sweepTimer = setInterval(releaseIdleSendBuffers, IDLE_SWEEP_MS);
+    sweepTimer.unref();
+  }
+}
+
+/**
+ * Gives back the send batch of every stream that sent nothing since the
+ * previous call (the process does this by itself every 2 s); a stream that
+ * did send is marked and keeps its batch until the next call. Returns the
+ * bytes given back.
+ */
+export function releaseIdleSendBuffers(): number {
+  let released = 0;
+  for (const stream of holdingBatch) released += stream.releaseBatchIfIdle();
+  if (holdingBatch.size === 0 && sweepTimer !== undefined) {
+    clearInterval(sweepTimer);
+    sweepTimer = undefined;
+  }
+  return released;
+}
+
+/** Send batches kept by this process's socket streams: how many, and their bytes. */
+export function sendBufferStats(): { streams: number; bytes: number } {
+  let streams = 0;
+  let bytes = 0;
+  for (const stream of holdingBatch) {
+    const held = stream.sendBufferBytes;
+    if (held > 0) {
+      streams++;
+      bytes += held;
+    }
+  }
+  return { streams, bytes };
+}
+
 function noMessageHandler(): void {
   throw new Error("a message arrived but the stream's onMessage handler was never set");
 }
@@ -136,6 +189,7 @@ class DuplexMessageStream implements MessageStream {
   onFrameError: ((error: FrameError) => Message | null) | undefined = undefined;
 
   readonly #duplex: Duplex;
+  readonly #isSocket: boolean;
   readonly #decoder: FrameDecoder;
   readonly #closeTimeoutMs: number;
   readonly #budget: InboundBudget;
@@ -151,6 +205,7 @@ class DuplexMessageStream implements MessageStream {
 
   constructor(duplex: Duplex, limits: TransportLimits, options: StreamOptions) {
     this.#duplex = duplex;
+    this.#isSocket = duplex instanceof Socket;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.remoteAddress = options.remoteAddress ?? describeRemote(duplex);
     this.#budget = options.budget ?? processInboundBudget;
@@ -183,6 +238,25 @@ class DuplexMessageStream implements MessageStream {
     return this.#duplex.writableLength + (this.#batchUsed - this.#batchStart);
   }
 
+  get sendBufferBytes(): number {
+    return this.#batch?.byteLength ?? 0;
+  }
+
+  /** For the idle sweep: drops the batch if nothing was sent since the last sweep; returns the bytes dropped. */
+  releaseBatchIfIdle(): number {
+    if (this.#sentSinceSweep && !this.#closed) {
+      this.#sentSinceSweep = false;
+      return 0;
+    }
+    if (this.#corked) return 0; // mid-tick: its batch holds this tick's frames
+    const bytes = this.sendBufferBytes;
+    this.#batch = null;
+    this.#batchBytes = FIRST_BATCH_BYTES; // idle now: start small again
+    this.#batchStart = this.#batchUsed = 0;
+    holdingBatch.delete(this);
+    return bytes;
+  }
+
   send(message: Message): void {
     if (this.#closed) return;
     const duplex = this.#duplex;
@@ -195,6 +269,7 @@ class DuplexMessageStream implements MessageStream {
     // one write instead of two per message. Large ones go by reference.
     // write() returning false only advises us to slow down; the chunks are
     // queued regardless. bufferedBytes and onDrain let the engine react.
+    this.#sentSinceSweep = true;
     const size = frameSize(message);
     if (size <= SMALL_FRAME) {
       const batch = this.#reserve(size);
@@ -222,12 +297,22 @@ class DuplexMessageStream implements MessageStream {
   /** The batch buffer, with room for `size` more bytes. */
   #reserve(size: number): Buffer {
     if (this.#batch === null || this.#batchUsed + size > this.#batch.byteLength) {
+      // Full: hand what it holds to the socket now; if the socket took it
+      // all, the same (warm) buffer serves again, and a small batch is
+      // enough for any burst the peer keeps up with.
+      if (this.#batch !== null && this.#isSocket && this.#writeOut() && size <= this.#batch.byteLength) {
+        this.#sentSinceSweep = true;
+        return this.#batch;
+      }
       this.#flushBatch();
-      // Once a batch overflows, the connection is a busy one: full-size batches from then on.
+      // The socket is backed up: the views it holds keep this batch; the
+      // connection is a busy one: full-size batches from then on.
       this.#batchBytes = this.#batch === null ? this.#batchBytes : BATCH_BYTES;
       this.#batch = Buffer.allocUnsafe(Math.max(this.#batchBytes, size));
       this.#batchStart = this.#batchUsed = 0;
+      watchForIdle(this);
     }
+    this.#sentSinceSweep = true;
     return this.#batch;
   }
 
@@ -236,16 +321,32 @@ class DuplexMessageStream implements MessageStream {
       // Enough for the peer to start on: hand it over now rather than at
       // the end of the tick, so both ends work at once instead of taking
       // turns with whole batches.
-      this.#flushBatch();
-      this.#duplex.uncork();
-      this.#duplex.cork();
+      this.#writeOut();
     }
+  }
+
+  /**
+   * Writes what the batch holds; true (and the batch is free to reuse from
+   * its start) when the duplex is a socket and nothing stayed queued: the
+   * operating system took every byte, so no write still refers to the batch.
+   * (Another duplex may still hold views of what it was given, e.g. in its
+   * peer's read queue, until the end of the tick.)
+   */
+  #writeOut(): boolean {
+    this.#flushBatch();
+    this.#duplex.uncork();
+    this.#duplex.cork();
+    if (!this.#isSocket || this.#duplex.writableLength > 0) return false;
+    this.#batchStart = this.#batchUsed = 0;
+    return true;
   }
 
   #batch: Buffer | null = null;
   #batchBytes = FIRST_BATCH_BYTES;
   #batchStart = 0;
   #batchUsed = 0;
+  /** Set by every send; cleared by the idle sweep (releaseIdleSendBuffers). */
+  #sentSinceSweep = false;
 
   /** Hands the bytes batched so far to the duplex (they stay valid: the rest of the buffer is only appended to). */
   #flushBatch(): void {
@@ -369,6 +470,9 @@ class DuplexMessageStream implements MessageStream {
     if (this.#reported) return;
     this.#reported = true;
     this.#releaseInbound();
+    // Whatever is still queued holds its own view of the batch.
+    this.#batch = null;
+    holdingBatch.delete(this);
     if (this.#closeTimer !== undefined) clearTimeout(this.#closeTimer);
     const error = this.#error;
     queueMicrotask(() => this.onClose(error));
