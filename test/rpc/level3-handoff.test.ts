@@ -6,92 +6,30 @@
 // B's export on the Return and releases the vine, after which C Finishes
 // the Provide. Calls then reach B over A's own connection while C forwards
 // nothing.
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { generateIdentity, type Identity } from "../../src/auth/identity.js";
-import { SocketNetwork } from "../../src/network/socket-network.js";
-import { SocketThirdParty } from "../../src/network/third-party.js";
 import type { RpcConnection } from "../../src/rpc/connection.js";
 import { capabilityState, getLocalServer } from "../../src/rpc/introspect.js";
 import { innermost } from "../../src/rpc/hook.js";
 import { QueuedHook } from "../../src/rpc/local.js";
-import { RpcSystem } from "../../src/rpc/system.js";
 import { hookOf, wrapHook } from "../../src/rpc/typed.js";
-import type { CallContext } from "../../src/rpc/types.js";
-import type { NetworkConnection, PeerInfo } from "../../src/rpc/vat-network.js";
+import type { NetworkConnection } from "../../src/rpc/vat-network.js";
 import { readIncoming } from "../../src/rpc/wire.js";
 import { Cleanup } from "../auth/helpers.js";
 import { poll } from "../helpers/l3-raw-peer.js";
-import { Counter, CounterImpl } from "./fixtures.js";
+import { Counter } from "./fixtures.js";
+import { link as linkVats, vat as makeVat, type Vat } from "./helpers/level3-vats.js";
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-l3handoff-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const unixAddress = (name: string) => `unix:${join(dir, `${name}-${randomBytes(4).toString("hex")}.sock`)}`;
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
-/** Every vat's bootstrap: a Counter that records who called add(), keeps what echo() gets, and hands out `offer()` from next(). */
-class Node extends CounterImpl {
-  callers: string[] = [];
-  kept: Counter[] = [];
-  offer: (() => Counter) | null = null;
-  override add(p: { delta: bigint }, ctx?: CallContext) {
-    this.callers.push((ctx?.peer as PeerInfo | undefined)?.id ?? "?");
-    return super.add(p);
-  }
-  override next() {
-    return this.offer ? { counter: this.offer() } : super.next();
-  }
-  override echo({ cap }: { cap: Counter | null }) {
-    if (cap) this.kept.push(cap.dup());
-    return { cap: null };
-  }
-  releaseKept(): void {
-    for (const k of this.kept.splice(0)) k.release();
-  }
-}
-
-interface Vat {
-  readonly name: string;
-  readonly identity: Identity;
-  readonly address: string;
-  readonly system: RpcSystem;
-  readonly tp: SocketThirdParty;
-  readonly node: Node;
-}
-
-async function vat(name: string): Promise<Vat> {
-  const identity = generateIdentity();
-  const address = unixAddress(name);
-  const network = new SocketNetwork({ identity }, { address });
-  const tp = new SocketThirdParty({ publicKey: identity.publicKey, network, addresses: [address] });
-  const node = new Node();
-  const system = new RpcSystem(network, Counter.server(node), { thirdParty: tp });
-  await system.accept();
-  cleanup.add(async () => {
-    node.releaseKept();
-    await system.close();
-  });
-  return { name, identity, address, system, tp, node };
-}
-
-/** `from` dials `to` and gets its bootstrap; both sides record that the other takes part in direct paths. */
-async function link(from: Vat, to: Vat): Promise<Counter> {
-  const session = await from.system.connect(to.address, { remoteKey: to.identity.id });
-  const boot = session.bootstrap(Counter);
-  cleanup.add(() => boot.release());
-  await boot.add({ delta: 0n });
-  to.node.callers.length = 0;
-  to.node.log.length = 0;
-  await poll(() => to.system.liveConnection(from.identity.id) !== null, () => `${to.name} to adopt ${from.name}'s connection`);
-  from.tp.advertise(from.system.liveConnection(to.identity.id)!, { level3: true, addresses: [to.address] });
-  to.tp.advertise(to.system.liveConnection(from.identity.id)!, { level3: true, addresses: [from.address] });
-  return boot;
-}
+const vat = (name: string, unsafeNoEmbargo = false): Promise<Vat> => makeVat(name, dir, cleanup, { unsafeNoEmbargo });
+const link = (from: Vat, to: Vat): Promise<Counter> => linkVats(from, to, cleanup);
 
 interface Seen {
   readonly kind: string;

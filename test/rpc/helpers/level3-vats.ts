@@ -1,0 +1,75 @@
+// Vats for the in-process Level 3 tests (test/rpc/level3-*.test.ts): each an
+// RpcSystem with a SocketThirdParty on its own real unix socket, serving a
+// Counter that records who called it. `link` dials one from another and has
+// both record that the other takes part in direct paths.
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { generateIdentity, type Identity } from "../../../src/auth/identity.js";
+import { SocketNetwork } from "../../../src/network/socket-network.js";
+import { SocketThirdParty } from "../../../src/network/third-party.js";
+import { RpcSystem } from "../../../src/rpc/system.js";
+import type { CallContext } from "../../../src/rpc/types.js";
+import type { PeerInfo } from "../../../src/rpc/vat-network.js";
+import type { Cleanup } from "../../auth/helpers.js";
+import { poll } from "../../helpers/l3-raw-peer.js";
+import { Counter, CounterImpl } from "../fixtures.js";
+
+/** Every vat's bootstrap: a Counter that records who called add(), keeps what echo() gets, and hands out `offer()` from next(). */
+export class Node extends CounterImpl {
+  callers: string[] = [];
+  kept: Counter[] = [];
+  offer: (() => Counter) | null = null;
+  override add(p: { delta: bigint }, ctx?: CallContext) {
+    this.callers.push((ctx?.peer as PeerInfo | undefined)?.id ?? "?");
+    return super.add(p);
+  }
+  override next() {
+    return this.offer ? { counter: this.offer() } : super.next();
+  }
+  override echo({ cap }: { cap: Counter | null }) {
+    if (cap) this.kept.push(cap.dup());
+    return { cap: null };
+  }
+  releaseKept(): void {
+    for (const k of this.kept.splice(0)) k.release();
+  }
+}
+
+export interface Vat {
+  readonly name: string;
+  readonly identity: Identity;
+  readonly address: string;
+  readonly system: RpcSystem;
+  readonly tp: SocketThirdParty;
+  readonly node: Node;
+}
+
+/** A vat listening on a fresh socket in `dir`; closed (and what its Counter kept released) by `cleanup`. */
+export async function vat(name: string, dir: string, cleanup: Cleanup, options: { unsafeNoEmbargo?: boolean } = {}): Promise<Vat> {
+  const identity = generateIdentity();
+  const address = `unix:${join(dir, `${name}-${randomBytes(4).toString("hex")}.sock`)}`;
+  const network = new SocketNetwork({ identity }, { address });
+  const tp = new SocketThirdParty({ publicKey: identity.publicKey, network, addresses: [address] });
+  const node = new Node();
+  const system = new RpcSystem(network, Counter.server(node), { thirdParty: tp, _unsafeNoEmbargo: options.unsafeNoEmbargo ?? false });
+  await system.accept();
+  cleanup.add(async () => {
+    node.releaseKept();
+    await system.close();
+  });
+  return { name, identity, address, system, tp, node };
+}
+
+/** `from` dials `to` and gets its bootstrap; both sides record that the other takes part in direct paths. */
+export async function link(from: Vat, to: Vat, cleanup: Cleanup): Promise<Counter> {
+  const session = await from.system.connect(to.address, { remoteKey: to.identity.id });
+  const boot = session.bootstrap(Counter);
+  cleanup.add(() => boot.release());
+  await boot.add({ delta: 0n });
+  to.node.callers.length = 0;
+  to.node.log.length = 0;
+  await poll(() => to.system.liveConnection(from.identity.id) !== null, () => `${to.name} to adopt ${from.name}'s connection`);
+  from.tp.advertise(from.system.liveConnection(to.identity.id)!, { level3: true, addresses: [to.address] });
+  to.tp.advertise(to.system.liveConnection(from.identity.id)!, { level3: true, addresses: [from.address] });
+  return boot;
+}
