@@ -20,9 +20,8 @@ import { newAccept, newCall, newFinish, newProvide, newThirdPartyDisembargo, typ
 export const COUNTER_ID = 0xd7e3f1a0b2c4e6f8n;
 const ADD = 0;
 
-// The waiting helpers and message descriptions of the plain raw peer, for
-// the Level 3 tests too (`poll` is `eventually` by the name those tests use).
-export { describeMessage, eventually as poll, within } from "../rpc/helpers/raw-peer.js";
+// The message descriptions of the plain raw peer, for the Level 3 tests too.
+export { describeMessage } from "../rpc/helpers/raw-peer.js";
 
 /** What a Return says, for assertions. */
 export type ReturnOutcome =

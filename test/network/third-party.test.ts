@@ -25,6 +25,7 @@ import { RpcSystem } from "../../src/rpc/system.js";
 import type { NetworkConnection } from "../../src/rpc/vat-network.js";
 import { Cleanup } from "../auth/helpers.js";
 import { Counter, CounterImpl } from "../rpc/fixtures.js";
+import { eventually } from "../rpc/helpers/raw-peer.js";
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-3p-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -66,18 +67,9 @@ async function vat(name: string, limits: VatOptions = {}, listenAt = unixAddress
   return { name, identity, id: identity.id, address: listenAt, tp, system, counter };
 }
 
-/** Polls `condition` on a timer until it holds or `ms` passed (a deadline, not a delay). */
-async function poll(condition: () => boolean, what: string | (() => string), ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${typeof what === "string" ? what : what()}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 /** `from`'s live connection to `to`, waiting for the accepting side to have adopted it. */
 async function connectionTo(from: Vat, to: Vat): Promise<NetworkConnection> {
-  await poll(() => from.system.liveConnection(to.id) !== null, `${from.name} to have a connection to ${to.name}`);
+  await eventually(() => from.system.liveConnection(to.id) !== null, `${from.name} to have a connection to ${to.name}`);
   return from.system.liveConnection(to.id)!;
 }
 
@@ -222,7 +214,7 @@ describe("SocketThirdParty handoff", () => {
     const { contact, toAwait } = await introduce(c, a, b);
     const { completion } = await pickUp(a, c, contact);
     const accepted = accept(b, a, completion);
-    await poll(() => b.tp.stats().acceptsWaiting === 1, "the Accept to wait");
+    await eventually(() => b.tp.stats().acceptsWaiting === 1, "the Accept to wait");
     const provision = await provide(b, c, toAwait, 42);
     expect(await accepted).toBe(42);
     expect(b.tp.stats().acceptsWaiting).toBe(0);
@@ -414,7 +406,7 @@ describe("SocketThirdParty refusals at the host", () => {
     const first = await pickUp(a, c, one.contact);
     const second = await pickUp(a, c, two.contact);
     const waiting = accept(b, a, first.completion);
-    await poll(() => b.tp.stats().acceptsWaiting === 1, "the first Accept to wait");
+    await eventually(() => b.tp.stats().acceptsWaiting === 1, "the first Accept to wait");
     const error = await refusal(accept(b, a, second.completion));
     expect(error.message).toBe("too many Accepts waiting for their Provide on this connection (maxWaitingAccepts 1); refused this one");
     // The waiting one is unaffected: its Provide arrives and it completes.
@@ -428,7 +420,7 @@ describe("SocketThirdParty refusals at the host", () => {
     const { contact } = await introduce(c, a, b);
     const { completion } = await pickUp(a, c, contact);
     const waiting = accept(b, a, completion);
-    await poll(() => b.tp.stats().acceptsWaiting === 1, "the Accept to wait");
+    await eventually(() => b.tp.stats().acceptsWaiting === 1, "the Accept to wait");
     const failed = refusal(waiting);
     await a.system.preferred(b.id)!.close();
     const error = await failed;
@@ -442,7 +434,7 @@ describe("SocketThirdParty refusals at the host", () => {
     await provide(b, c, toAwait, "v");
     expect(b.tp.stats().provisions).toBe(1);
     await b.system.preferred(c.id)!.close();
-    await poll(() => b.tp.stats().provisions === 0, "the provision to end with its connection");
+    await eventually(() => b.tp.stats().provisions === 0, "the provision to end with its connection");
   });
 });
 
@@ -457,7 +449,7 @@ describe("one connection per vat pair", () => {
     const toY = await gate.add(y.address);
     const xy = x.system.connect(toY, { remoteKey: y.id });
     const yx = y.system.connect(toX, { remoteKey: x.id });
-    await poll(() => gate.arrived === 2, "both dials to reach the gates");
+    await eventually(() => gate.arrived === 2, "both dials to reach the gates");
     expect(x.system.sessionsTo(y.id)).toHaveLength(0);
     gate.open();
     const [sx, sy] = await Promise.all([xy, yx]);
@@ -466,7 +458,7 @@ describe("one connection per vat pair", () => {
     const cy = sy.bootstrap(Counter);
     expect((await cx.add({ delta: 1n })).value).toBe(1n);
     expect((await cy.add({ delta: 2n })).value).toBe(2n);
-    await poll(() => x.system.sessionsTo(y.id).length === 2 && y.system.sessionsTo(x.id).length === 2, "both connections to be up at both ends");
+    await eventually(() => x.system.sessionsTo(y.id).length === 2 && y.system.sessionsTo(x.id).length === 2, "both connections to be up at both ends");
     // Both ends prefer the same connection.
     const xSmaller = Buffer.compare(Buffer.from(x.identity.publicKey), Buffer.from(y.identity.publicKey)) < 0;
     const preferredAtX = x.system.liveConnection(y.id)!;
@@ -478,7 +470,7 @@ describe("one connection per vat pair", () => {
     expect((await cy.add({ delta: 20n })).value).toBe(22n);
     cx.release();
     cy.release();
-    await poll(
+    await eventually(
       () => x.system.sessionsTo(y.id).length === 1 && y.system.sessionsTo(x.id).length === 1,
       () => `one connection left at each end (x has ${x.system.sessionsTo(y.id).length}, y has ${y.system.sessionsTo(x.id).length})`,
     );
@@ -497,7 +489,7 @@ describe("one connection per vat pair", () => {
     const y = await vat("y");
     const [s1, s2] = await Promise.all([x.system.connect(y.address, { remoteKey: y.id }), x.system.connect(y.address, { remoteKey: y.id })]);
     expect(s1).toBe(s2);
-    await poll(() => y.system.sessionsTo(x.id).length === 1, "y to adopt the connection");
+    await eventually(() => y.system.sessionsTo(x.id).length === 1, "y to adopt the connection");
     expect(x.system.sessionsTo(y.id)).toHaveLength(1);
   });
 });

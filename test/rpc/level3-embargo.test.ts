@@ -20,7 +20,7 @@ import { hookOf, wrapHook } from "../../src/rpc/typed.js";
 import type { NetworkConnection } from "../../src/rpc/vat-network.js";
 import { readIncoming } from "../../src/rpc/wire.js";
 import { Cleanup } from "../auth/helpers.js";
-import { poll } from "../helpers/l3-raw-peer.js";
+import { eventually } from "./helpers/raw-peer.js";
 import { Counter } from "./fixtures.js";
 import { link as linkVats, vat as makeVat, Node, type Vat } from "./helpers/level3-vats.js";
 
@@ -113,7 +113,7 @@ const handedOver = (w: World) => () => w.a.system.handoffs.pending + w.a.system.
 
 /** B has A's Accept and holds it for the Disembargo still in the gate. */
 async function acceptEmbargoed(w: World): Promise<void> {
-  await poll(
+  await eventually(
     () => (w.b.system.preferred(w.a.identity.id)?.connection.stats().acceptsWaiting ?? 0) === 1 && w.gate.count("disembargo-accept") === 1,
     () => `B to hold A's Accept for the Disembargo: gate holds ${w.gate.heldKinds.join(", ")}`,
   );
@@ -138,9 +138,9 @@ describe("Level 3 embargo: E-order across the switch to the direct path", () => 
     const cap = w.intro.next().counter;
     // Before: pipelined on A's question to C; C passes them to B (held).
     const before = [track(cap.add({ delta: 1n })), track(cap.add({ delta: 2n }))];
-    await poll(() => w.gate.count("call") === 2, () => `the gate to hold C's two calls: ${w.gate.heldKinds.join(", ")}`);
+    await eventually(() => w.gate.count("call") === 2, () => `the gate to hold C's two calls: ${w.gate.heldKinds.join(", ")}`);
     // During: A has the descriptor and is accepting; this call waits in A.
-    await poll(handedOver(w), () => "A to receive the descriptor");
+    await eventually(handedOver(w), () => "A to receive the descriptor");
     const during = track(cap.add({ delta: 3n }));
     await acceptEmbargoed(w);
     expect(w.b.node.log).toEqual([]);
@@ -163,8 +163,8 @@ describe("Level 3 embargo: E-order across the switch to the direct path", () => 
     w.gate.hold();
     const cap = w.intro.next().counter;
     const before = [track(cap.add({ delta: 1n })), track(cap.add({ delta: 2n }))];
-    await poll(() => w.gate.count("call") === 2, () => `the gate to hold C's two calls: ${w.gate.heldKinds.join(", ")}`);
-    await poll(handedOver(w), () => "A to receive the descriptor");
+    await eventually(() => w.gate.count("call") === 2, () => `the gate to hold C's two calls: ${w.gate.heldKinds.join(", ")}`);
+    await eventually(handedOver(w), () => "A to receive the descriptor");
     const during = cap.add({ delta: 3n });
     // Nothing holds the Accept: the direct path is up while C's calls are still in the gate.
     await settledDirect(cap, w.b);
@@ -188,11 +188,11 @@ describe("Level 3 embargo: E-order across the switch to the direct path", () => 
       w.gate.hold();
       // Pipelined on the promise C exported: they wait in C's promise.
       const before = [track(counter.add({ delta: 1n })), track(counter.add({ delta: 2n }))];
-      await poll(() => conn(w.c, w.a).stats().answers === 2, () => "C to hold A's two calls on its promise");
+      await eventually(() => conn(w.c, w.a).stats().answers === 2, () => "C to hold A's two calls on its promise");
       promise!.resolve(hookOf(w.held).addRef());
       promise!.release();
-      await poll(() => w.gate.count("call") === 2, () => `the gate to hold C's two calls: ${w.gate.heldKinds.join(", ")}`);
-      await poll(handedOver(w), () => "A to receive the Resolve");
+      await eventually(() => w.gate.count("call") === 2, () => `the gate to hold C's two calls: ${w.gate.heldKinds.join(", ")}`);
+      await eventually(handedOver(w), () => "A to receive the Resolve");
       const during = track(counter.add({ delta: 3n }));
       if (!unsafe) {
         await acceptEmbargoed(w);
@@ -226,8 +226,8 @@ describe("Level 3 embargo: E-order across the switch to the direct path", () => 
       const cap = w.intro.next().counter;
       // Before: A -> C (next on C) -> B (next on B) -> add on what B returns, all pipelined.
       const before = track(cap.next().counter.add({ delta: 1n }));
-      await poll(() => w.gate.count("call") === 2, () => `the gate to hold C's chained calls: ${w.gate.heldKinds.join(", ")}`);
-      await poll(handedOver(w), () => "A to receive the descriptor");
+      await eventually(() => w.gate.count("call") === 2, () => `the gate to hold C's chained calls: ${w.gate.heldKinds.join(", ")}`);
+      await eventually(handedOver(w), () => "A to receive the descriptor");
       // During: the same chain, from A's handoff hook.
       const during = track(cap.next().counter.add({ delta: 2n }));
       if (!unsafe) {

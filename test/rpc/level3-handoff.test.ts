@@ -18,7 +18,7 @@ import { hookOf, wrapHook } from "../../src/rpc/typed.js";
 import type { NetworkConnection } from "../../src/rpc/vat-network.js";
 import { readIncoming } from "../../src/rpc/wire.js";
 import { Cleanup } from "../auth/helpers.js";
-import { poll } from "../helpers/l3-raw-peer.js";
+import { eventually } from "./helpers/raw-peer.js";
 import { Counter } from "./fixtures.js";
 import { link as linkVats, vat as makeVat, type Vat } from "./helpers/level3-vats.js";
 
@@ -93,7 +93,7 @@ async function settledDirect(cap: Counter, host: Vat): Promise<void> {
 async function vineReleased(w: World): Promise<void> {
   const provide = w.hostLink.find((s) => s.kind === "provide");
   expect(provide, "B saw a Provide").toBeDefined();
-  await poll(
+  await eventually(
     () => w.hostLink.some((s) => s.kind === "finish" && s.id === provide!.id),
     () => `B to see the Provide's Finish: ${w.hostLink.map((s) => s.kind).join(", ")}`,
   );
@@ -151,7 +151,7 @@ describe("Level 3 handoff between three vats over unix sockets", () => {
     expect(w.c.system.handoffs.introductions).toBe(1);
 
     counter.release();
-    await poll(
+    await eventually(
       () => sorted(tables([w.a, w.b, w.c])) === sorted({ ...baseline, ...directBaseline(w) }),
       () => `tables back to baseline: ${JSON.stringify(tables([w.a, w.b, w.c]))} vs ${JSON.stringify(baseline)}`,
     );
@@ -187,7 +187,7 @@ describe("Level 3 handoff between three vats over unix sockets", () => {
     w.c.node.offer = () => wrapHook((promise = new QueuedHook()).addRef(), Counter) as unknown as Counter;
     const { counter } = await w.intro.next();
     const before = counter.add({ delta: 1n });
-    await poll(() => conn(w.c, w.a).stats().answers > 0 || w.c.node.log.length > 0, () => "C to get the call");
+    await eventually(() => conn(w.c, w.a).stats().answers > 0 || w.c.node.log.length > 0, () => "C to get the call");
     promise!.resolve(hookOf(w.held).addRef());
     promise!.release();
     const after = counter.add({ delta: 2n });
@@ -230,7 +230,7 @@ describe("Level 3 handoff between three vats over unix sockets", () => {
     expect(d.node.kept).toHaveLength(1);
     const atD = d.node.kept[0]!;
     await settledDirect(counter, w.b);
-    await poll(() => capabilityState(atD).kind === "remote", () => `D's capability to settle: ${remotePath(atD)}`);
+    await eventually(() => capabilityState(atD).kind === "remote", () => `D's capability to settle: ${remotePath(atD)}`);
     await settledDirect(atD, w.b);
     const forwardedAtA = conn(w.a, w.b).forwardedCalls;
     await callsGoDirect(w, atD, d);
@@ -245,7 +245,7 @@ const sorted = (t: Record<string, number>) => JSON.stringify(Object.entries(t).s
 /** The tables once no question or answer is in flight (Finishes of the set-up calls still travelling). */
 async function atRest(vats: Vat[]): Promise<Record<string, number>> {
   const busy = () => Object.entries(tables(vats)).some(([k, n]) => (k.endsWith(".questions") || k.endsWith(".answers")) && n > 0);
-  await poll(() => !busy(), () => `the set-up calls to finish: ${JSON.stringify(tables(vats))}`);
+  await eventually(() => !busy(), () => `the set-up calls to finish: ${JSON.stringify(tables(vats))}`);
   return tables(vats);
 }
 

@@ -24,7 +24,8 @@ import { readStructIn } from "../../src/rpc/payload.js";
 import { RpcSystem } from "../../src/rpc/system.js";
 import type { WireTarget } from "../../src/rpc/wire.js";
 import { Cleanup } from "../auth/helpers.js";
-import { L3RawPeer, outcomeOf, poll, senderHostedAt } from "../helpers/l3-raw-peer.js";
+import { L3RawPeer, outcomeOf, senderHostedAt } from "../helpers/l3-raw-peer.js";
+import { eventually } from "./helpers/raw-peer.js";
 import { Counter, CounterImpl } from "./fixtures.js";
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-l3host-"));
@@ -68,7 +69,7 @@ async function dial(b: Host, as?: Identity): Promise<L3RawPeer> {
 
 /** B's RpcConnection to the vat `who` (waiting for B to have adopted it). */
 async function connectionOf(b: Host, who: Identity): Promise<RpcConnection> {
-  await poll(() => b.system.preferred(who.id) !== null, () => `the host to have a session with ${who.id}`);
+  await eventually(() => b.system.preferred(who.id) !== null, () => `the host to have a session with ${who.id}`);
   return b.system.preferred(who.id)!.connection;
 }
 
@@ -129,7 +130,7 @@ describe("Level 3 host: Provide, Accept and the 3PH Disembargo from raw peers ov
     expect(b.tp!.stats().provisions).toBe(0);
     expect(c.sawReturnFor(PROVIDE_Q)).toBe(false);
     const fromA = await connectionOf(b, ai);
-    await poll(() => fromA.stats().answers === 0 && fromA.stats().exports === 0, () => `A's tables to drain: ${JSON.stringify(fromA.stats())}`);
+    await eventually(() => fromA.stats().answers === 0 && fromA.stats().exports === 0, () => `A's tables to drain: ${JSON.stringify(fromA.stats())}`);
   });
 
   it("Accept before Provide: the Accept waits for its Provide, then returns", async () => {
@@ -138,7 +139,7 @@ describe("Level 3 host: Provide, Accept and the 3PH Disembargo from raw peers ov
     const nonce = newNonce();
     a.accept(1, completion(ci, b, nonce), null);
     const fromA = await connectionOf(b, ai);
-    await poll(() => fromA.stats().acceptsWaiting === 1 && b.tp!.stats().acceptsWaiting === 1, () => `the Accept to wait: ${JSON.stringify(fromA.stats())}`);
+    await eventually(() => fromA.stats().acceptsWaiting === 1 && b.tp!.stats().acceptsWaiting === 1, () => `the Accept to wait: ${JSON.stringify(fromA.stats())}`);
     expect(a.sawReturnFor(1)).toBe(false);
     c.provide(PROVIDE_Q, { importedCap: counter }, toAwait(ai, nonce));
     const cap = senderHostedAt(await a.returnFor(1), 0);
@@ -155,7 +156,7 @@ describe("Level 3 host: Provide, Accept and the 3PH Disembargo from raw peers ov
     c.provide(PROVIDE_Q, { importedCap: counter }, toAwait(ai, nonce));
     c.disembargo(provideTarget(), embargo);
     const fromC = await connectionOf(b, ci);
-    await poll(() => fromC.stats().thirdPartyEmbargoes === 1, () => `the Disembargo to reach the host: ${JSON.stringify(fromC.stats())}`);
+    await eventually(() => fromC.stats().thirdPartyEmbargoes === 1, () => `the Disembargo to reach the host: ${JSON.stringify(fromC.stats())}`);
     a.accept(1, completion(ci, b, nonce), embargo);
     const cap = senderHostedAt(await a.returnFor(1), 0);
     expect(await a.add(2, { importedCap: cap }, 3n)).toBe(3n);
@@ -171,7 +172,7 @@ describe("Level 3 host: Provide, Accept and the 3PH Disembargo from raw peers ov
     a.callAdd(2, { promisedAnswer: { questionId: 1, transform: [] } }, 10n);
     const fromA = await connectionOf(b, ai);
     const fromC = await connectionOf(b, ci);
-    await poll(
+    await eventually(
       () => fromA.stats().acceptsWaiting === 1 && fromC.stats().thirdPartyEmbargoes === 1,
       () => `the Accept to wait on its embargo: A ${JSON.stringify(fromA.stats())}, C ${JSON.stringify(fromC.stats())}`,
     );
@@ -200,7 +201,7 @@ describe("Level 3 host: Provide, Accept and the 3PH Disembargo from raw peers ov
     a.accept(1, completion(ci, b, nonce), newEmbargoId());
     a.callAdd(2, { promisedAnswer: { questionId: 1, transform: [] } }, 1n);
     const fromA = await connectionOf(b, ai);
-    await poll(() => fromA.stats().acceptsWaiting === 1, () => `the Accept to wait: ${JSON.stringify(fromA.stats())}`);
+    await eventually(() => fromA.stats().acceptsWaiting === 1, () => `the Accept to wait: ${JSON.stringify(fromA.stats())}`);
     c.finish(PROVIDE_Q, false);
     const accepted = exceptionOf(await a.returnFor(1));
     expect(accepted.type).toBe("disconnected");
@@ -225,10 +226,10 @@ describe("Level 3 host: Provide, Accept and the 3PH Disembargo from raw peers ov
     c.provide(PROVIDE_Q, { importedCap: counter }, toAwait(ai, nonce));
     a.accept(1, completion(ci, b, nonce), newEmbargoId());
     const fromA = await connectionOf(b, ai);
-    await poll(() => fromA.stats().acceptsWaiting === 1, () => `the Accept to wait: ${JSON.stringify(fromA.stats())}`);
+    await eventually(() => fromA.stats().acceptsWaiting === 1, () => `the Accept to wait: ${JSON.stringify(fromA.stats())}`);
     await c.close();
     expect(exceptionOf(await a.returnFor(1)).type).toBe("disconnected");
-    await poll(() => b.tp!.stats().provisions === 0, () => `the provision to end: ${JSON.stringify(b.tp!.stats())}`);
+    await eventually(() => b.tp!.stats().provisions === 0, () => `the provision to end: ${JSON.stringify(b.tp!.stats())}`);
     expect(b.system.preferred(ci.id)).toBeNull();
   });
 
@@ -237,9 +238,9 @@ describe("Level 3 host: Provide, Accept and the 3PH Disembargo from raw peers ov
     const { a, ci, ai } = await trio(b);
     a.accept(1, completion(ci, b, newNonce()), null);
     const fromA = await connectionOf(b, ai);
-    await poll(() => fromA.stats().acceptsWaiting === 1, () => `the Accept to wait: ${JSON.stringify(fromA.stats())}`);
+    await eventually(() => fromA.stats().acceptsWaiting === 1, () => `the Accept to wait: ${JSON.stringify(fromA.stats())}`);
     await a.close();
-    await poll(() => b.tp!.stats().acceptsWaiting === 0 && fromA.error !== null, () => `the waiting Accept to go: ${JSON.stringify(b.tp!.stats())}`);
+    await eventually(() => b.tp!.stats().acceptsWaiting === 0 && fromA.error !== null, () => `the waiting Accept to go: ${JSON.stringify(b.tp!.stats())}`);
     expect(fromA.stats().acceptsWaiting).toBe(0);
   });
 
@@ -293,14 +294,14 @@ describe("Level 3 host: Provide, Accept and the 3PH Disembargo from raw peers ov
     const counter = await plain.bootstrap(0);
     const nonce = newNonce();
     plain.provide(PROVIDE_Q, { importedCap: counter }, toAwait(ai, nonce));
-    await poll(() => b.tp!.stats().provisions === 1, () => "the plain peer's Provide to be recorded");
+    await eventually(() => b.tp!.stats().provisions === 1, () => "the plain peer's Provide to be recorded");
     a.accept(1, completion(generateIdentity(), b, nonce), null);
     const e = exceptionOf(await a.returnFor(1));
     expect(e.message).toMatch(/^refused provision .*: its Provide came over an unauthenticated connection/);
     // The plain peer's connection is still served.
     expect(await plain.add(1, { importedCap: counter }, 4n)).toBe(4n);
     plain.finish(PROVIDE_Q, false);
-    await poll(() => b.tp!.stats().provisions === 0, () => "the refused provision to end with its Finish");
+    await eventually(() => b.tp!.stats().provisions === 0, () => "the refused provision to end with its Finish");
   });
 
   it("pipelining on a Provide fails that call; the connection stays up", async () => {

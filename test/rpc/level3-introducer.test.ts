@@ -29,7 +29,8 @@ import { hookOf, wrapHook } from "../../src/rpc/typed.js";
 import type { NetworkConnection } from "../../src/rpc/vat-network.js";
 import { newCall, newRelease, newUnimplemented, readIncoming, type WireTarget } from "../../src/rpc/wire.js";
 import { Cleanup } from "../auth/helpers.js";
-import { COUNTER_ID, L3RawPeer, poll } from "../helpers/l3-raw-peer.js";
+import { COUNTER_ID, L3RawPeer } from "../helpers/l3-raw-peer.js";
+import { eventually } from "./helpers/raw-peer.js";
 import { Counter, CounterImpl } from "./fixtures.js";
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-l3intro-"));
@@ -131,7 +132,7 @@ async function world(options: { hostLevel3?: boolean; introducerLevel3?: boolean
   b.counter.log.length = 0;
   const toB = c.system.liveConnection(b.identity.id)!;
   if (c.tp && (options.advertiseHost ?? true)) c.tp.advertise(toB, { level3: true, addresses: [b.address] });
-  await poll(() => b.system.liveConnection(c.identity.id) !== null, () => "B to adopt C's connection");
+  await eventually(() => b.system.liveConnection(c.identity.id) !== null, () => "B to adopt C's connection");
   const bFromC = b.system.preferred(c.identity.id)!.connection;
   const hostLink = tap(b.system.liveConnection(c.identity.id)!);
   return { b, c, cToB: session.connection, bFromC, hostLink };
@@ -142,7 +143,7 @@ async function recipient(w: World, advertise = true): Promise<{ a: L3RawPeer; ai
   const ai = generateIdentity();
   const a = await L3RawPeer.dial(w.c.address, { identity: ai, remoteKey: w.c.identity.publicKey });
   cleanup.add(async () => void (await a.close()));
-  await poll(() => w.c.system.liveConnection(ai.id) !== null, () => "C to adopt A's connection");
+  await eventually(() => w.c.system.liveConnection(ai.id) !== null, () => "C to adopt A's connection");
   if (advertise) w.c.tp!.advertise(w.c.system.liveConnection(ai.id)!, { level3: true, addresses: [] });
   return { a, ai, cToA: w.c.system.preferred(ai.id)!.connection };
 }
@@ -196,7 +197,7 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     expect(provides(w.hostLink)).toEqual([]);
     counter.release();
     introducer.release();
-    await poll(() => cToA.stats().exports === 0, () => `C's exports to A to drain: ${JSON.stringify(cToA.stats())}`);
+    await eventually(() => cToA.stats().exports === 0, () => `C's exports to A to drain: ${JSON.stringify(cToA.stats())}`);
   });
 
   it("no Provide when the host did not advertise, or when the introducer has no Level 3: the vine-less export as before", async () => {
@@ -229,14 +230,14 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     expect(Number(contact.expiresAt)).toBeGreaterThan(Date.now());
 
     // The host got the Provide (high question ID, no Return due) naming A and the same nonce.
-    await poll(() => provides(w.hostLink).length === 1, () => `B to see the Provide: ${kinds(w.hostLink).join(", ")}`);
+    await eventually(() => provides(w.hostLink).length === 1, () => `B to see the Provide: ${kinds(w.hostLink).join(", ")}`);
     const [provide] = provides(w.hostLink);
     expect(provide!.questionId).toBeGreaterThanOrEqual(0x80000000);
     expect(provide!.target!.importedCap).toBeDefined();
     expect(Buffer.from(provide!.recipient!.recipient).equals(Buffer.from(ai.publicKey))).toBe(true);
     expect(Buffer.from(provide!.recipient!.nonce).equals(Buffer.from(contact.nonce))).toBe(true);
     expect(provide!.recipient!.expiresAt).toBe(contact.expiresAt);
-    await poll(() => w.b.tp!.stats().provisions === 1, () => "B to record the provision");
+    await eventually(() => w.b.tp!.stats().provisions === 1, () => "B to record the provision");
     expect(w.bFromC.stats()).toMatchObject({ provisions: 1 });
     expect(cToA.stats()).toMatchObject({ vines: 1 });
     expect(w.cToB.stats()).toMatchObject({ provides: 1 });
@@ -251,15 +252,15 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     expect(provideFinishes(w.hostLink)).toEqual([]);
 
     a.sendFrame(newRelease(vineId, 1).slice());
-    await poll(
+    await eventually(
       () => w.hostLink.some((s) => s.kind === "finish" && s.questionId === provide!.questionId),
       () => `B to see the Provide's Finish: ${kinds(w.hostLink).join(", ")}`,
     );
     const finish = w.hostLink.find((s) => s.kind === "finish" && s.questionId === provide!.questionId)!;
     expect(finish.releaseResultCaps).toBe(false);
-    await poll(() => w.b.tp!.stats().provisions === 0, () => "B's provision to end");
-    await poll(() => tables(w.bFromC).answers === before.bFromC.answers, () => `B's answers to drain: ${JSON.stringify(w.bFromC.stats())}`);
-    await poll(() => tables(cToA).exports === before.cToA.exports, () => `C's exports to A to drain: ${JSON.stringify(cToA.stats())}`);
+    await eventually(() => w.b.tp!.stats().provisions === 0, () => "B's provision to end");
+    await eventually(() => tables(w.bFromC).answers === before.bFromC.answers, () => `B's answers to drain: ${JSON.stringify(w.bFromC.stats())}`);
+    await eventually(() => tables(cToA).exports === before.cToA.exports, () => `C's exports to A to drain: ${JSON.stringify(cToA.stats())}`);
     expect(tables(cToA)).toEqual(before.cToA);
     expect(tables(w.cToB)).toEqual(before.cToB);
     expect(tables(w.bFromC)).toEqual(before.bFromC);
@@ -274,17 +275,17 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     const first = await callNext(a, 1, { importedCap: boot });
     const second = await callNext(a, 2, { importedCap: boot });
     expect(first.thirdPartyHosted.vineId).not.toBe(second.thirdPartyHosted.vineId);
-    await poll(() => provides(w.hostLink).length === 2, () => `B to see two Provides: ${kinds(w.hostLink).join(", ")}`);
+    await eventually(() => provides(w.hostLink).length === 2, () => `B to see two Provides: ${kinds(w.hostLink).join(", ")}`);
     const ids = provides(w.hostLink).map((p) => p.questionId);
     expect(new Set(ids).size).toBe(2);
     expect(w.cToB.stats()).toMatchObject({ provides: 2 });
     expect(cToA.stats()).toMatchObject({ vines: 2 });
     await a.close();
-    await poll(
+    await eventually(
       () => ids.every((id) => w.hostLink.some((s) => s.kind === "finish" && s.questionId === id)),
       () => `B to see both Finishes: ${kinds(w.hostLink).join(", ")}`,
     );
-    await poll(() => w.b.tp!.stats().provisions === 0, () => "B's provisions to end");
+    await eventually(() => w.b.tp!.stats().provisions === 0, () => "B's provisions to end");
     expect(w.cToB.stats()).toMatchObject({ provides: 0 });
   });
 
@@ -293,20 +294,20 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     const { a } = await recipient(w);
     const boot = await a.bootstrap(0);
     const vineId = (await callNext(a, 1, { importedCap: boot })).thirdPartyHosted.vineId;
-    await poll(() => provides(w.hostLink).length === 1, () => "B to see the Provide");
+    await eventually(() => provides(w.hostLink).length === 1, () => "B to see the Provide");
     const provideId = provides(w.hostLink)[0]!.questionId!;
     // A call on the vine ahead of the Disembargo reaches B ahead of it.
     a.callAdd(2, { importedCap: vineId }, 4n);
     const embargoId = new Uint8Array(randomBytes(16));
     a.disembargo({ importedCap: vineId }, embargoId);
-    await poll(() => w.hostLink.some((s) => s.kind === "disembargo-accept"), () => `B to see the Disembargo: ${kinds(w.hostLink).join(", ")}`);
+    await eventually(() => w.hostLink.some((s) => s.kind === "disembargo-accept"), () => `B to see the Disembargo: ${kinds(w.hostLink).join(", ")}`);
     const forwarded = w.hostLink.find((s) => s.kind === "disembargo-accept")!;
     expect(forwarded.target).toEqual({ promisedAnswer: { questionId: provideId, transform: [] } });
     expect(Buffer.from(forwarded.embargoId!).equals(Buffer.from(embargoId))).toBe(true);
     const callAt = w.hostLink.findIndex((s) => s.kind === "call");
     expect(callAt).toBeGreaterThanOrEqual(0);
     expect(callAt).toBeLessThan(w.hostLink.indexOf(forwarded));
-    await poll(() => w.bFromC.stats().thirdPartyEmbargoes === 1, () => `B to hold the lifted embargo: ${JSON.stringify(w.bFromC.stats())}`);
+    await eventually(() => w.bFromC.stats().thirdPartyEmbargoes === 1, () => `B to hold the lifted embargo: ${JSON.stringify(w.bFromC.stats())}`);
     expect(a.received.some((m) => m._isAbort)).toBe(false);
   });
 
@@ -344,7 +345,7 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     }
     // Nothing went to the host, and the recipients' vines were released with their connections.
     expect(kinds(w.hostLink)).not.toContain("disembargo-accept");
-    await poll(() => w.cToB.stats().provides === 0, () => `C's Provides to be finished: ${JSON.stringify(w.cToB.stats())}`);
+    await eventually(() => w.cToB.stats().provides === 0, () => `C's Provides to be finished: ${JSON.stringify(w.cToB.stats())}`);
   });
 
   it("with the host link gone, the recipient's Disembargo is dropped and its connection stays up; the vine fails with disconnected", async () => {
@@ -353,7 +354,7 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     const boot = await a.bootstrap(0);
     const vineId = (await callNext(a, 1, { importedCap: boot })).thirdPartyHosted.vineId;
     await w.b.system.close();
-    await poll(() => w.cToB.error !== null, () => "C to see B's connection close");
+    await eventually(() => w.cToB.error !== null, () => "C to see B's connection close");
     a.disembargo({ importedCap: vineId }, new Uint8Array(randomBytes(16)));
     a.callAdd(2, { importedCap: vineId }, 1n);
     const ret = await a.returnFor(2);
@@ -363,7 +364,7 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     expect(a.received.some((m) => m._isAbort)).toBe(false);
     expect(await a.bootstrap(3)).toBeGreaterThanOrEqual(0);
     a.sendFrame(newRelease(vineId, 1).slice());
-    await poll(() => cToA.stats().vines === 0, () => `C's vine to go: ${JSON.stringify(cToA.stats())}`);
+    await eventually(() => cToA.stats().vines === 0, () => `C's vine to go: ${JSON.stringify(cToA.stats())}`);
     expect(cToA.error).toBeNull();
   });
 
@@ -373,11 +374,11 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     const { a, cToA } = await recipient(w);
     const boot = await a.bootstrap(0);
     const vineId = (await callNext(a, 1, { importedCap: boot })).thirdPartyHosted.vineId;
-    await poll(() => w.cToB.stats().provides === 0, () => `C to close the echoed Provide: ${JSON.stringify(w.cToB.stats())}`);
+    await eventually(() => w.cToB.stats().provides === 0, () => `C to close the echoed Provide: ${JSON.stringify(w.cToB.stats())}`);
     expect(cToA.stats()).toMatchObject({ vines: 1 });
     expect(await a.add(2, { importedCap: vineId }, 6n)).toBe(6n);
     a.sendFrame(newRelease(vineId, 1).slice());
-    await poll(() => cToA.stats().vines === 0, () => "C's vine to go");
+    await eventually(() => cToA.stats().vines === 0, () => "C's vine to go");
     // A round trip behind the Release: no Finish went to B for the closed Provide.
     expect(await a.add(3, { importedCap: boot }, 1n)).toBe(1n);
     expect(provideFinishes(w.hostLink)).toEqual([]);
@@ -393,7 +394,7 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     cleanup.add(() => held.release());
     await held.add({ delta: 0n });
     c.tp!.advertise(c.system.liveConnection(b.identity.id)!, { level3: true, addresses: [b.address] });
-    await poll(() => b.system.liveConnection(c.identity.id) !== null, () => "B to adopt C's connection");
+    await eventually(() => b.system.liveConnection(c.identity.id) !== null, () => "B to adopt C's connection");
     const hostLink = tap(b.system.liveConnection(c.identity.id)!);
     const w = { b, c, cToB: session.connection, bFromC: b.system.preferred(c.identity.id)!.connection, hostLink };
     const { a, cToA } = await recipient(w);
@@ -404,10 +405,10 @@ describe("Level 3 introducer: Provide, vine and thirdPartyHosted over unix socke
     promise!.release();
     const resolve = await a.next((m) => m._isResolve, "the Resolve");
     expect(resolve.resolve.cap.which()).toBe(rpc.CapDescriptor.THIRD_PARTY_HOSTED);
-    await poll(() => provides(hostLink).length === 1, () => "B to see the Provide");
+    await eventually(() => provides(hostLink).length === 1, () => "B to see the Provide");
     expect(cToA.stats()).toMatchObject({ vines: 1 });
     a.send(newUnimplemented(resolve.segment.message as Message));
-    await poll(() => hostLink.some((s) => s.kind === "finish" && s.questionId === provides(hostLink)[0]!.questionId), () => `B to see the Finish: ${kinds(hostLink).join(", ")}`);
+    await eventually(() => hostLink.some((s) => s.kind === "finish" && s.questionId === provides(hostLink)[0]!.questionId), () => `B to see the Finish: ${kinds(hostLink).join(", ")}`);
     expect(cToA.stats()).toMatchObject({ vines: 0 });
     expect(a.received.some((m) => m._isAbort)).toBe(false);
   });
@@ -420,7 +421,7 @@ describe("Level 3 introducer against a raw host", () => {
     const bi = generateIdentity();
     const b = await L3RawPeer.dial(c.address, { identity: bi, remoteKey: c.identity.publicKey });
     cleanup.add(async () => void (await b.close()));
-    await poll(() => c.system.liveConnection(bi.id) !== null, () => "C to adopt B's connection");
+    await eventually(() => c.system.liveConnection(bi.id) !== null, () => "C to adopt B's connection");
     c.tp!.advertise(c.system.liveConnection(bi.id)!, { level3: true, addresses: [unixAddress("b")] });
     held = c.system.preferred(bi.id)!.bootstrap(Counter);
     cleanup.add(() => held!.release());
@@ -438,7 +439,7 @@ describe("Level 3 introducer against a raw host", () => {
     const ai = generateIdentity();
     const a = await L3RawPeer.dial(c.address, { identity: ai, remoteKey: c.identity.publicKey });
     cleanup.add(async () => void (await a.close()));
-    await poll(() => c.system.liveConnection(ai.id) !== null, () => "C to adopt A's connection");
+    await eventually(() => c.system.liveConnection(ai.id) !== null, () => "C to adopt A's connection");
     c.tp!.advertise(c.system.liveConnection(ai.id)!, { level3: true, addresses: [] });
     const boot = await a.bootstrap(0);
     const d = await callNext(a, 1, { importedCap: boot });

@@ -11,7 +11,7 @@ import { RpcSystem } from "../../../src/rpc/system.js";
 import type { CallContext } from "../../../src/rpc/types.js";
 import type { PeerInfo } from "../../../src/rpc/vat-network.js";
 import type { Cleanup } from "../../auth/helpers.js";
-import { poll } from "../../helpers/l3-raw-peer.js";
+import { eventually } from "./raw-peer.js";
 import { Counter, CounterImpl } from "../fixtures.js";
 
 /** Every vat's bootstrap: a Counter that records who called add(), keeps what echo() gets, and hands out `offer()` from next(). */
@@ -68,7 +68,7 @@ export async function link(from: Vat, to: Vat, cleanup: Cleanup): Promise<Counte
   await boot.add({ delta: 0n });
   to.node.callers.length = 0;
   to.node.log.length = 0;
-  await poll(() => to.system.liveConnection(from.identity.id) !== null, () => `${to.name} to adopt ${from.name}'s connection`);
+  await eventually(() => to.system.liveConnection(from.identity.id) !== null, () => `${to.name} to adopt ${from.name}'s connection`);
   from.tp.advertise(from.system.liveConnection(to.identity.id)!, { level3: true, addresses: [to.address] });
   to.tp.advertise(to.system.liveConnection(from.identity.id)!, { level3: true, addresses: [from.address] });
   return boot;

@@ -32,10 +32,10 @@ export async function until(condition: () => boolean, what: string | (() => stri
  * Polls `condition` every few ms until it holds, or fails after `ms` saying
  * what it waited for: for state that other processes change.
  */
-export async function eventually(condition: () => boolean, what: () => string, ms = 10_000): Promise<void> {
+export async function eventually(condition: () => boolean, what: string | (() => string), ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for: ${what()}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for: ${typeof what === "string" ? what : what()}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
