@@ -32,6 +32,15 @@ struct Hello {
   # "direct-paths"). Unknown names are ignored.
   software @2 :Text;
   # Implementation name and version, for logs only (e.g. "capmesh/0.1.0").
+  addresses @3 :List(Text);
+  # With the feature "direct-paths": where this side listens for direct
+  # connections from other peers ("unix:/path", "tcp://host:port"), most
+  # preferred first. A side that says "direct-paths" takes part in rpc.capnp
+  # Level 3 (three-party handoff, schema/network.capnp): the hub may hand it
+  # capabilities hosted by other peers as `thirdPartyHosted`, and hand its own
+  # capabilities to others the same way. Only when both the hub and the peer
+  # say "direct-paths" does the hub send either of them a Provide or a
+  # thirdPartyHosted descriptor; everyone else gets capabilities proxied.
 }
 
 struct InterfaceInfo {
@@ -162,6 +171,12 @@ struct PeerStats {
   answers @5 :UInt32;
   imports @6 :UInt32;
   exports @7 :UInt32;
+  directPaths @8 :Bool;
+  # The peer said "direct-paths" in its Hello (and the hub has them on).
+  provisions @9 :UInt32;
+  # Provides this peer sent the hub that are still open (the hub as host).
+  vines @10 :UInt32;
+  # Capabilities the hub introduced to this peer whose vine it still holds.
 }
 
 struct HubStats {
@@ -170,7 +185,12 @@ struct HubStats {
   watchers @2 :UInt32;
   peers @3 :List(PeerStats);
   forwardedCalls @4 :UInt64;
-  # Calls the hub passed between peers (a capability of one peer called by another).
+  # Calls the hub passed between peers (a capability of one peer called by
+  # another). Calls that go over a direct path between the two do not count.
+  introductions @5 :UInt64;
+  # Capabilities the hub handed on as thirdPartyHosted (one per handoff).
+  directPaths @6 :Bool;
+  # The hub takes part in direct paths (its Hello says "direct-paths").
 }
 
 interface Admin {

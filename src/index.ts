@@ -26,9 +26,20 @@ export {
   type LoadedStruct,
   type SchemaType,
 } from "./codegen/dynamic.js";
+// Values (schema/value.capnp): dynamic values for generic interfaces, to and from plain JS.
+export * from "./value/index.js";
 // The mesh: a hub, the plugin SDK, and the mesh protocol's types (schema/mesh.capnp).
 export { startHub, type HubOptions, type MeshHub } from "./mesh/hub.js";
-export { joinMesh, type JoinOptions, type MeshPeer } from "./mesh/join.js";
+export {
+  joinMesh,
+  type JoinOptions,
+  type MeshPeer,
+  type MeshPeerStats,
+  type PeerConnectionStats,
+  type CapabilityPath,
+} from "./mesh/join.js";
+export { DIRECT_PATHS_FEATURE, type DirectPathOptions } from "./mesh/direct.js";
+export type { ThirdPartyLimits } from "./network/third-party.js";
 export { ConfigError, loadConfig, parseConfig, CONFIG_FILE } from "./mesh/config.js";
 export { Policy, DEFAULT_QUOTAS, type Action, type Rule, type PolicyRules, type Quotas } from "./mesh/policy.js";
 export { nameProblem, MAX_NAME_LENGTH } from "./mesh/names.js";

@@ -147,6 +147,9 @@ async function prepareHub(name: string): Promise<HubSetup> {
       CAPMESH_NETWORK_KEY: key,
       // Nothing reads or writes the user's own ~/.capmesh.
       CAPMESH_HOME: home,
+      // These figures are the hub's own: calls through it, and what an idle
+      // peer costs it. Direct paths (bench/direct) would take the calls away.
+      CAPMESH_DIRECT_PATHS: "0",
       DEBUG: "",
     },
   };

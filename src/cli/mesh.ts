@@ -12,7 +12,7 @@ import { joinMesh, type MeshPeer } from "../mesh/join.js";
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
 
-export const SERVE_HELP = `usage: capmesh serve [--config FILE] [--socket PATH] [--listen ADDRESS]... [--home DIR]
+export const SERVE_HELP = `usage: capmesh serve [--config FILE] [--socket PATH] [--listen ADDRESS]... [--home DIR] [--no-direct-paths]
 
 Runs a hub. With nothing configured it listens on a unix socket in the user's
 runtime dir ($XDG_RUNTIME_DIR/capmesh, else the temp dir), with an identity and
@@ -22,7 +22,9 @@ It prints how peers connect. Ctrl-C (SIGINT) or SIGTERM stops it gracefully.
   --config FILE      settings (default ./${CONFIG_FILE} if present; see the README)
   --socket PATH      the unix socket to listen on
   --listen ADDRESS   also listen here, e.g. tcp://0.0.0.0:7400 (repeatable)
-  --home DIR         where the identity and network key live`;
+  --home DIR         where the identity and network key live
+  --no-direct-paths  proxy every call between peers through the hub (by default
+                     peers that both support it are introduced and talk directly)`;
 
 export const LS_HELP = `usage: capmesh ls [--json]
 
@@ -49,6 +51,7 @@ export async function serve(args: string[]): Promise<number> {
   const listen: string[] = [];
   let socket: string | undefined;
   let home: string | undefined;
+  let noDirect = false;
   try {
     for (let i = 0; i < args.length; i++) {
       const arg = args[i]!;
@@ -64,6 +67,7 @@ export async function serve(args: string[]): Promise<number> {
       else if (arg === "--socket") socket = value();
       else if (arg === "--listen") listen.push(value());
       else if (arg === "--home") home = value();
+      else if (arg === "--no-direct-paths") noDirect = true;
       else throw new Usage(`capmesh serve: unknown argument ${arg}`);
     }
   } catch (error) {
@@ -82,9 +86,11 @@ export async function serve(args: string[]): Promise<number> {
   if (socket !== undefined) options.socket = socket;
   if (home !== undefined) options.home = home;
   if (listen.length > 0) options.listen = [...(options.listen ?? []), ...listen];
+  if (noDirect) options.directPaths = false;
   const hub = await startHub(options);
   console.log(`capmesh hub ${hub.id}`);
   for (const address of hub.addresses) console.log(`listening on ${address}`);
+  console.log(hub.stats().directPaths ? "direct paths between peers: on" : "direct paths between peers: off (every call goes through the hub)");
   console.log("peers join with (the SDK and the CLI read these):");
   for (const [key, value] of Object.entries(hub.env)) console.log(`  export ${key}=${shellQuote(value)}`);
   await new Promise<void>((resolve) => {

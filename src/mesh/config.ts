@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { toAddress } from "../transport/address.js";
 import { resolveLimits, type TransportLimits } from "../transport/limits.js";
 import type { HubOptions } from "./hub.js";
+import { DIRECT_PATH_LIMITS, type DirectPathOptions } from "./direct.js";
 import { ACTIONS, DEFAULT_QUOTAS, type Action, type PolicyRules, type Quotas, type Rule } from "./policy.js";
 
 export const CONFIG_FILE = "capmesh.config.json";
@@ -21,7 +22,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ["home", "socket", "listen", "networkKey", "policy", "quotas", "limits"] as const;
+const TOP_KEYS = ["home", "socket", "listen", "networkKey", "policy", "quotas", "limits", "directPaths"] as const;
 const RULE_KEYS = ["peer", "names", "via", "allow"] as const;
 const ID = /^@[A-Za-z0-9+/]{43}=\.ed25519$/;
 
@@ -79,6 +80,7 @@ export function parseConfig(raw: Json, file?: string): HubOptions {
   }
   if (raw.policy !== undefined) out.policy = parsePolicy(raw.policy, file);
   if (raw.quotas !== undefined) out.quotas = parseQuotas(raw.quotas, file);
+  if (raw.directPaths !== undefined) out.directPaths = parseDirectPaths(raw.directPaths, file);
   if (raw.limits !== undefined) {
     try {
       out.limits = resolveLimits(raw.limits as Partial<TransportLimits>);
@@ -119,6 +121,20 @@ function parseRule(raw: Json, key: string, file?: string): Rule {
     rule.allow = allow;
   }
   return rule;
+}
+
+function parseDirectPaths(raw: Json, file?: string): boolean | DirectPathOptions {
+  if (typeof raw === "boolean") return raw;
+  if (!isObject(raw)) throw new ConfigError("directPaths", "must be true, false, or an object of limits such as { \"dialTimeoutMs\": 3000 }", file);
+  onlyKeys(raw, DIRECT_PATH_LIMITS, "directPaths", file);
+  const out: DirectPathOptions = {};
+  for (const key of DIRECT_PATH_LIMITS) {
+    const v = raw[key];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new ConfigError(`directPaths.${key}`, "must be a positive integer", file);
+    out[key] = v;
+  }
+  return out;
 }
 
 function parseQuotas(raw: Json, file?: string): Partial<Quotas> {

@@ -17,6 +17,8 @@ export const ENV = {
   networkKey: "CAPMESH_NETWORK_KEY",
   /** Where identities and the network key are kept (default ~/.capmesh). */
   home: "CAPMESH_HOME",
+  /** "0" (or "false", "off") turns direct peer paths off where no option says otherwise. */
+  directPaths: "CAPMESH_DIRECT_PATHS",
 } as const;
 
 /** $CAPMESH_HOME, else ~/.capmesh. */

@@ -6,11 +6,13 @@
 import { existsSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { connect as netConnect } from "node:net";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { loadOrCreateIdentity, type Identity } from "../auth/identity.js";
 import { toNetworkKey } from "../auth/channel.js";
 import { listen, type Listener } from "../network/endpoints.js";
-import type { Session } from "../rpc/system.js";
+import { SocketNetwork } from "../network/socket-network.js";
+import { SocketThirdParty } from "../network/third-party.js";
+import { RpcSystem, type Session } from "../rpc/system.js";
 import type { PeerInfo } from "../rpc/vat-network.js";
 import type { TransportLimits } from "../transport/limits.js";
 import { formatAddress, toAddress } from "../transport/address.js";
@@ -21,6 +23,7 @@ import { ENV, discoveryFile, ensurePrivateDir, loadOrCreateNetworkKey, meshHome,
 import { Policy, type PolicyRules, type Quotas, type Via } from "./policy.js";
 import { MeshRegistry } from "./registry.js";
 import { hubFor, type HubCore } from "./service.js";
+import { DIRECT_PATHS_FEATURE, directPathsIn, limitsOf, type DirectPathOptions } from "./direct.js";
 
 const log = logger("capmesh:mesh");
 
@@ -41,6 +44,14 @@ export interface HubOptions {
   quotas?: Partial<Quotas>;
   /** Limits on what a peer may send (see TransportLimits). */
   limits?: Partial<TransportLimits>;
+  /**
+   * Direct paths between peers (rpc.capnp Level 3): on by default, unless
+   * $CAPMESH_DIRECT_PATHS=0. When a capability one peer hosts reaches
+   * another that also has them on, the hub introduces the two, and their
+   * calls stop going through the hub. `false`: everything is proxied by
+   * the hub. `policy.direct` decides per peer.
+   */
+  directPaths?: boolean | DirectPathOptions;
 }
 
 export interface MeshHub extends AsyncDisposable {
@@ -71,13 +82,54 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
   const registry = new MeshRegistry();
   const listeners: { listener: Listener; via: Via }[] = [];
 
+  // One vat for every listener: the hub introduces a peer to another
+  // whichever listeners they came in by. Its own network only dials (as the
+  // recipient of a capability a peer hands it, which is rare).
+  const direct = directPathsIn(options.directPaths);
+  const dialler = new SocketNetwork({ identity, networkKey, ...(options.limits ? { limits: options.limits } : {}) });
+  const viaOf = new Map<string, Via>();
+  const thirdParty = direct
+    ? new SocketThirdParty({
+        ...limitsOf(direct),
+        publicKey: identity.publicKey,
+        network: dialler,
+        allowIntroduction: (recipient, host) => policy.explainDirect(recipient, viaOf.get(recipient) ?? "tcp", registry.namesHeldBy(host)) === null,
+      })
+    : undefined;
+  const system = new RpcSystem(dialler, null, { thirdParty });
+
+  // A peer killed before it could remove its direct-path socket leaves the
+  // file behind; those it made beside the hub's socket go when it leaves.
+  const socketDir = options.socket === false ? null : dirname(options.socket ?? join(runtimeDir(), "hub.sock"));
+  const ownPeerSockets = (addresses: readonly string[]) =>
+    addresses.flatMap((a) => {
+      const path = a.startsWith("unix:") ? a.slice("unix:".length) : null;
+      return path !== null && socketDir !== null && dirname(path) === socketDir && /^peer-[\w-]+\.sock$/.test(basename(path)) ? [path] : [];
+    });
+  const sweeps = new Set<Promise<void>>();
+  const sweep = (paths: string[]) => {
+    const done: Promise<void> = Promise.all(paths.map((p) => removeIfStale(p))).then(
+      () => void sweeps.delete(done),
+      () => void sweeps.delete(done),
+    );
+    sweeps.add(done);
+  };
+
   const allSessions = (): Session[] => listeners.flatMap(({ listener }) => [...listener.sessions]);
   const core: HubCore = {
     registry,
     policy,
     hubId: identity.id,
     software: SOFTWARE,
-    stats: () => statsOf(allSessions(), registry),
+    stats: () => statsOf(system, thirdParty, registry),
+    features: thirdParty ? [DIRECT_PATHS_FEATURE] : [],
+    addresses: () => thirdParty?.addresses ?? [],
+    greeted: (session, hello) => {
+      if (!hello.features.includes(DIRECT_PATHS_FEATURE)) return;
+      const own = ownPeerSockets(hello.addresses);
+      if (own.length > 0) session.connection.onClose(() => sweep(own));
+      if (thirdParty) system.advertise(session, { addresses: hello.addresses });
+    },
   };
   // policy.join and quotas.connections are checked once the handshake has
   // proved who the peer is, and a refusal goes to the peer as an rpc Abort
@@ -90,7 +142,16 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
     if (refusal === null && allSessions().filter((s) => s.peer.id === session.peer.id).length > policy.quotas.connections) {
       refusal = policy.quotaRefusal("connections", id);
     }
-    if (refusal === null) return;
+    if (refusal === null) {
+      const id = session.peer.id;
+      if (session.peer.authenticated) {
+        viaOf.set(id, via);
+        session.connection.onClose(() => {
+          if (!allSessions().some((s) => s !== session && s.peer.id === id)) viaOf.delete(id);
+        });
+      }
+      return;
+    }
     log.warn("refusing a connection", { id, reason: refusal });
     session.connection.abort(RpcError.failed(refusal));
   };
@@ -98,14 +159,14 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
   const usesDefaultSocket = options.socket === undefined;
   const dir = runtimeDir();
   const socketPath = options.socket === false ? null : (options.socket ?? join(dir, "hub.sock"));
-  const common = { identity, networkKey, ...(options.limits ? { limits: options.limits } : {}) };
+  const common = { identity, networkKey, system, ...(options.limits ? { limits: options.limits } : {}) };
   try {
     if (socketPath !== null) {
       if (usesDefaultSocket) await ensurePrivateDir(dir);
       await clearStaleSocket(socketPath);
       const listener = await listen(`unix:${socketPath}`, {
         ...common,
-        bootstrap: (peer: PeerInfo) => hubFor(core, peer, "unix"),
+        bootstrap: (peer: PeerInfo, session: Session) => hubFor(core, peer, session, "unix"),
         onSession: (session) => admit(session, "unix"),
       });
       listeners.push({ listener, via: "unix" });
@@ -115,24 +176,30 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
       const via: Via = addr.kind === "unix" ? "unix" : "tcp";
       const listener = await listen(formatAddress(addr), {
         ...common,
-        bootstrap: (peer: PeerInfo) => hubFor(core, peer, via),
+        bootstrap: (peer: PeerInfo, session: Session) => hubFor(core, peer, session, via),
         onSession: (session) => admit(session, via),
       });
       listeners.push({ listener, via });
     }
   } catch (error) {
     await Promise.all(listeners.map(({ listener }) => listener.close()));
+    await system.close();
     throw error;
   }
-  if (listeners.length === 0) throw new Error("startHub: no listener: give a socket, or addresses in listen");
+  if (listeners.length === 0) {
+    await system.close();
+    throw new Error("startHub: no listener: give a socket, or addresses in listen");
+  }
 
   const addresses = listeners.map(({ listener }) => listener.address);
+  // What the hub advertises as a host: where peers already reach it.
+  if (thirdParty) thirdParty.addresses = addresses.filter((a) => !/^tcp:\/\/(0\.0\.0\.0|\[::\]):/.test(a));
   const address = addresses[0]!;
   const networkKeyText = Buffer.from(networkKey).toString("base64");
   if (usesDefaultSocket && socketPath !== null) {
     await writeFile(discoveryFile(dir), JSON.stringify({ address, hubId: identity.id, pid: process.pid }), { mode: 0o600 });
   }
-  log.debug("hub up", { id: identity.id, addresses });
+  log.debug("hub up", { id: identity.id, addresses, directPaths: thirdParty !== undefined });
 
   let closing: Promise<void> | null = null;
   const close = () =>
@@ -141,6 +208,8 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
       // Let the Returns of `ended` and the watchers' `left` events go out first.
       await new Promise((resolve) => setImmediate(resolve));
       await Promise.all(listeners.map(({ listener }) => listener.close()));
+      await system.close();
+      await Promise.all([...sweeps]);
       if (usesDefaultSocket && socketPath !== null) await rm(discoveryFile(dir), { force: true });
       log.debug("hub closed", { id: identity.id });
     })());
@@ -157,9 +226,11 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
   };
 }
 
-function statsOf(sessions: Session[], registry: MeshRegistry): HubStats {
+function statsOf(system: RpcSystem, thirdParty: SocketThirdParty | undefined, registry: MeshRegistry): HubStats {
+  const sessions = system.sessions;
   const peers: PeerStats[] = sessions.map((s) => {
     const tables = s.connection.stats();
+    const net = system.networkConnectionOf(s);
     return {
       id: s.peer.id,
       address: s.peer.address,
@@ -169,6 +240,9 @@ function statsOf(sessions: Session[], registry: MeshRegistry): HubStats {
       answers: tables.answers,
       imports: tables.imports,
       exports: tables.exports,
+      directPaths: (net && thirdParty?.lookup(net)?.level3) ?? false,
+      provisions: tables.provisions ?? 0,
+      vines: tables.vines ?? 0,
     };
   });
   let forwarded = 0n;
@@ -179,7 +253,26 @@ function statsOf(sessions: Session[], registry: MeshRegistry): HubStats {
     watchers: registry.watcherCount,
     peers,
     forwardedCalls: forwarded,
+    introductions: BigInt(system.handoffs.introductions),
+    directPaths: thirdParty !== undefined,
   };
+}
+
+/** Removes a unix socket file nobody listens on any more (a peer that died without cleaning up). */
+async function removeIfStale(path: string): Promise<void> {
+  if (!existsSync(path) || (await socketIsLive(path))) return;
+  await rm(path, { force: true });
+}
+
+function socketIsLive(path: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const probe = netConnect({ path });
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
 }
 
 /**
@@ -188,14 +281,6 @@ function statsOf(sessions: Session[], registry: MeshRegistry): HubStats {
  */
 async function clearStaleSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
-  const alive = await new Promise<boolean>((resolve) => {
-    const probe = netConnect({ path });
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", () => resolve(false));
-  });
-  if (alive) throw new Error(`a hub is already listening on unix:${path}; stop it first, or give this one another socket`);
+  if (await socketIsLive(path)) throw new Error(`a hub is already listening on unix:${path}; stop it first, or give this one another socket`);
   await rm(path, { force: true });
 }

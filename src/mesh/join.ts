@@ -6,12 +6,14 @@
 import { join } from "node:path";
 import { generateIdentity, loadOrCreateIdentity, type Identity } from "../auth/identity.js";
 import { toNetworkKey } from "../auth/channel.js";
-import { connect as connectSession } from "../network/endpoints.js";
+import { SocketNetwork } from "../network/socket-network.js";
+import { SocketThirdParty } from "../network/third-party.js";
 import { RpcError } from "../rpc/errors.js";
 import type { InterfaceDef } from "../codec/types.js";
-import type { Session } from "../rpc/system.js";
+import { RpcSystem, type Session } from "../rpc/system.js";
 import type { Capability } from "../rpc/types.js";
 import { hookOf, wrapHook } from "../rpc/typed.js";
+import { capabilityState } from "../rpc/introspect.js";
 import type { Init } from "../codec/init.js";
 import { logger } from "../log.js";
 import {
@@ -28,6 +30,7 @@ import {
 import { ENV, decodeNetworkKey, loadOrCreateNetworkKey, meshHome, readDiscovery } from "./defaults.js";
 import { nameProblem } from "./names.js";
 import { describeProvided } from "./describe.js";
+import { DIRECT_PATHS_FEATURE, defaultListenAddresses, directPathsIn, limitsOf, type DirectPathOptions } from "./direct.js";
 
 const log = logger("capmesh:mesh");
 
@@ -70,6 +73,61 @@ export interface JoinOptions {
   reconnect?: boolean;
   /** Close on SIGTERM/SIGINT, then let the signal take its course (default true). */
   handleSignals?: boolean;
+  /**
+   * Direct paths to other peers (rpc.capnp Level 3), on by default unless
+   * $CAPMESH_DIRECT_PATHS=0: a capability of another peer that reaches this
+   * one through the hub is picked up from that peer over a direct
+   * connection, and this peer's capabilities are picked up from it the same
+   * way, when the hub and the other peer have them on too. Otherwise (or
+   * when the other peer cannot be reached) calls go through the hub.
+   * `false`: everything goes through the hub; no listener is opened.
+   */
+  directPaths?: boolean | DirectPathOptions;
+}
+
+/** How calls on a capability travel, as `MeshPeer.pathOf` tells. */
+export interface CapabilityPath {
+  /**
+   * "direct": over a direct connection to the peer that hosts it; "hub":
+   * through the hub (the hub's own, or another peer's that the hub proxies:
+   * direct paths off somewhere, or the handoff fell back — `reason` says
+   * why); "local": this peer's own object; "pending": not resolved yet (or
+   * being picked up from its host); "broken": every call fails (`reason`).
+   */
+  readonly path: "direct" | "hub" | "local" | "pending" | "broken";
+  /** The peer the calls go to (direct) or through (hub). */
+  readonly peer?: string;
+  readonly reason?: string;
+}
+
+/** One connection of a mesh peer, as `MeshPeer.stats` shows it. */
+export interface PeerConnectionStats {
+  /** The other end's identity. */
+  readonly peer: string;
+  readonly kind: "hub" | "direct";
+  /** True when this peer dialled it. */
+  readonly dialled: boolean;
+  /** Bytes through the socket so far. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly questions: number;
+  readonly answers: number;
+  readonly imports: number;
+  readonly exports: number;
+  /** Calls this peer forwarded from one connection to another (it proxied a capability). */
+  readonly forwardedCalls: number;
+}
+
+/** What `MeshPeer.stats` returns. */
+export interface MeshPeerStats {
+  readonly directPaths: { readonly enabled: boolean; readonly listening: readonly string[] };
+  readonly connections: readonly PeerConnectionStats[];
+  /**
+   * Handoffs: capabilities this peer handed on directly (introductions),
+   * and, as recipient, being picked up (pending), picked up over a direct
+   * path (accepted), and kept on the hub's path (fellBack).
+   */
+  readonly handoffs: { readonly introductions: number; readonly pending: number; readonly accepted: number; readonly fellBack: number };
 }
 
 export interface MeshPeer extends AsyncDisposable {
@@ -91,6 +149,10 @@ export interface MeshPeer extends AsyncDisposable {
   watch(onEvent: (event: Event) => void): Promise<Disposable>;
   /** Resolves once connected (and registered, for a plugin), again after each reconnection. */
   ready(): Promise<void>;
+  /** How calls on `cap` travel right now: directly to its host, or through the hub (and why). */
+  pathOf(cap: Capability): CapabilityPath;
+  /** This peer's connections (the hub's and direct ones) and its handoffs. */
+  stats(): MeshPeerStats;
   /** Resolves when the hub connection is lost for good (with `reconnect: false`), with the reason. */
   readonly lost: Promise<Error>;
   /** Unregisters and disconnects. */
@@ -151,6 +213,12 @@ const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5000;
 
 class Peer implements MeshPeer {
+  /** This peer as a vat: the hub session and any direct ones. */
+  readonly #system: RpcSystem;
+  readonly #direct: DirectPathOptions | null;
+  #thirdParty: SocketThirdParty | null = null;
+  /** Accepts direct connections from other peers (with direct paths on). */
+  #listener: SocketNetwork | null = null;
   #session: Session | null = null;
   #hub: Hub | null = null;
   #registration: Registration | null = null;
@@ -169,6 +237,16 @@ class Peer implements MeshPeer {
     private readonly identity: Identity,
   ) {
     this.#described = describeProvided(options.provide, options.interfaces);
+    this.#direct = directPathsIn(options.directPaths);
+    const dialler = new SocketNetwork({ identity, networkKey: target.networkKey });
+    if (this.#direct) {
+      this.#thirdParty = new SocketThirdParty({ ...limitsOf(this.#direct), publicKey: identity.publicKey, network: dialler });
+    }
+    this.#system = new RpcSystem(dialler, null, {
+      thirdParty: this.#thirdParty ?? undefined,
+      // A plugin serves calls through the hub: its sessions must hold the process.
+      holdProcess: options.name !== undefined,
+    });
   }
 
   get id(): string {
@@ -185,21 +263,28 @@ class Peer implements MeshPeer {
   }
 
   async start(): Promise<void> {
-    await this.#connect();
+    try {
+      await this.#connect();
+    } catch (error) {
+      await this.#listener?.close();
+      await this.#system.close();
+      throw error;
+    }
     if (this.options.handleSignals !== false) this.#installSignalHandlers();
   }
 
   async #connect(): Promise<void> {
-    const session = await connectSession(this.target.address, {
-      identity: this.identity,
-      networkKey: this.target.networkKey,
-      remoteKey: this.target.hubId,
-      // A plugin serves calls through the hub: its session must hold the process.
-      holdProcess: this.options.name !== undefined,
-    });
+    const session = await this.#system.connect(this.target.address, { remoteKey: this.target.hubId });
     const hub = session.bootstrap(Hub);
     try {
-      await hub.hello({ hello: { protocolVersion, features: ["watch", "provider"], software: "capmesh/0.1.0" } });
+      const addresses = await this.#listenDirect(session);
+      const features = ["watch", "provider", ...(addresses ? [DIRECT_PATHS_FEATURE] : [])];
+      const { hub: hubHello } = await hub.hello({
+        hello: { protocolVersion, features, software: "capmesh/0.1.0", addresses: addresses ?? [] },
+      });
+      if (addresses && hubHello.features.includes(DIRECT_PATHS_FEATURE)) {
+        this.#system.advertise(session, { addresses: hubHello.addresses });
+      }
       if (this.options.name !== undefined) {
         const { registration } = await hub.register({
           name: this.options.name,
@@ -219,6 +304,34 @@ class Peer implements MeshPeer {
     for (const w of this.#watches) await this.#startWatch(w);
     void session.closed.then((reason) => this.#lost(session, reason));
     log.debug("joined the mesh", { hub: this.target.address, id: this.id, name: this.options.name });
+  }
+
+  /**
+   * Opens the direct listener the first time (its addresses depend on how
+   * the hub is reached) and returns the addresses to advertise; null with
+   * direct paths off.
+   */
+  async #listenDirect(hubSession: Session): Promise<readonly string[] | null> {
+    const direct = this.#direct;
+    const thirdParty = this.#thirdParty;
+    if (!direct || !thirdParty) return null;
+    if (this.#listener) return thirdParty.addresses;
+    const net = this.#system.networkConnectionOf(hubSession);
+    const wanted = direct.listen ?? (await defaultListenAddresses(this.target.address, this.id, net?.localHost));
+    const listener = new SocketNetwork(
+      { identity: this.identity, networkKey: this.target.networkKey },
+      {
+        address: wanted,
+        // Only a plugin's listener keeps the process alive; a client that is done exits.
+        holdProcess: this.options.name !== undefined,
+        ...(direct.authorize ? { authorize: ({ id }: { id: string }) => direct.authorize!(id) } : {}),
+      },
+    );
+    await listener.accept((connection) => this.#system.adopt(connection));
+    this.#listener = listener;
+    thirdParty.addresses = direct.advertise ?? listener.addresses;
+    log.debug("direct paths: listening", { addresses: listener.addresses });
+    return thirdParty.addresses;
   }
 
   #offer(): { cap: Capability } | { provider: Provider } {
@@ -262,6 +375,52 @@ class Peer implements MeshPeer {
 
   ready(): Promise<void> {
     return this.#ready;
+  }
+
+  pathOf(cap: Capability): CapabilityPath {
+    const state = capabilityState(cap);
+    switch (state.kind) {
+      case "local":
+        return { path: "local" };
+      case "promise":
+        return { path: "pending" };
+      case "released":
+        return { path: "broken", reason: "this reference was released" };
+      case "broken":
+        return { path: "broken", reason: state.error.message };
+      case "remote": {
+        const peer = state.peer.id;
+        const reason = state.reason ? { reason: state.reason } : {};
+        if (peer === this.target.hubId) return { path: "hub", peer, ...reason };
+        if (state.path === "vine") return { path: "hub", peer, ...reason };
+        return { path: "direct", peer };
+      }
+    }
+  }
+
+  stats(): MeshPeerStats {
+    const connections = this.#system.sessions.map((session): PeerConnectionStats => {
+      const net = this.#system.networkConnectionOf(session);
+      const tables = session.connection.stats();
+      const traffic = net?.traffic?.() ?? { bytesIn: 0, bytesOut: 0 };
+      return {
+        peer: session.peer.id,
+        kind: session.peer.id === this.target.hubId ? "hub" : "direct",
+        dialled: net?.dialled ?? false,
+        bytesIn: traffic.bytesIn,
+        bytesOut: traffic.bytesOut,
+        questions: tables.questions,
+        answers: tables.answers,
+        imports: tables.imports,
+        exports: tables.exports,
+        forwardedCalls: session.connection.forwardedCalls,
+      };
+    });
+    return {
+      directPaths: { enabled: this.#thirdParty !== null, listening: this.#listener?.addresses ?? [] },
+      connections,
+      handoffs: { ...this.#system.handoffs },
+    };
   }
 
   connect<C extends Capability>(name: string, iface: InterfaceDef & { readonly __client?: C }, options: { wait?: number } = {}): C {
@@ -327,6 +486,8 @@ class Peer implements MeshPeer {
     const session = this.#session;
     this.#session = null;
     await session?.close();
+    await this.#listener?.close();
+    await this.#system.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -7,9 +7,14 @@
 // socket may do everything; one that came in over TCP may do only what a
 // rule allows.
 
-/** `join` is being connected at all; `watch` also governs `list` and `lookup`. */
-export type Action = "join" | "register" | "connect" | "watch" | "admin" | "replace";
-export const ACTIONS: readonly Action[] = ["join", "register", "connect", "watch", "admin", "replace"];
+/**
+ * `join` is being connected at all; `watch` also governs `list` and
+ * `lookup`; `direct` is being handed capabilities of other peers over a
+ * direct path (rule `peer` is the receiving peer, `names` the names the
+ * hosting peer holds) rather than through the hub.
+ */
+export type Action = "join" | "register" | "connect" | "watch" | "admin" | "replace" | "direct";
+export const ACTIONS: readonly Action[] = ["join", "register", "connect", "watch", "admin", "replace", "direct"];
 
 /** One rule: who (`*`, or an `@…ed25519` id) may do the action, on which names (patterns with `*`). */
 export interface Rule {
@@ -64,6 +69,8 @@ export class Policy {
       return { allowed: rule.allow !== false, by: `policy.${action}[${i}]` };
     }
     if (action === "join") return { allowed: true, by: "the default (every peer of this network key may join)" };
+    // A direct path gives nobody a capability they do not hold already; it only routes the calls.
+    if (action === "direct") return { allowed: true, by: "the default (direct paths wherever both peers have them)" };
     if (via === "unix") return { allowed: true, by: "the default (peers on the local unix socket may do everything)" };
     return { allowed: false, by: `the default (over TCP only what a rule in policy.${action} allows)` };
   }
@@ -78,6 +85,19 @@ export class Policy {
     if (decision.allowed) return null;
     const what = action === "join" ? "join this mesh" : name === undefined ? doing : `${doing} "${name}"`;
     return `${peer} may not ${what}: refused by ${decision.by}`;
+  }
+
+  /**
+   * Why `recipient` may not be handed capabilities of a peer holding
+   * `hostNames` over a direct path, or null if it may: every name must be
+   * allowed (a host with no name is decided by the rules without `names`).
+   */
+  explainDirect(recipient: string, via: Via, hostNames: readonly string[]): string | null {
+    for (const name of hostNames.length === 0 ? [undefined] : hostNames) {
+      const refusal = this.explainRefusal("direct", recipient, via, name, "reach directly");
+      if (refusal !== null) return refusal;
+    }
+    return null;
   }
 
   /** The refusal of `peer` at its quota `key`, naming the config key that raises it. */

@@ -96,6 +96,13 @@ export class MeshRegistry {
     return n;
   }
 
+  /** The names `id` holds (for policy.direct). */
+  namesHeldBy(id: string): string[] {
+    const names: string[] = [];
+    for (const r of this.#entries.values()) if (r.id === id) names.push(r.name);
+    return names;
+  }
+
   watchersOf(id: string): number {
     let n = 0;
     for (const w of this.#watchers) if (w.id === id) n++;

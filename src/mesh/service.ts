@@ -4,6 +4,7 @@
 import { RpcError } from "../rpc/errors.js";
 import type { CallContext, Capability } from "../rpc/types.js";
 import type { PeerInfo } from "../rpc/vat-network.js";
+import type { Session } from "../rpc/system.js";
 import {
   Admin,
   Hub,
@@ -38,15 +39,21 @@ export interface HubCore {
   readonly hubId: string;
   readonly software: string;
   stats(): HubStats;
+  /** Optional features the hub adds to HUB_FEATURES ("direct-paths" when on). */
+  readonly features: readonly string[];
+  /** Where the hub listens for direct connections (its Hello.addresses). */
+  addresses(): readonly string[];
+  /** A peer's Hello arrived over `session` (records its direct-path addresses). */
+  greeted(session: Session, hello: Hello): void;
 }
 
 function refuse(reason: string | null): void {
   if (reason !== null) throw RpcError.failed(reason);
 }
 
-/** A new `Hub` capability for `peer`, which came in `via`. */
-export function hubFor(core: HubCore, peer: PeerInfo, via: Via): Hub {
-  return Hub.server(new HubService(core, peer, via));
+/** A new `Hub` capability for `peer`, which came in `via` over `session`. */
+export function hubFor(core: HubCore, peer: PeerInfo, session: Session, via: Via): Hub {
+  return Hub.server(new HubService(core, peer, session, via));
 }
 
 class HubService implements HubServer {
@@ -55,6 +62,7 @@ class HubService implements HubServer {
   constructor(
     private readonly core: HubCore,
     peer: PeerInfo,
+    private readonly session: Session,
     private readonly via: Via,
   ) {
     // An anonymous peer (plain Cap'n Proto, where allowed) acts as "anonymous".
@@ -69,8 +77,18 @@ class HubService implements HubServer {
           `${SUPPORTED_PROTOCOL_VERSIONS.join(", ")}: upgrade the side that is older`,
       );
     }
+    try {
+      this.core.greeted(this.session, hello);
+    } catch (error) {
+      throw RpcError.failed(`hello: ${(error as Error).message}`);
+    }
     return {
-      hub: { protocolVersion, features: [...HUB_FEATURES], software: this.core.software },
+      hub: {
+        protocolVersion,
+        features: [...HUB_FEATURES, ...this.core.features],
+        software: this.core.software,
+        addresses: [...this.core.addresses()],
+      },
       hubId: this.core.hubId,
       you: this.#id,
     };

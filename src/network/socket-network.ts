@@ -69,6 +69,12 @@ export interface AcceptOptions {
   maxPendingHandshakes?: number;
   /** Hears about every connection refused during the handshake (they are also logged). */
   onRefused?: (error: Error, address: string) => void;
+  /**
+   * Whether listening, and the connections accepted, keep the process alive
+   * (default true). With false the listener never does, and an accepted
+   * connection holds the process only while it is busy, as a dialled one.
+   */
+  holdProcess?: boolean;
 }
 
 let anonymousCounter = 0;
@@ -213,7 +219,7 @@ export class SocketNetwork implements VatNetwork {
         (channel) => {
           pending--;
           log.debug("accepted", { address: shown, from, peer: channel.remoteId, encrypted: channel.encrypted });
-          onConnection(this.connectionOf(channel, from));
+          onConnection(this.connectionOf(channel, from, false, options.holdProcess === false));
         },
         (error: unknown) => {
           pending--;
@@ -223,19 +229,20 @@ export class SocketNetwork implements VatNetwork {
         },
       );
     };
-    const listener = await listenSocket(addr, onSocket);
+    const listener = await listenSocket(addr, onSocket, options.holdProcess === false ? { holdProcess: false } : {});
     shown = listener.address;
     return listener;
   }
 
   /** The RPC stream over a channel, and who is on the other end. */
-  private connectionOf(channel: Channel, address: string, dialled = false): NetworkConnection {
+  private connectionOf(channel: Channel, address: string, dialled = false, holdWhileBusy = dialled): NetworkConnection {
     const stream = streamFromDuplex(channel.duplex, this.options.limits, { remoteAddress: address });
     const peer = peerOf(channel, address);
-    const socket = channel.socket as Partial<ProcessHold> & { bytesRead?: number; bytesWritten?: number };
+    const socket = channel.socket as Partial<ProcessHold> & { bytesRead?: number; bytesWritten?: number; localAddress?: string };
     const traffic = () => ({ bytesIn: socket.bytesRead ?? 0, bytesOut: socket.bytesWritten ?? 0 });
-    if (!dialled || typeof socket.ref !== "function" || typeof socket.unref !== "function") return { stream, peer, dialled, traffic };
-    return { stream, peer, dialled, traffic, processHold: socket as ProcessHold };
+    const local = typeof socket.localAddress === "string" ? { localHost: socket.localAddress } : {};
+    if (!holdWhileBusy || typeof socket.ref !== "function" || typeof socket.unref !== "function") return { stream, peer, dialled, traffic, ...local };
+    return { stream, peer, dialled, traffic, ...local, processHold: socket as ProcessHold };
   }
 
   async close(): Promise<void> {

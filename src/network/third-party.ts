@@ -282,9 +282,8 @@ export class SocketThirdParty implements ThirdPartyNetwork {
     let times = this.introduced.get(host.peer.id);
     if (!times) this.introduced.set(host.peer.id, (times = []));
     times.push(expiresAt);
-    const label = shortNonce(hex(nonce));
-    log.debug("introduced", { recipient: recipient.peer.id, host: host.peer.id, nonce: label });
-    return { label };
+    // The engine logs "introduced" with this label once the Provide is sent.
+    return { label: shortNonce(hex(nonce)) };
   }
 
   /** Introductions to `hostId` whose contacts have not expired (their Provides may still be open). */
@@ -408,12 +407,12 @@ export class SocketThirdParty implements ThirdPartyNetwork {
       checkKey(toAwait.recipient, "recipient");
       checkNonce(toAwait.nonce);
     } catch (err) {
-      log.debug("provision refused", { introducer: from.peer.id, reason: `malformed ThirdPartyToAwait: ${messageOf(err)}` });
+      log.debug("provision", { introducer: from.peer.id, refused: `malformed ThirdPartyToAwait: ${messageOf(err)}` });
       return none;
     }
     const nonce = hex(toAwait.nonce);
     if (this.provisions.has(nonce) || this.recent.has(nonce)) {
-      log.debug("provision refused", { introducer: from.peer.id, nonce: shortNonce(nonce), reason: "duplicate nonce" });
+      log.debug("provision", { introducer: from.peer.id, recipient: formatId(toAwait.recipient), nonce: shortNonce(nonce), refused: "duplicate nonce" });
       return none;
     }
     const now = this.now();
@@ -446,8 +445,14 @@ export class SocketThirdParty implements ThirdPartyNetwork {
       this.perIntroducer.set(provision.introducer, byIntroducer + 1);
       this.perRecipient.set(provision.recipient, byRecipient + 1);
     }
-    if (provision.state.kind === "refused") log.debug("provision refused", { introducer: from.peer.id, reason: provision.state.reason });
-    else log.debug("provision", { introducer: from.peer.id, recipient: provision.recipient, nonce: shortNonce(nonce) });
+    if (log.enabled) {
+      log.debug("provision", {
+        introducer: from.peer.id,
+        recipient: provision.recipient,
+        nonce: shortNonce(nonce),
+        ...(provision.state.kind === "refused" ? { refused: provision.state.reason } : {}),
+      });
+    }
     this.provisions.set(nonce, provision);
     let mine = this.provisionsFrom.get(from);
     if (!mine) this.provisionsFrom.set(from, (mine = new Set()));
@@ -556,7 +561,7 @@ export class SocketThirdParty implements ThirdPartyNetwork {
     if (provision.state.kind === "claimed") throw refuse(`replayed Accept: provision ${name} was already accepted`);
     provision.state = { kind: "claimed" };
     if (!this.directory.get(from)) this.advertise(from, { level3: true, addresses: completion.addresses });
-    log.debug("accepted", { recipient: from.peer.id, introducer: provision.introducer, nonce: name });
+    // The engine logs "accepted" (or "refused accept") when its Return goes out.
     return provision.value;
   }
 
@@ -579,10 +584,8 @@ export class SocketThirdParty implements ThirdPartyNetwork {
     waiting?.delete(waiter);
     if (waiting?.size === 0) this.waitingOn.delete(waiter.from);
     clearTimeout(waiter.timer);
-    if (error) {
-      log.debug("refused accept", { recipient: waiter.from.peer.id, reason: error.message });
-      waiter.reject(error);
-    } else waiter.resolve(value);
+    if (error) waiter.reject(error);
+    else waiter.resolve(value);
   }
 
   generateEmbargoId(): Uint8Array {

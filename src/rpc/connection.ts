@@ -453,7 +453,9 @@ export class RpcConnection implements ProvideHost {
     const vineId = this.exports.addVine(inner.addRef(), question);
     this.refreshProcessHold();
     this.options.vat!.handoffs.introductions++;
-    if (handoffLog.enabled) handoffLog.debug("introduced", { recipient: this.name, host: host.name, nonce: label, provide: id, vine: vineId });
+    if (handoffLog.enabled) {
+      handoffLog.debug("introduced", { recipient: mine.net.peer.id, host: theirs.net.peer.id, nonce: label, provide: id, vine: vineId });
+    }
     return { descriptor: { kind: "thirdPartyHosted", vineId, contact }, exportId: vineId };
   }
 
@@ -746,6 +748,8 @@ export class RpcConnection implements ProvideHost {
     const { thirdParty, net } = this.level3!;
     const id = accept.questionId;
     if (this.answers.has(id)) throw new ProtocolError(`Accept uses question ID ${id}, which is still in use`);
+    const started = performance.now();
+    const recipient = net.peer.id;
     const answer = new Answer(id);
     answer.kind = "accept";
     const pipeline = new ResponsePipeline();
@@ -757,6 +761,7 @@ export class RpcConnection implements ProvideHost {
         `refused Accept: its embargo ID is ${embargo.byteLength} bytes, over the ${MAX_EMBARGO_ID_BYTES} this vat takes (ids are random bytes, 16 from capmesh)`,
       );
       pipeline.fail(error);
+      handoffLog.debug("refused accept", { recipient, answer: id, reason: error.message });
       this.sendExceptionReturn(answer, error);
       return;
     }
@@ -768,9 +773,9 @@ export class RpcConnection implements ProvideHost {
         if (embargo === null) return value;
         const lifted = value.awaitEmbargo(embargo);
         if (value.isWaiting(embargo)) {
-          handoffLog.debug("embargo waiting", { conn: this.name, answer: id });
+          handoffLog.debug("embargo waiting", { recipient, answer: id });
           return lifted.then(() => {
-            handoffLog.debug("embargo lifted", { conn: this.name, answer: id });
+            handoffLog.debug("embargo lifted", { recipient, answer: id });
             return value;
           });
         }
@@ -783,8 +788,10 @@ export class RpcConnection implements ProvideHost {
         try {
           hook = provision.take();
         } catch (err) {
-          pipeline.fail(toRpcError(err));
-          this.sendExceptionReturn(answer, err);
+          const error = toRpcError(err);
+          pipeline.fail(error);
+          handoffLog.debug("refused accept", { recipient, answer: id, reason: error.message });
+          this.sendExceptionReturn(answer, error);
           return;
         }
         // rpc.capnp Accept: the Return's results.content is the capability.
@@ -795,13 +802,13 @@ export class RpcConnection implements ProvideHost {
         // Calls pipelined on the Accept go ahead of anything sent after the Return.
         pipeline.settle(response);
         this.sendResultsReturn(answer, response);
-        handoffLog.debug("accepted", { conn: this.name, answer: id });
+        handoffLog.debug("accepted", { recipient, answer: id, ms: Math.round(performance.now() - started) });
       },
       (err: unknown) => {
         if (!this.acceptsWaiting.delete(answer) || this.error) return;
         const error = toRpcError(err);
         pipeline.fail(error);
-        handoffLog.debug("refused accept", { conn: this.name, answer: id, reason: error.message });
+        handoffLog.debug("refused accept", { recipient, answer: id, reason: error.message });
         this.sendExceptionReturn(answer, error);
       },
     );
@@ -1317,8 +1324,13 @@ export class RpcConnection implements ProvideHost {
         return;
       }
       case rpc.Message.CALL:
-      case rpc.Message.BOOTSTRAP: {
-        const id = echoed.which() === rpc.Message.CALL ? echoed.call.questionId : echoed.bootstrap.questionId;
+      case rpc.Message.BOOTSTRAP:
+      // An Accept to a vat that does not do Level 3 after all: the question
+      // fails, and the recipient keeps using the vine.
+      case rpc.Message.ACCEPT: {
+        const which = echoed.which();
+        const id =
+          which === rpc.Message.CALL ? echoed.call.questionId : which === rpc.Message.BOOTSTRAP ? echoed.bootstrap.questionId : echoed.accept.questionId;
         const question = this.questions.get(id);
         if (!question || !question.awaitingReturn) return;
         question.awaitingReturn = false;
@@ -1329,7 +1341,13 @@ export class RpcConnection implements ProvideHost {
         for (const e of exported) this.releaseExportOrThrow(e, 1);
         this.questions.delete(id);
         this.refreshProcessHold();
-        question.reject(RpcError.unimplemented(`${this.name} does not implement this request`));
+        question.reject(
+          RpcError.unimplemented(
+            which === rpc.Message.ACCEPT
+              ? `${this.name} does not implement Level 3 (it echoed the Accept as unimplemented)`
+              : `${this.name} does not implement this request`,
+          ),
+        );
         return;
       }
       case rpc.Message.DISEMBARGO: {
@@ -1389,7 +1407,7 @@ export class RpcConnection implements ProvideHost {
     try {
       copyPointer(contact, slot, { budgetWords: MAX_CONTACT_BYTES / 8 });
     } catch (err) {
-      handoffLog.debug("fell back", { via: this.name, vine: vineId, reason: `the contact could not be copied: ${describe(err)}` });
+      handoffLog.debug("fell back", { via: this.level3.net.peer.id, vine: vineId, reason: `the contact could not be copied: ${describe(err)}` });
       return vine;
     }
     return new ThirdPartyHook(this, vine, vineId, slot, { thirdParty: this.level3.thirdParty, net: this.level3.net, vat });

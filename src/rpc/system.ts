@@ -13,7 +13,7 @@ import type { HandoffCounters, NetworkConnection, PeerInfo, ThirdPartyNetwork, V
 const log = logger("capmesh:rpc");
 
 /** What this vat offers a peer that asks for bootstrap. */
-export type BootstrapOffer = Capability | ((peer: PeerInfo) => Capability | null) | null | undefined;
+export type BootstrapOffer = Capability | ((peer: PeerInfo, session: Session) => Capability | null) | null | undefined;
 
 /** An RPC connection with the typed API on top. */
 export class Session implements AsyncDisposable {
@@ -30,7 +30,7 @@ export class Session implements AsyncDisposable {
       connection.bootstrapFactory = () => {
         if (!made) {
           made = true;
-          this.offered = offer(peer);
+          this.offered = offer(peer, this);
         }
         return this.offered ? hookOf(this.offered).addRef() : null;
       };
@@ -272,9 +272,15 @@ export class RpcSystem implements VatContext, ThirdPartyVat {
   advertise(session: Session, entry: { addresses: readonly string[] }): void {
     const tp = this.options.thirdParty;
     if (!tp?.advertise) throw new Error("this vat has no Level 3 network (pass { thirdParty } to new RpcSystem)");
-    const found = [...this.byNet.values()].find((e) => e.session === session);
-    if (!found) throw new Error("advertise: that session does not belong to this vat");
-    tp.advertise(found.net, { level3: true, addresses: entry.addresses });
+    const net = this.networkConnectionOf(session);
+    if (!net) throw new Error("advertise: that session does not belong to this vat");
+    tp.advertise(net, { level3: true, addresses: entry.addresses });
+  }
+
+  /** The network connection under one of this vat's sessions (null if it is not one). */
+  networkConnectionOf(session: Session): NetworkConnection | null {
+    for (const entry of this.byNet.values()) if (entry.session === session) return entry.net;
+    return null;
   }
 
   /** The RpcConnection over `net`, adopting it if new (C++ getConnectionState). */

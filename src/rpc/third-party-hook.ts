@@ -48,6 +48,10 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
   private readonly dial = new AbortController();
   private accept: Question | null = null;
   private waiters: ((hook: CapHook) => void)[] = [];
+  /** The host's id once its connection is found (for logs). */
+  private host: string | null = null;
+  /** Stops watching the introducer's connection (while accepting). */
+  private unwatch: (() => void) | null = null;
 
   constructor(
     /** The introducer's connection: the vine and the contact came over it. */
@@ -65,6 +69,11 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
     // Eager accept (design 2.7), after the Return/Resolve that carried the
     // descriptor has run: needEmbargo is known by then.
     queueMicrotask(() => this.start());
+  }
+
+  /** The introducer's id (for logs). */
+  private get introducer(): string {
+    return this.context.net.peer.id;
   }
 
   /** True until the capability is settled (direct or through the vine). */
@@ -126,7 +135,14 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
       }
     }
     this.state = "accepting";
-    if (handoffLog.enabled) handoffLog.debug("accepting", { via: this.via.name, vine: this.vineId, embargo: embargo !== null });
+    // The introducer's connection closing before our Accept is out ends the
+    // pickup at once: the host drops the provision with it, so the Accept
+    // could only be refused, and the calls waiting here would wait for the
+    // dial. (Once the Accept is out, its Return decides.)
+    this.unwatch = this.via.onClose((error) => {
+      if (this.pending && this.accept === null) this.fallBack(`the introducer's connection closed during the handoff: ${error.message}`);
+    });
+    const started = performance.now();
     this.context.thirdParty.connectToIntroduced(this.context.net, this.contact, this.dial.signal).then(
       (found) => {
         if (!this.pending) return;
@@ -144,7 +160,8 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
           return;
         }
         this.accept = question;
-        const started = performance.now();
+        this.host = found.connection.peer.id;
+        if (handoffLog.enabled) handoffLog.debug("accepting", { host: this.host, via: this.introducer, vine: this.vineId, embargo: embargo !== null });
         question.promise.then(
           (response) => {
             this.accept = null;
@@ -162,7 +179,8 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
               return;
             }
             if (handoffLog.enabled) {
-              handoffLog.debug("accepted", { via: this.via.name, host: host.name, ms: Math.round(performance.now() - started) });
+              // ms: from the start of the pickup (dial included) to the Accept's Return.
+              handoffLog.debug("accepted", { host: this.host, via: this.introducer, ms: Math.round(performance.now() - started) });
             }
             this.settle(cap, "direct", null);
           },
@@ -182,13 +200,17 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
   private fallBack(reason: string): void {
     const vine = this.vine!;
     this.vine = null;
-    if (handoffLog.enabled) handoffLog.debug("fell back", { via: this.via.name, vine: this.vineId, reason });
+    if (handoffLog.enabled) {
+      handoffLog.debug("fell back", { via: this.introducer, ...(this.host ? { host: this.host } : {}), vine: this.vineId, reason });
+    }
     this.settle(vine, "fallback", reason);
   }
 
   /** Takes ownership of `cap`. Queued calls go first, then waiters learn the final hook, then the vine goes. */
   private settle(cap: CapHook, state: "direct" | "fallback", reason: string | null): void {
     this.dial.abort();
+    this.unwatch?.();
+    this.unwatch = null;
     this.final = cap;
     this.state = state;
     this.reason = reason;
@@ -219,6 +241,8 @@ export class ThirdPartyHook extends RefCounted implements CapHook {
     // calls already made still reach the capability, through the vine.
     this.context.vat.handoffs.pending--;
     this.dial.abort();
+    this.unwatch?.();
+    this.unwatch = null;
     const accept = this.accept;
     this.accept = null;
     accept?.cancel(new RpcError("failed", "the handed-off capability was released before the Accept returned"));

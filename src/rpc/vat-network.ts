@@ -39,6 +39,8 @@ export interface NetworkConnection {
   readonly dialled?: boolean;
   /** Bytes through the socket so far (counted below any encryption). */
   traffic?(): { bytesIn: number; bytesOut: number };
+  /** This end's IP address on a TCP connection (what a peer on that network would dial back). */
+  readonly localHost?: string;
 }
 
 /** Something that keeps the Node process alive while ref'd: a socket, a timer. */

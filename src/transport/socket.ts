@@ -36,6 +36,12 @@ export interface ListenOptions {
    * By default they are ignored.
    */
   onError?: (error: Error) => void;
+  /**
+   * Keep the process alive while listening (default true). A listener that
+   * only serves as a side door (a mesh client's direct-path listener) passes
+   * false: then it never holds the process by itself.
+   */
+  holdProcess?: boolean;
 }
 
 export interface DialOptions {
@@ -203,6 +209,7 @@ export async function listenSocket(
     else server.listen({ host: addr.host, port: addr.port }, done);
   });
   server.on("error", (e) => options.onError?.(e));
+  if (options.holdProcess === false) server.unref();
 
   let bound: string;
   let socketIdentity: { dev: number; ino: number } | undefined;

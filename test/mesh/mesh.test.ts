@@ -45,8 +45,8 @@ function plugin(name: string, ...args: string[]): Promise<Registered> {
   return startTsPlugin(name, { args, env: { ...process.env, ...hub.env }, children });
 }
 
-async function client(): Promise<MeshPeer> {
-  const peer = await joinMesh({ hub: hub.address, hubId: hub.id, networkKey: hub.networkKey, handleSignals: false });
+async function client(options: { directPaths?: false } = {}): Promise<MeshPeer> {
+  const peer = await joinMesh({ hub: hub.address, hubId: hub.id, networkKey: hub.networkKey, handleSignals: false, ...options });
   peers.push(peer);
   return peer;
 }
@@ -109,7 +109,8 @@ describe("the mesh", () => {
   });
 
   it("kill -9 of a plugin: watchers hear it left, calls in flight fail with disconnected, the hub's tables drain", async () => {
-    const me = await client();
+    // Through the hub, so that the call in flight is in the hub's tables (test/mesh/direct.test.ts kills a host on a direct path).
+    const me = await client({ directPaths: false });
     // Earlier tests' peers are gone: the hub holds our connection alone.
     await until(() => hub.stats().connections === 1, () => show(hub.stats()), 50_000);
     const baseline = hub.stats();

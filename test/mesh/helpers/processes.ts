@@ -185,3 +185,11 @@ export async function runHere(
 export function killLeft(children: ChildProcess[]): void {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
 }
+
+/** As killLeft, and resolves once every one of them has exited (its sockets closed by the kernel). */
+export async function killLeftAndWait(children: ChildProcess[]): Promise<void> {
+  const running = children.filter((c) => c.exitCode === null && c.signalCode === null);
+  const exited = running.map((c) => new Promise<void>((resolve) => c.once("exit", () => resolve())));
+  killLeft(children);
+  await Promise.all(exited);
+}

@@ -5,8 +5,8 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { generateIdentity, type Identity } from "../../../src/auth/identity.js";
-import { SocketNetwork } from "../../../src/network/socket-network.js";
-import { SocketThirdParty } from "../../../src/network/third-party.js";
+import { SocketNetwork, type AcceptOptions } from "../../../src/network/socket-network.js";
+import { SocketThirdParty, type SocketThirdPartyOptions, type ThirdPartyLimits } from "../../../src/network/third-party.js";
 import { RpcSystem } from "../../../src/rpc/system.js";
 import type { CallContext } from "../../../src/rpc/types.js";
 import type { PeerInfo } from "../../../src/rpc/vat-network.js";
@@ -44,14 +44,27 @@ export interface Vat {
   readonly node: Node;
 }
 
+export interface VatOptions {
+  unsafeNoEmbargo?: boolean;
+  /** Limits, clock and policy of the vat's SocketThirdParty (tests shrink the times). */
+  thirdParty?: ThirdPartyLimits & Pick<SocketThirdPartyOptions, "allowIntroduction" | "now">;
+  /** Who may connect to the vat's listener (checked after the handshake). */
+  authorize?: AcceptOptions["authorize"];
+  /** A Level 1 vat: its RpcSystem gets no thirdParty (`tp` exists but is not attached). */
+  level1?: boolean;
+}
+
 /** A vat listening on a fresh socket in `dir`; closed (and what its Counter kept released) by `cleanup`. */
-export async function vat(name: string, dir: string, cleanup: Cleanup, options: { unsafeNoEmbargo?: boolean } = {}): Promise<Vat> {
+export async function vat(name: string, dir: string, cleanup: Cleanup, options: VatOptions = {}): Promise<Vat> {
   const identity = generateIdentity();
   const address = `unix:${join(dir, `${name}-${randomBytes(4).toString("hex")}.sock`)}`;
-  const network = new SocketNetwork({ identity }, { address });
-  const tp = new SocketThirdParty({ publicKey: identity.publicKey, network, addresses: [address] });
+  const network = new SocketNetwork({ identity }, { address, ...(options.authorize ? { authorize: options.authorize } : {}) });
+  const tp = new SocketThirdParty({ ...options.thirdParty, publicKey: identity.publicKey, network, addresses: [address] });
   const node = new Node();
-  const system = new RpcSystem(network, Counter.server(node), { thirdParty: tp, _unsafeNoEmbargo: options.unsafeNoEmbargo ?? false });
+  const system = new RpcSystem(network, Counter.server(node), {
+    ...(options.level1 ? {} : { thirdParty: tp }),
+    _unsafeNoEmbargo: options.unsafeNoEmbargo ?? false,
+  });
   await system.accept();
   cleanup.add(async () => {
     node.releaseKept();
