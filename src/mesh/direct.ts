@@ -35,6 +35,8 @@ export interface DirectPathOptions extends ThirdPartyLimits {
    * capability the hub introduced can be picked up over it).
    */
   authorize?: (peerId: string) => boolean;
+  /** @internal Test-only: pick capabilities up without the 3PH embargo (shows that calls then reorder). */
+  _unsafeNoEmbargo?: boolean;
 }
 
 /** Every limit a config file may set under `directPaths` (all positive numbers). */
@@ -67,7 +69,7 @@ export function directPathsIn(option: boolean | DirectPathOptions | undefined, e
 
 /** The limits part of the options (what SocketThirdParty takes). */
 export function limitsOf(options: DirectPathOptions): ThirdPartyLimits {
-  const { listen: _listen, advertise: _advertise, authorize: _authorize, ...limits } = options;
+  const { listen: _listen, advertise: _advertise, authorize: _authorize, _unsafeNoEmbargo: _unsafe, ...limits } = options;
   return limits;
 }
 

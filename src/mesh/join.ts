@@ -116,11 +116,25 @@ export interface PeerConnectionStats {
   readonly exports: number;
   /** Calls this peer forwarded from one connection to another (it proxied a capability). */
   readonly forwardedCalls: number;
+  /** As host: Provides from this connection's peer still open (capabilities it introduced, not yet picked up or released). */
+  readonly provisions: number;
+  /** As introducer: capabilities handed to this connection's peer as thirdPartyHosted whose vine it still holds. */
+  readonly vines: number;
 }
 
 /** What `MeshPeer.stats` returns. */
 export interface MeshPeerStats {
-  readonly directPaths: { readonly enabled: boolean; readonly listening: readonly string[] };
+  readonly directPaths: {
+    readonly enabled: boolean;
+    /** The direct listener's bound addresses. */
+    readonly listening: readonly string[];
+    /** As host: provisions waiting for their recipient's Accept. */
+    readonly provisions: number;
+    /** As host: Accepts waiting for their Provide. */
+    readonly acceptsWaiting: number;
+    /** As recipient: dials to hosts in progress. */
+    readonly dials: number;
+  };
   readonly connections: readonly PeerConnectionStats[];
   /**
    * Handoffs: capabilities this peer handed on directly (introductions),
@@ -246,6 +260,7 @@ class Peer implements MeshPeer {
       thirdParty: this.#thirdParty ?? undefined,
       // A plugin serves calls through the hub: its sessions must hold the process.
       holdProcess: options.name !== undefined,
+      _unsafeNoEmbargo: this.#direct?._unsafeNoEmbargo === true,
     });
   }
 
@@ -414,10 +429,19 @@ class Peer implements MeshPeer {
         imports: tables.imports,
         exports: tables.exports,
         forwardedCalls: session.connection.forwardedCalls,
+        provisions: tables.provisions ?? 0,
+        vines: tables.vines ?? 0,
       };
     });
+    const network = this.#thirdParty?.stats() ?? { provisions: 0, acceptsWaiting: 0, dials: 0 };
     return {
-      directPaths: { enabled: this.#thirdParty !== null, listening: this.#listener?.addresses ?? [] },
+      directPaths: {
+        enabled: this.#thirdParty !== null,
+        listening: this.#listener?.addresses ?? [],
+        provisions: network.provisions,
+        acceptsWaiting: network.acceptsWaiting,
+        dials: network.dials,
+      },
       connections,
       handoffs: { ...this.#system.handoffs },
     };

@@ -10,7 +10,10 @@
 // address) without sleeps.
 import { rmSync } from "node:fs";
 import * as net from "node:net";
+import type { Pointer } from "capnp-es";
 import * as rpc from "capnp-es/capnp/rpc";
+import { noCaps, readPointer } from "../../src/codec/runtime.js";
+import { ThirdPartyCompletion$codec, type ThirdPartyCompletion } from "../../src/gen/network.js";
 import { CLIENT_AUTH_LENGTH, CLIENT_HELLO_LENGTH, SERVER_ACCEPT_LENGTH, SERVER_HELLO_LENGTH } from "../../src/auth/shs1.js";
 import { descriptorFrom, readIncoming, targetFrom, type WireDescriptor, type WireTarget } from "../../src/rpc/wire.js";
 import { toAddress } from "../../src/transport/address.js";
@@ -94,6 +97,8 @@ export interface FrameEntry {
   readonly embargoId?: number | string;
   /** Accept: the embargo bytes in hex, or null for none. */
   readonly embargo?: string | null;
+  /** Accept: its ThirdPartyCompletion as sent (null when absent or unreadable), e.g. to replay it. */
+  readonly completion?: ThirdPartyCompletion | null;
   /** Unimplemented: the kind of the message echoed. */
   readonly echoed?: FrameKind;
   /** malformed: what went wrong. */
@@ -272,6 +277,18 @@ export class FrameGate {
   }
 
   /**
+   * Discards what `dir` holds (frames lost in flight, as when a link dies)
+   * and passes its frames from then on; an end or close that waited behind
+   * them goes through now.
+   */
+  drop(dir: GateDirection): void {
+    this.#modes[checkDir(dir)] = { kind: "pass" };
+    const queue = this.#queues[dir].splice(0);
+    for (const q of queue) q.entry.state = "dropped";
+    for (const relay of new Set(queue.map((q) => q.relay))) relay.endIfDrained(dir, true);
+  }
+
+  /**
    * Keeps new connections (handshake included) un-relayed until `n` have
    * arrived, then lets them all go. Given a ConnectionBarrier instead, the
    * count is shared with the other gates it was given to.
@@ -411,6 +428,7 @@ class Relay {
   #upstream: net.Socket | null = null;
   readonly #parsers: Record<GateDirection, FrameSplitter>;
   readonly #ended: Record<GateDirection, boolean> = { toTarget: false, fromTarget: false };
+  readonly #closed: Record<GateDirection, boolean> = { toTarget: false, fromTarget: false };
 
   constructor(
     private readonly gate: FrameGate,
@@ -457,6 +475,7 @@ class Relay {
     from.on("close", () => {
       // A close without an end (reset, destroy): the other side goes too,
       // unless frames of this direction still wait to be released.
+      this.#closed[dir] = true;
       if (!this.#ended[dir] && !this.gate.holds(this, dir)) this.#sink(dir)?.destroy();
     });
   }
@@ -473,8 +492,12 @@ class Relay {
     return true;
   }
 
-  /** Passes on the end of `dir` once nothing of it is held. */
-  endIfDrained(dir: GateDirection): void {
+  /** Passes on the end of `dir` once nothing of it is held (and, after a drop, a close too). */
+  endIfDrained(dir: GateDirection, dropped = false): void {
+    if (dropped && this.#closed[dir] && !this.#ended[dir]) {
+      this.#sink(dir)?.destroy();
+      return;
+    }
     if (!this.#ended[dir] || this.gate.holds(this, dir)) return;
     const sink = this.#sink(dir);
     if (sink && !sink.destroyed && !sink.writableEnded) sink.end();
@@ -601,7 +624,13 @@ function describe(message: InboundMessage): Fields {
       case "provide":
         return { kind: "provide", questionId: m.questionId, target: m.target, thirdPartyHosted: false };
       case "accept":
-        return { kind: "accept", questionId: m.questionId, embargo: m.embargo === null ? null : hex(m.embargo), thirdPartyHosted: false };
+        return {
+          kind: "accept",
+          questionId: m.questionId,
+          embargo: m.embargo === null ? null : hex(m.embargo),
+          completion: completionOf(m.provision),
+          thirdPartyHosted: false,
+        };
       case "disembargo-accept":
         return { kind: "disembargo", context: "accept", target: m.target, embargoId: hex(m.embargoId), thirdPartyHosted: false };
       case "other":
@@ -609,6 +638,17 @@ function describe(message: InboundMessage): Fields {
     }
   } catch (e) {
     return { kind: "malformed", thirdPartyHosted: false, error: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+/** An Accept's completion, copied out of the frame. */
+function completionOf(provision: Pointer | null): ThirdPartyCompletion | null {
+  if (provision === null) return null;
+  try {
+    const c = readPointer(ThirdPartyCompletion$codec, provision, noCaps);
+    return { introducer: c.introducer.slice(), host: c.host.slice(), nonce: c.nonce.slice(), addresses: [...c.addresses] };
+  } catch {
+    return null;
   }
 }
 
