@@ -35,6 +35,12 @@ export interface DirectPathOptions extends ThirdPartyLimits {
    * capability the hub introduced can be picked up over it).
    */
   authorize?: (peerId: string) => boolean;
+  /**
+   * Two peers that dial each other at once end with two connections; both
+   * keep the one dialled by the smaller key, and the other's dialler closes
+   * it once it has been idle this long (default 2000 ms).
+   */
+  retireAfterIdleMs?: number;
   /** @internal Test-only: pick capabilities up without the 3PH embargo (shows that calls then reorder). */
   _unsafeNoEmbargo?: boolean;
 }
@@ -69,7 +75,7 @@ export function directPathsIn(option: boolean | DirectPathOptions | undefined, e
 
 /** The limits part of the options (what SocketThirdParty takes). */
 export function limitsOf(options: DirectPathOptions): ThirdPartyLimits {
-  const { listen: _listen, advertise: _advertise, authorize: _authorize, _unsafeNoEmbargo: _unsafe, ...limits } = options;
+  const { listen: _listen, advertise: _advertise, authorize: _authorize, _unsafeNoEmbargo: _unsafe, retireAfterIdleMs: _retire, ...limits } = options;
   return limits;
 }
 

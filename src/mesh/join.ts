@@ -261,6 +261,7 @@ class Peer implements MeshPeer {
       // A plugin serves calls through the hub: its sessions must hold the process.
       holdProcess: options.name !== undefined,
       _unsafeNoEmbargo: this.#direct?._unsafeNoEmbargo === true,
+      retireAfterIdleMs: this.#direct?.retireAfterIdleMs,
     });
   }
 

@@ -68,6 +68,8 @@ export interface ThirdPartyVat {
   isPreferred(net: NetworkConnection): boolean;
   /** Takes a connection this network dialled (both ends then have a session). */
   adopt(net: NetworkConnection): void;
+  /** Provides this vat sent over `net` that are still open (their vines not yet released). */
+  openProvides(net: NetworkConnection): number;
 }
 
 /** What the directory knows about the peer of one connection. */
@@ -169,8 +171,6 @@ export class SocketThirdParty implements ThirdPartyNetwork {
   /** Nonces of provisions already closed, oldest first, with when they closed. */
   private readonly recent = new Map<string, number>();
 
-  // Introducer side: expiry times of the contacts written per host, oldest first.
-  private readonly introduced = new Map<string, number[]>();
 
   // Recipient side.
   private readonly dials = new Map<string, Promise<NetworkConnection>>();
@@ -263,7 +263,8 @@ export class SocketThirdParty implements ThirdPartyNetwork {
     if (vat && !vat.isPreferred(host)) return "the host's connection is closing or superseded";
     const allow = this.options.allowIntroduction;
     if (allow && !allow(recipient.peer.id, host.peer.id)) return `policy forbids direct paths from ${recipient.peer.id} to ${host.peer.id}`;
-    const open = this.openIntroductions(host.peer.id);
+    // The host refuses Provides beyond its own bound; this side stays under it.
+    const open = vat?.openProvides(host) ?? 0;
     if (open >= this.limits.maxProvisionsPerIntroducer) {
       return `${open} introductions to ${host.peer.id} are still open (maxProvisionsPerIntroducer)`;
     }
@@ -279,23 +280,8 @@ export class SocketThirdParty implements ThirdPartyNetwork {
     const addresses = [...(this.directory.get(host)?.addresses ?? [])];
     writePointer(ThirdPartyToContact$codec, { host: hostKey, addresses, nonce, expiresAt: BigInt(expiresAt) }, contact, noCaps);
     writePointer(ThirdPartyToAwait$codec, { recipient: recipientKey, nonce, expiresAt: BigInt(expiresAt) }, toAwait, noCaps);
-    let times = this.introduced.get(host.peer.id);
-    if (!times) this.introduced.set(host.peer.id, (times = []));
-    times.push(expiresAt);
     // The engine logs "introduced" with this label once the Provide is sent.
     return { label: shortNonce(hex(nonce)) };
-  }
-
-  /** Introductions to `hostId` whose contacts have not expired (their Provides may still be open). */
-  private openIntroductions(hostId: string): number {
-    const times = this.introduced.get(hostId);
-    if (!times) return 0;
-    const now = this.now();
-    let expired = 0;
-    while (expired < times.length && times[expired]! <= now) expired++;
-    if (expired > 0) times.splice(0, expired);
-    if (times.length === 0) this.introduced.delete(hostId);
-    return times.length;
   }
 
   // -------------------------------------------------------------------

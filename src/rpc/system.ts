@@ -307,6 +307,11 @@ export class RpcSystem implements VatContext, ThirdPartyVat {
     return entry !== undefined && !entry.session.connection.error && this.best(net.peer.id) === entry;
   }
 
+  /** ThirdPartyVat: Provides this vat sent over `net` still open. */
+  openProvides(net: NetworkConnection): number {
+    return this.byNet.get(net)?.session.connection.stats().provides ?? 0;
+  }
+
   /** ThirdPartyVat: the preferred live connection to `peerId`. */
   liveConnection(peerId: string): NetworkConnection | null {
     return this.best(peerId)?.net ?? null;

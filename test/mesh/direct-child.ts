@@ -8,8 +8,12 @@
 //                     request: it reaches the caller by Resolve)
 //   --no-direct       joinMesh({ directPaths: false })
 //   --advertise ADDR  advertise ADDR for direct paths instead of the bound address
-//   --stats           answer "stats" on stdin with one line of JSON (MeshPeer.stats())
+//   --stats           answer "stats" on stdin with one line of JSON (MeshPeer.stats()),
+//                     and "call NAME DELTA" with "called NAME <value> <path>" (connect, add, add 0)
+//   --refuse ID       directPaths.authorize refuses the peer ID on the direct listener
+//   --limits JSON     directPaths limits (e.g. '{"acceptWaitMs":300,"clockSkewMs":0}')
 import { createInterface } from "node:readline";
+import type { DirectPathOptions } from "../../src/mesh/direct.js";
 import { joinMesh, type JoinOptions } from "../../src/mesh/join.js";
 import type { CallContext } from "../../src/rpc/types.js";
 import type { PeerInfo } from "../../src/rpc/vat-network.js";
@@ -31,7 +35,18 @@ class Recording extends CounterImpl {
 }
 
 const advertise = valueOf("--advertise");
-const directPaths: JoinOptions["directPaths"] = flags.includes("--no-direct") ? false : advertise ? { advertise: [advertise] } : undefined;
+const refuse = valueOf("--refuse");
+const limits = valueOf("--limits");
+const directOptions: DirectPathOptions = {
+  ...(advertise ? { advertise: [advertise] } : {}),
+  ...(refuse ? { authorize: (id: string) => id !== refuse } : {}),
+  ...(limits ? (JSON.parse(limits) as DirectPathOptions) : {}),
+};
+const directPaths: JoinOptions["directPaths"] = flags.includes("--no-direct")
+  ? false
+  : Object.keys(directOptions).length > 0
+    ? directOptions
+    : undefined;
 const counter = new Recording();
 const peer = await joinMesh({
   name,
@@ -43,6 +58,19 @@ console.log(`registered ${name} as ${peer.id}`);
 if (flags.includes("--stats")) {
   const lines = createInterface({ input: process.stdin });
   lines.on("line", (line) => {
-    if (line.trim() === "stats") console.log(`stats ${JSON.stringify(peer.stats())}`);
+    const [command, other, delta] = line.trim().split(/\s+/);
+    if (command === "stats") console.log(`stats ${JSON.stringify(peer.stats())}`);
+    if (command === "call" && other && delta) {
+      const cap = peer.connect(other, Counter);
+      // The path is printed after a second call, made once the first returned (by then the handoff has settled).
+      cap
+        .add({ delta: BigInt(delta) })
+        .then(async ({ value }) => {
+          await cap.add({ delta: 0n });
+          console.log(`called ${other} ${value} ${peer.pathOf(cap).path}`);
+        })
+        .catch((error: Error) => console.log(`call ${other} failed: ${error.message}`))
+        .finally(() => cap.release());
+    }
   });
 }
