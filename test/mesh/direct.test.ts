@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity } from "../../src/auth/identity.js";
 import { startHub, type MeshHub } from "../../src/mesh/hub.js";
 import { joinMesh, type JoinOptions, type MeshPeer } from "../../src/mesh/join.js";
+import { FrameGate } from "../helpers/frame-gate.js";
 import { eventually } from "../rpc/helpers/raw-peer.js";
 import { Counter } from "../rpc/fixtures.js";
 import { show } from "./helpers/events.js";
@@ -113,6 +114,39 @@ describe("direct paths between mesh peers", () => {
     await hubDrained(baseline);
   });
 
+  it("on the wire: the Provide to the host, thirdPartyHosted to the recipient, the vine's Release and the Provide's Finish", async () => {
+    const gateB = await FrameGate.start({ target: hub.address, dir: home, name: "wire-b.sock" });
+    const gateA = await FrameGate.start({ target: hub.address, dir: home, name: "wire-a.sock" });
+    try {
+      const b = await startTsPlugin("direct-wire", { script: CHILD, env: { ...process.env, ...hub.env, CAPMESH_HUB: gateB.address }, children });
+      const a = await client({ hub: gateA.address });
+      const cap = a.connect("direct-wire", Counter);
+      await cap.add({ delta: 1n });
+      const provide = await gateB.waitFor((e) => e.dir === "fromTarget" && e.kind === "provide", { what: "the Provide to B" });
+      const handedOn = await gateA.waitFor((e) => e.dir === "fromTarget" && e.thirdPartyHosted, { what: "thirdPartyHosted to A" });
+      expect(handedOn.kind).toBe("return");
+      // A picked it up: it released the vine, and the hub finished the Provide.
+      await gateA.waitFor((e) => e.dir === "toTarget" && e.kind === "release", { what: "A's Release of the vine", after: handedOn.seq });
+      await gateB.waitFor((e) => e.dir === "fromTarget" && e.kind === "finish" && e.questionId === provide.questionId, {
+        what: "the hub's Finish of the Provide",
+        after: provide.seq,
+      });
+      // Later calls pass neither gate.
+      const framesBefore = [gateA.log.length, gateB.log.length];
+      for (const n of range(2, 11)) await cap.add({ delta: BigInt(n) });
+      expect(deltas(b)).toEqual(range(1, 11));
+      expect(gateA.log.slice(framesBefore[0]).filter((e) => e.kind === "call")).toEqual([]);
+      expect(gateB.log.slice(framesBefore[1]).filter((e) => e.kind === "call")).toEqual([]);
+      expect(b.output()).toContain(`got 11 via ${a.id}`);
+      cap.release();
+    } finally {
+      for (const p of peers.splice(0)) await p.close();
+      await killLeftAndWait(children);
+      await gateA.close();
+      await gateB.close();
+    }
+  });
+
   it("calls pipelined before the plugin registers arrive in order, then go direct", async () => {
     const a = await client();
     const cap = a.connect("direct-late", Counter, { wait: 15_000 });
@@ -152,6 +186,24 @@ describe("direct paths between mesh peers", () => {
     // Q saw the call come from R, not from the hub.
     expect(calls(q)).toEqual([{ delta: 7, via: r.id }]);
     expect(p.pathOf(qCap)).toMatchObject({ path: "hub", peer: hub.id });
+    qCap.release();
+    rCap.release();
+  });
+
+  it("any introducer: a client hands a capability it holds directly to another plugin, which picks it up from its host", async () => {
+    const q = await plugin("direct-q2");
+    const r = await plugin("direct-r2");
+    const a = await client();
+    const qCap = a.connect("direct-q2", Counter);
+    const rCap = a.connect("direct-r2", Counter);
+    await Promise.all([qCap.add({ delta: 0n }), rCap.add({ delta: 0n })]);
+    await eventually(() => a.pathOf(qCap).path === "direct" && a.pathOf(rCap).path === "direct", () => show([a.pathOf(qCap), a.pathOf(rCap)]));
+    const forwardedBefore = forwarded();
+    // A sends Q's capability to R over its direct connection to R: A, not the hub, introduces R to Q.
+    expect((await rCap.forward({ cap: qCap, delta: 5n })).value).toBe(5n);
+    expect(calls(q).at(-1)).toEqual({ delta: 5, via: r.id });
+    expect(a.stats().handoffs.introductions).toBe(1);
+    expect(forwarded()).toBe(forwardedBefore);
     qCap.release();
     rCap.release();
   });
