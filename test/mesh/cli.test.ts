@@ -45,9 +45,20 @@ describe("capmesh serve", () => {
     expect(out).toContain(`listening on unix:${socket}`);
     expect(out).toMatch(/^capmesh hub @[A-Za-z0-9+/]{43}=\.ed25519$/m);
     expect(out).toContain(`export CAPMESH_HUB=unix:${socket}`);
+    expect(out).toContain("direct paths between peers: on");
     expect(statSync(join(dir, "run", "capmesh")).mode & 0o777).toBe(0o700);
     expect(existsSync(join(dir, "home", "secret"))).toBe(true);
     expect(existsSync(join(dir, "home", "netkey"))).toBe(true);
+  });
+});
+
+describe("capmesh serve --no-direct-paths", () => {
+  it("says that every call goes through the hub", async () => {
+    const other = capmesh(["serve", "--no-direct-paths", "--socket", join(dir, "nodirect.sock")]);
+    await other.waitFor(/export CAPMESH_NETWORK_KEY=/, "the hub to print how to join");
+    expect(other.output()).toContain("direct paths between peers: off (every call goes through the hub)");
+    other.child.kill("SIGTERM");
+    expect(await other.exited).toMatchObject({ code: 0 });
   });
 });
 

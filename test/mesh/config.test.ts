@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/mesh/config.js";
+import { directPathsIn } from "../../src/mesh/direct.js";
 import { Policy, globMatch } from "../../src/mesh/policy.js";
 import { generateIdentity } from "../../src/auth/identity.js";
 
@@ -19,7 +20,10 @@ describe("capmesh.config.json", () => {
       policy: { connect: [{ peer: alice, names: ["db.*"], via: "tcp" }], admin: [{ peer: "*", allow: false }] },
       quotas: { registrations: 3, watchers: 2, connections: 5 },
       limits: { maxMessageBytes: 1 << 20 },
+      directPaths: { dialTimeoutMs: 500, provisionTtlMs: 10_000 },
     });
+    expect(options.directPaths).toEqual({ dialTimeoutMs: 500, provisionTtlMs: 10_000 });
+    expect(parseConfig({ directPaths: false }).directPaths).toBe(false);
     expect(options.listen).toEqual(["tcp://127.0.0.1:7400"]);
     expect(options.policy!.connect).toEqual([{ peer: alice, names: ["db.*"], via: "tcp" }]);
     expect(options.quotas).toEqual({ registrations: 3, watchers: 2, connections: 5 });
@@ -47,10 +51,26 @@ describe("capmesh.config.json", () => {
     [{ policy: { register: [{ peer: "*", name: ["x"] }] } }, /^policy\.register\[0\]\.name: unknown key/],
     [{ quotas: { watchers: 0 } }, /^quotas\.watchers: must be a positive integer/],
     [{ limits: { maxFrame: 1 } }, /^limits: unknown transport limit "maxFrame"/],
+    [{ directPaths: "off" }, /^directPaths: must be true, false, or an object of limits/],
+    [{ directPaths: { dialTimeoutMs: 0 } }, /^directPaths\.dialTimeoutMs: must be a positive integer/],
+    [{ directPaths: { listen: ["unix:/x"] } }, /^directPaths\.listen: unknown key; the known ones are provisionTtlMs/],
+    [{ policy: { direct: [{ peer: "*", via: "udp" }] } }, /^policy\.direct\[0\]\.via: must be "unix" or "tcp"/],
     [[], /must be a JSON object/],
   ])("refuses %j naming the key", (raw, message) => {
     expect(() => parseConfig(raw)).toThrow(ConfigError);
     expect(() => parseConfig(raw)).toThrow(message);
+  });
+});
+
+describe("direct paths on or off", () => {
+  it("are on unless an option or CAPMESH_DIRECT_PATHS says otherwise; the option wins", () => {
+    expect(directPathsIn(undefined, {})).toEqual({});
+    expect(directPathsIn(undefined, { CAPMESH_DIRECT_PATHS: "0" })).toBeNull();
+    expect(directPathsIn(undefined, { CAPMESH_DIRECT_PATHS: "off" })).toBeNull();
+    expect(directPathsIn(undefined, { CAPMESH_DIRECT_PATHS: "1" })).toEqual({});
+    expect(directPathsIn(false, {})).toBeNull();
+    expect(directPathsIn({ dialTimeoutMs: 5 }, { CAPMESH_DIRECT_PATHS: "0" })).toEqual({ dialTimeoutMs: 5 });
+    expect(() => directPathsIn(undefined, { CAPMESH_DIRECT_PATHS: "maybe" })).toThrow(/CAPMESH_DIRECT_PATHS=maybe: expected 0 or 1/);
   });
 });
 
