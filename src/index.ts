@@ -39,7 +39,7 @@ export {
   type CapabilityPath,
 } from "./mesh/join.js";
 export { DIRECT_PATHS_FEATURE, type DirectPathOptions } from "./mesh/direct.js";
-export type { ThirdPartyLimits } from "./network/third-party.js";
+export { SocketThirdParty, type ThirdPartyLimits, type SocketThirdPartyOptions } from "./network/third-party.js";
 export { ConfigError, loadConfig, parseConfig, CONFIG_FILE } from "./mesh/config.js";
 export { Policy, DEFAULT_QUOTAS, type Action, type Rule, type PolicyRules, type Quotas } from "./mesh/policy.js";
 export { nameProblem, MAX_NAME_LENGTH } from "./mesh/names.js";

@@ -95,7 +95,7 @@ describe("the npm package", () => {
       cwd: project,
     });
     expect(existsSync(join(src, "gen", "demo.ts"))).toBe(true);
-    for (const example of ["two-party.ts", "secure.ts", "mesh.ts"]) {
+    for (const example of ["two-party.ts", "secure.ts", "mesh.ts", "direct.ts"]) {
       const code = readFileSync(join(repo, "examples", example), "utf8")
         .replace('from "../src/index.js"', 'from "capmesh"')
         .replace('from "../src/gen/demo.js"', 'from "./gen/demo.js"')
@@ -134,9 +134,11 @@ describe("the npm package", () => {
     // The mesh on embedded defaults, kept in this scratch dir; then the
     // installed CLI, which finds no hub there once the example has closed it.
     const env: NodeJS.ProcessEnv = { ...process.env, CAPMESH_HOME: join(work, "home"), XDG_RUNTIME_DIR: join(work, "run") };
-    for (const key of ["CAPMESH_HUB", "CAPMESH_HUB_ID", "CAPMESH_NETWORK_KEY"]) delete env[key];
+    for (const key of ["CAPMESH_HUB", "CAPMESH_HUB_ID", "CAPMESH_NETWORK_KEY", "CAPMESH_DIRECT_PATHS"]) delete env[key];
     const mesh = await run(process.execPath, ["out/mesh.js"], { cwd: project, timeout: 30_000, env });
     expect(mesh.stdout.split("\n")).toEqual(["hello, mesh", "greeter 1.0.0", "2 peers connected", "0 plugins after it left", ""]);
+    const direct = await run(process.execPath, ["out/direct.js"], { cwd: project, timeout: 30_000, env });
+    expect(direct.stdout.split("\n")).toEqual(["direct, to the plugin: true", "total 101, forwarded by the hub: 1", ""]);
     const ls = spawnSync(join(project, "node_modules", ".bin", "capmesh"), ["ls"], { cwd: project, env, encoding: "utf8" });
     expect(ls.status, ls.stderr).toBe(3);
   });

@@ -48,6 +48,23 @@ describe("README", () => {
     }
   });
 
+  it("shows examples/direct.ts verbatim, and it runs: the calls go to the plugin directly, not through the hub", async () => {
+    const readme = readFileSync("README.md", "utf8");
+    const example = readFileSync("examples/direct.ts", "utf8");
+    expect(readme).toContain("```ts\n" + example + "```");
+    const dir = mkdtempSync(join(tmpdir(), "capmesh-readme-"));
+    try {
+      const env: NodeJS.ProcessEnv = { ...process.env, CAPMESH_HOME: join(dir, "home"), XDG_RUNTIME_DIR: join(dir, "run") };
+      for (const key of ["CAPMESH_HUB", "CAPMESH_HUB_ID", "CAPMESH_NETWORK_KEY", "CAPMESH_DIRECT_PATHS"]) delete env[key];
+      const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/direct.ts"], { timeout: 30_000, env });
+      expect(stdout.split("\n")).toEqual(["direct, to the plugin: true", "total 101, forwarded by the hub: 1", ""]);
+      // Every peer removed its direct-path socket, and the hub its own files.
+      expect(readdirSync(join(dir, "run", "capmesh"))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("shows the two set-up commands", () => {
     const readme = readFileSync("README.md", "utf8");
     expect(readme).toContain("npm install && npm start");

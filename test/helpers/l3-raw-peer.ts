@@ -40,6 +40,8 @@ export interface L3PeerOptions {
   identity?: Identity;
   /** The host's key, required with an identity. */
   remoteKey?: Uint8Array | string;
+  /** The network key of the handshake (a mesh's; default the library's). */
+  networkKey?: Uint8Array;
 }
 
 export class L3RawPeer extends MessageInbox {
@@ -59,7 +61,9 @@ export class L3RawPeer extends MessageInbox {
 
   /** Dials `address` (a real socket) and runs the security layer. */
   static async dial(address: string, options: L3PeerOptions = {}): Promise<L3RawPeer> {
-    const network = new SocketNetwork(options.identity ? { identity: options.identity } : {});
+    const network = new SocketNetwork(
+      options.identity ? { identity: options.identity, ...(options.networkKey ? { networkKey: options.networkKey } : {}) } : {},
+    );
     const net = await network.connect(address, options.remoteKey !== undefined ? { remoteKey: options.remoteKey } : {});
     return new L3RawPeer(net);
   }
