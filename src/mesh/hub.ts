@@ -99,12 +99,13 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
   const system = new RpcSystem(dialler, null, { thirdParty });
 
   // A peer killed before it could remove its direct-path socket leaves the
-  // file behind; those it made beside the hub's socket go when it leaves.
-  const socketDir = options.socket === false ? null : dirname(options.socket ?? join(runtimeDir(), "hub.sock"));
+  // file behind; those it made where joinMesh puts them by default (beside
+  // the hub's socket, or in the runtime dir) go when it leaves.
+  const peerSocketDirs = new Set([runtimeDir(), ...(options.socket === false ? [] : [dirname(options.socket ?? join(runtimeDir(), "hub.sock"))])]);
   const ownPeerSockets = (addresses: readonly string[]) =>
     addresses.flatMap((a) => {
       const path = a.startsWith("unix:") ? a.slice("unix:".length) : null;
-      return path !== null && socketDir !== null && dirname(path) === socketDir && /^peer-[\w-]+\.sock$/.test(basename(path)) ? [path] : [];
+      return path !== null && peerSocketDirs.has(dirname(path)) && /^peer-[\w-]+\.sock$/.test(basename(path)) ? [path] : [];
     });
   const sweeps = new Set<Promise<void>>();
   const sweep = (paths: string[]) => {
