@@ -123,6 +123,82 @@ async function statsOf(b: Registered): Promise<ChildStats> {
   return JSON.parse([...b.output().matchAll(/^stats (.*)$/gm)].at(-1)![1]!) as ChildStats;
 }
 
+describe("the host takes the handoff's messages in whichever order they come", () => {
+  it("an Accept that arrives before its Provide waits for it, and the calls then arrive in order", async () => {
+    const dir = scratch();
+    const hub = await startHub({ home: dir, socket: join(dir, "hub.sock"), identity: generateIdentity() });
+    cleanups.push(() => hub.close());
+    const gateB = await FrameGate.start({ target: hub.address, dir, name: "b" });
+    cleanups.push(() => gateB.close());
+    const b = await startTsPlugin("early-accept-b", {
+      script: CHILD,
+      args: ["--stats"],
+      stdin: "pipe",
+      env: { ...process.env, ...hub.env, CAPMESH_HUB: gateB.address },
+      children,
+    });
+    const a = await joinMesh({ hub: hub.address, hubId: hub.id, networkKey: hub.networkKey, handleSignals: false });
+    cleanups.push(() => a.close());
+    // Everything the hub sends B from now on waits: the Provide too.
+    gateB.hold("fromTarget");
+    const cap = a.connect("early-accept-b", Counter);
+    cleanups.push(() => cap.release());
+    await gateB.waitFor((e) => e.dir === "fromTarget" && e.kind === "provide", { what: "the Provide, held" });
+    await eventually(() => a.stats().handoffs.pending === 1, () => show(a.stats().handoffs));
+    const calls = [1, 2, 3].map((n) => cap.add({ delta: BigInt(n) }));
+    // A's Accept reached B over the direct connection before the Provide did.
+    const deadline = Date.now() + 10_000;
+    while ((await statsOf(b)).directPaths.acceptsWaiting !== 1) {
+      if (Date.now() > deadline) throw new Error(`B never held A's Accept: ${show(await statsOf(b))}`);
+    }
+    expect(deltas(b)).toEqual([]);
+    gateB.release("fromTarget");
+    await Promise.all(calls);
+    await eventually(() => deltas(b).length === 3, () => b.output());
+    expect(deltas(b)).toEqual([1, 2, 3]);
+    expect(a.pathOf(cap)).toEqual({ path: "direct", peer: b.id });
+  });
+
+  it("a Disembargo that arrives before its Accept lets the Accept through at once", async () => {
+    const dir = scratch();
+    const hub = await startHub({ home: dir, socket: join(dir, "hub.sock"), identity: generateIdentity() });
+    cleanups.push(() => hub.close());
+    const gateB = await FrameGate.start({ target: hub.address, dir, name: "b" });
+    // B's direct address, gated: A's Accept waits here.
+    const gateD = await FrameGate.start({ target: `unix:${join(dir, "b-direct.sock")}`, dir, name: "d" });
+    cleanups.push(() => gateB.close(), () => gateD.close());
+    const b = await startTsPlugin("late-accept-b", {
+      script: CHILD,
+      args: ["--limits", JSON.stringify({ listen: [`unix:${join(dir, "b-direct.sock")}`], advertise: [gateD.address] })],
+      env: { ...process.env, ...hub.env, CAPMESH_HUB: gateB.address, DEBUG: "capmesh:handoff" },
+      children,
+    });
+    const a = await joinMesh({ hub: hub.address, hubId: hub.id, networkKey: hub.networkKey, handleSignals: false });
+    cleanups.push(() => a.close());
+    gateD.hold("toTarget");
+    const cap = a.connect("late-accept-b", Counter);
+    cleanups.push(() => cap.release());
+    // Pipelined before the handoff: the recipient must embargo, so it sends a Disembargo through the hub.
+    const p1 = cap.add({ delta: 1n });
+    const disembargo = await gateB.waitFor((e) => e.dir === "fromTarget" && e.kind === "disembargo" && e.context === "accept", {
+      what: "the 3PH Disembargo, forwarded by the hub to B",
+    });
+    const accept = await gateD.waitFor((e) => e.kind === "accept", { what: "A's Accept, held on B's direct address" });
+    expect(accept.state).toBe("held");
+    expect(accept.embargo).toBe(disembargo.embargoId);
+    await p1;
+    const p2 = cap.add({ delta: 2n });
+    gateD.release("toTarget");
+    await p2;
+    await eventually(() => deltas(b).length === 2, () => b.output());
+    expect(deltas(b)).toEqual([1, 2]);
+    // B never had to hold the Accept: the embargo was lifted before it came.
+    expect(b.errors()).not.toContain('"embargo waiting"');
+    expect(b.errors()).toContain('"accepted"');
+    expect(a.pathOf(cap)).toEqual({ path: "direct", peer: b.id });
+  });
+});
+
 describe("E-order across the switch to a direct path", () => {
   it("with the embargo, a call made after the handoff waits for the one pipelined before it", async () => {
     const dir = scratch();
