@@ -344,9 +344,11 @@ async function main(): Promise<void> {
     for (const n of distinctNotes) out.push(`- ${n}`);
     out.push("");
   }
-  // `npm run bench:mesh` keeps its own section in the same file.
-  const mesh = opts.out !== undefined ? sectionOf(opts.out, "## Mesh") : "";
-  if (mesh !== "") out.push(mesh);
+  // `npm run bench:mesh` and `npm run bench:direct` keep their own sections in the same file.
+  for (const heading of ["## Mesh", "## Direct paths"]) {
+    const kept = opts.out !== undefined ? sectionOf(opts.out, heading) : "";
+    if (kept !== "") out.push(kept);
+  }
   publish(out.join("\n"), opts.out);
   cleanupAll();
 }

@@ -54,6 +54,8 @@ export interface BenchConnection {
    * `all` is added to every figure.
    */
   readonly notes?: Partial<Record<Figure | "pipelined" | "all", string>>;
+  /** More numbers for the JSON line, asked for once the figure is done (e.g. the client's CPU time). */
+  extra?(): Record<string, number>;
   close(): Promise<void> | void;
 }
 
@@ -198,6 +200,7 @@ export function runClient(connectTo: (address: Address, args: ClientArgs) => Pro
     // and says why, rather than hanging until the watchdog fires.
     await withTimeout(expectPing(connection, 0), 10_000, "first ping (bootstrap) got no answer in 10 s");
     const result = await runners[args.figure](connection, args.seconds);
+    Object.assign(result, connection.extra?.());
     const notes = [result.note, connection.notes?.[args.figure], connection.notes?.all];
     const note = [...new Set(notes.filter((n): n is string => typeof n === "string"))].join("; ");
     if (note !== "") result.note = note;

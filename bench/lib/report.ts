@@ -1,5 +1,5 @@
 // Pieces of the results files shared by the bench runners.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -101,4 +101,20 @@ export function writeSection(file: string, heading: string, section: string): vo
         ? body
         : `${text.trimEnd()}\n\n${body}`;
   fs.writeFileSync(file, updated);
+}
+
+function git(args: string[]): string | undefined {
+  const r = spawnSync("git", ["--no-optional-locks", ...args], { cwd: ROOT, encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+/** Which code ran: the commit and the uncommitted changes under src/. */
+export function sourceState(): string[] {
+  const head = git(["log", "-1", "--oneline"]);
+  if (head === undefined) return ["- Source: not a git checkout"];
+  const changes = git(["status", "--short", "--", "src"]);
+  const lines = [`- Source: \`${head}\``];
+  if (changes === undefined || changes === "") lines.push("- src/: no uncommitted changes");
+  else lines.push(`- src/: uncommitted changes: ${changes.split("\n").map((l) => `\`${l.trim()}\``).join(", ")}`);
+  return lines;
 }

@@ -7,7 +7,8 @@
 // Commands: `memory` collects garbage and reports process.memoryUsage() and
 // the hub's table sizes; `cpu` reports the CPU time the hub has used (so
 // that the runner can tell what the hub itself spent on a figure, however
-// loaded the machine is); `snapshot {path}` writes a V8 heap snapshot.
+// loaded the machine is; with `calls: true`, also the calls it forwarded and
+// its Level 3 introductions); `snapshot {path}` writes a V8 heap snapshot.
 import { writeHeapSnapshot } from "node:v8";
 import { startHub } from "../../src/mesh/hub.js";
 import { childMain, cpuUs, emit, serveCommands } from "./child.js";
@@ -39,8 +40,8 @@ await childMain(async () => {
       // CPU time the hub has used so far (user + system, µs), and what it has forwarded.
       cpu: ({ calls }) => {
         // Stats walk every session: only when asked, and before the clock is read.
-        const forwardedCalls = calls === true ? Number(hub.stats().forwardedCalls) : null;
-        return { cpuUs: cpuUs(), forwardedCalls };
+        const stats = calls === true ? hub.stats() : null;
+        return { cpuUs: cpuUs(), forwardedCalls: stats && Number(stats.forwardedCalls), introductions: stats && Number(stats.introductions) };
       },
       snapshot: ({ path }) => {
         gc?.();

@@ -16,12 +16,11 @@
 //   3. beside each figure, the hub's own CPU time for it.
 // Writes the "Mesh" section of bench/RESULTS.md, keeping the other sections.
 import os from "node:os";
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { generateIdentity, saveIdentity } from "../../src/auth/identity.js";
 import { eachFlag, positiveInteger, positiveNumber, takeCommonFlag, commonFlags } from "../lib/cli.js";
 import { INFLIGHT, warmupSeconds } from "../lib/client.js";
 import { ROOT, cleanupAll, runClientProcess, scratchDir, type Metrics } from "../lib/processes.js";
+import { prepareHub as prepareMeshHub, type HubSetup } from "../lib/mesh.js";
 import { commandLine, fmt, machineFacts, relative, writeSection } from "../lib/report.js";
 import { median } from "../lib/stats.js";
 import { tsxCommand } from "../lib/systems.js";
@@ -123,36 +122,11 @@ function parseOptions(argv: string[]): Options {
 
 // ---------------------------------------------------------------- processes
 
-interface HubSetup {
-  home: string;
-  socket: string;
-  env: Record<string, string>;
-}
-
 /** A home with an identity and a network key made here, so that the peers' environment is known up front. */
-async function prepareHub(name: string): Promise<HubSetup> {
-  const home = path.join(scratchDir(), name);
-  await mkdir(home, { recursive: true, mode: 0o700 });
-  const identity = generateIdentity();
-  await saveIdentity(path.join(home, "secret"), identity);
-  const key = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64");
-  await writeFile(path.join(home, "netkey"), `${key}\n`, { mode: 0o600 });
-  const socket = path.join(scratchDir(), `${name}.sock`);
-  return {
-    home,
-    socket,
-    env: {
-      CAPMESH_HUB: `unix:${socket}`,
-      CAPMESH_HUB_ID: identity.id,
-      CAPMESH_NETWORK_KEY: key,
-      // Nothing reads or writes the user's own ~/.capmesh.
-      CAPMESH_HOME: home,
-      // These figures are the hub's own: calls through it, and what an idle
-      // peer costs it. Direct paths (bench/direct) would take the calls away.
-      CAPMESH_DIRECT_PATHS: "0",
-      DEBUG: "",
-    },
-  };
+function prepareHub(name: string): Promise<HubSetup> {
+  // These figures are the hub's own: calls through it, and what an idle
+  // peer costs it. Direct paths (bench/direct) would take the calls away.
+  return prepareMeshHub(name, { directPaths: false });
 }
 
 function startHub(setup: HubSetup, opts: Options): Promise<Worker> {

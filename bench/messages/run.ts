@@ -8,12 +8,12 @@
 // the tables show ns per byte for every size. Each (shape, size, system) runs
 // in a process of its own, which is killed when one run takes longer than the
 // limit: "> N s (stopped)". Writes bench/RESULTS-messages.md.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { eachFlag, positiveInteger, positiveNumber } from "../lib/cli.js";
 import { ROOT, scrub, tail } from "../lib/processes.js";
-import { commandLine, fmt, machineFacts, publish } from "../lib/report.js";
+import { commandLine, fmt, machineFacts, publish, sourceState } from "../lib/report.js";
 import { median } from "../lib/stats.js";
 import { buildMessageBench } from "./cpp.js";
 import { countFor, SHAPE_TEXT, SHAPES, type Shape } from "./params.js";
@@ -263,24 +263,6 @@ function nsPerByteOf(c: Cell | undefined, op: Op, limit: number, withoutGc = fal
   if (ns !== undefined) return { value: ns / c.bytes, stopped: false };
   if (c[op].stoppedRun !== undefined) return { value: (limit * 1e9) / c.bytes, stopped: true };
   return undefined;
-}
-
-// ---------------------------------------------------------------- source state
-
-function git(args: string[]): string | undefined {
-  const r = spawnSync("git", ["--no-optional-locks", ...args], { cwd: ROOT, encoding: "utf8" });
-  return r.status === 0 ? r.stdout.trim() : undefined;
-}
-
-/** Which code ran: the commit and the uncommitted changes under src/. */
-function sourceState(): string[] {
-  const head = git(["log", "-1", "--oneline"]);
-  if (head === undefined) return ["- Source: not a git checkout"];
-  const changes = git(["status", "--short", "--", "src"]);
-  const lines = [`- Source: \`${head}\``];
-  if (changes === undefined || changes === "") lines.push("- src/: no uncommitted changes");
-  else lines.push(`- src/: uncommitted changes: ${changes.split("\n").map((l) => `\`${l.trim()}\``).join(", ")}`);
-  return lines;
 }
 
 // ---------------------------------------------------------------- main
