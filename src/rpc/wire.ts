@@ -532,6 +532,8 @@ export function newCall(
   sizeHint = 512,
 ): OutgoingEnvelope & { readonly interfaceId: bigint; readonly methodId: number; setQuestion(id: number, yourself: boolean): void } {
   const message = newMessage(sizeHint);
+  // The engine never reads a Call once it is sent: its buffer may be reused.
+  message.recyclable = true;
   setCapTable(message, []);
   const call = rootView(message, rpc.Message.CALL, 3, 3);
   writeStructField(call, 0, MessageTarget as Codec<unknown>, target, noCaps);

@@ -50,6 +50,80 @@ const MIN_BLOCK_BYTES = 4096;
 /** Segments this large are allocated without zero-filling: every byte is written before the message exists. */
 const UNZEROED_SEGMENT_BYTES = 4096;
 
+// Large inbound segments are reused once their message is given back
+// (releaseInboundMessage: the engine does so for `-> stream` calls once their
+// method has returned). Each fresh 64 KiB buffer is external memory that
+// drives V8's full collections, and filling fresh memory costs several times
+// filling memory just used. A buffer is given back detached (transferred), so
+// every view of it a reader kept becomes empty instead of showing the next
+// message's bytes. Pooled buffers are exactly segment-sized and overwritten
+// whole by the next frame: nothing of an earlier message is readable.
+/** Segments at least this large are taken from and given back to the pool. */
+const POOLED_SEGMENT_BYTES = 16 * 1024;
+/** Bytes the pool may hold (process-wide), and buffers of one size. */
+const SEGMENT_POOL_LIMIT_BYTES = 2 * 1024 * 1024;
+const SEGMENT_POOL_LIMIT_PER_SIZE = 8;
+const segmentPool = new Map<number, ArrayBuffer[]>();
+let segmentPoolBytes = 0;
+
+function takeSegment(bytes: number): ArrayBuffer {
+  if (bytes >= POOLED_SEGMENT_BYTES) {
+    const spare = segmentPool.get(bytes)?.pop();
+    if (spare !== undefined) {
+      segmentPoolBytes -= bytes;
+      return spare;
+    }
+  }
+  return bytes >= UNZEROED_SEGMENT_BYTES ? Buffer.allocUnsafeSlow(bytes).buffer : new ArrayBuffer(bytes);
+}
+
+const EMPTY_SEGMENT = new ArrayBuffer(0);
+const releasedMessages = new WeakSet<object>();
+
+/**
+ * Gives the large segments of a decoded message back for reuse by later
+ * frames. The message is empty afterwards (reading it throws) and every view
+ * of those segments (a Data field read from it) becomes zero-length. For
+ * whoever owns the message and knows nothing reads it any more.
+ */
+export function releaseInboundMessage(message: Message): void {
+  if (!(message instanceof InboundMessage) || releasedMessages.has(message)) return;
+  releasedMessages.add(message);
+  for (const segment of message._capnp.segments) {
+    const buffer = segment.buffer;
+    const bytes = buffer.byteLength;
+    if (bytes < POOLED_SEGMENT_BYTES) continue;
+    segment.byteLength = 0;
+    segment.replaceBuffer(EMPTY_SEGMENT);
+    if (segmentPoolBytes + bytes > SEGMENT_POOL_LIMIT_BYTES) continue;
+    let list = segmentPool.get(bytes);
+    if (list === undefined) segmentPool.set(bytes, (list = []));
+    if (list.length >= SEGMENT_POOL_LIMIT_PER_SIZE) continue;
+    let moved: ArrayBuffer;
+    try {
+      // The same memory under a new ArrayBuffer; the old one (and its views) detached.
+      moved = structuredClone(buffer, { transfer: [buffer] });
+    } catch {
+      continue; // not transferable: left to the collector
+    }
+    list.push(moved);
+    segmentPoolBytes += bytes;
+  }
+}
+
+/** Bytes of segment buffers held for reuse (for tests and stats). */
+export function inboundSegmentPoolBytes(): number {
+  return segmentPoolBytes;
+}
+
+/** Empties the segment pool (every connection of the process has gone idle); returns the bytes let go. */
+export function releaseInboundSegmentPool(): number {
+  const bytes = segmentPoolBytes;
+  segmentPool.clear();
+  segmentPoolBytes = 0;
+  return bytes;
+}
+
 /** Bytes of the frame header for `count` segments. */
 export function frameHeaderBytes(count: number): number {
   return WORD * (Math.floor(count / 2) + 1);
@@ -304,6 +378,8 @@ export class FrameDecoder {
   #bodyReceived = 0;
   /** Bytes of the current chunk not yet consumed (for #readTable's choice). */
   #available = 0;
+  /** The chunk being consumed may be overwritten once push returns: keep no view of it. */
+  #transient = false;
 
   // Body, when it is collected as it arrives (large frames arriving in parts):
   // the pieces in order, each either a view of a pushed chunk or a block the
@@ -351,12 +427,15 @@ export class FrameDecoder {
   /**
    * Feeds bytes. Throws FrameError on bad framing (see class doc). The
    * decoder may keep a view of `chunk` until the frame it ends in is
-   * complete: do not modify a chunk after pushing it.
+   * complete: do not modify a chunk after pushing it, unless `transient`
+   * (then the decoder copies what it keeps: the chunk may be reused once
+   * push returns).
    */
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array, transient = false): void {
     if (this.#failure) throw this.#failure;
     if (this.#inPush) throw new Error("FrameDecoder.push() called re-entrantly from onMessage");
     this.#inPush = true;
+    this.#transient = transient;
     try {
       this.#consume(chunk);
     } catch (e) {
@@ -485,7 +564,7 @@ export class FrameDecoder {
         const bytes = dv.getUint32(4 + 4 * i, true) * WORD;
         // An exactly-sized ArrayBuffer of its own (offset 0: capnp-es's
         // Segment reads through a DataView over its whole buffer).
-        const buf = bytes >= UNZEROED_SEGMENT_BYTES ? Buffer.allocUnsafeSlow(bytes).buffer : new ArrayBuffer(bytes);
+        const buf = takeSegment(bytes);
         segments[i] = buf;
         views[i] = new Uint8Array(buf);
       }
@@ -510,7 +589,7 @@ export class FrameDecoder {
     // alive, when that is at most twice the piece (what is held stays within
     // twice what arrived, as with blocks).
     const retained = chunk.buffer.byteLength;
-    if (take >= MIN_BLOCK_BYTES && retained <= 2 * take) {
+    if (!this.#transient && take >= MIN_BLOCK_BYTES && retained <= 2 * take) {
       this.#sealBlock();
       this.#blocks.push(chunk.subarray(from, end));
       this.#charged += retained;

@@ -4,14 +4,24 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Message } from "capnp-es";
+import { recycleMessage, releaseBuilderPool } from "../codec/message.js";
 import { formatAddress } from "./address.js";
-import { FrameDecoder, FrameError, encodeFrame, frameSize, writeFrameInto } from "./framing.js";
+import { FrameDecoder, FrameError, encodeFrame, frameSize, releaseInboundSegmentPool, writeFrameInto } from "./framing.js";
 
 /** Unread bytes held while reading is throttled, before the socket itself is paused. */
 const THROTTLED_BACKLOG_BYTES = 1024 * 1024;
 /** Frames up to this size are copied into the per-tick batch buffer. */
 const SMALL_FRAME = 4096;
 const BATCH_BYTES = 64 * 1024;
+/**
+ * On a socket, frames up to this size are copied into the batch too (a
+ * batch this large then), so that a bulk stream of calls reuses a few send
+ * buffers instead of sending, and so allocating, one per call.
+ */
+const COPIED_FRAME = 128 * 1024;
+const BULK_BATCH_BYTES = 2 * COPIED_FRAME + 8 * 1024;
+/** Finished send batches a socket stream keeps for reuse (besides the one it fills). */
+const SPARE_BATCHES = 1;
 /**
  * A connection's first batch buffer: under half of Node's buffer pool, so it
  * comes from the pool rather than as a new ArrayBuffer (external memory that
@@ -108,6 +118,30 @@ export interface StreamOptions {
   budget?: InboundBudget;
 }
 
+// Sockets made by socket.ts read into one reused buffer (net's `onread`)
+// instead of a new 64 KiB buffer per read: fresh buffers are external memory
+// that drove V8 into a full collection every few tens of milliseconds of bulk
+// traffic. A message stream over such a socket takes each read in place
+// (copying only what it keeps); for anyone else the socket pushes a copy of
+// each read as an ordinary readable stream does (the handshake reads that way).
+const inPlaceReaders = new WeakMap<object, ((chunk: Buffer) => void) | null>();
+
+/**
+ * Marks `socket` as reading into a reused buffer; returns the function its
+ * `onread` callback calls with each read (a view valid only during the call).
+ */
+export function readsInPlace(socket: Socket): (chunk: Buffer) => boolean {
+  inPlaceReaders.set(socket, null);
+  return (chunk) => {
+    const reader = inPlaceReaders.get(socket);
+    if (reader) {
+      reader(chunk);
+      return true;
+    }
+    return socket.push(Buffer.from(chunk));
+  };
+}
+
 // Peer descriptions for sockets whose own remoteAddress is not useful (unix
 // sockets have none). Set by socket.ts.
 const remoteLabels = new WeakMap<object, string>();
@@ -157,9 +191,13 @@ function watchForIdle(stream: DuplexMessageStream): void {
 export function releaseIdleSendBuffers(): number {
   let released = 0;
   for (const stream of holdingBatch) released += stream.releaseBatchIfIdle();
-  if (holdingBatch.size === 0 && sweepTimer !== undefined) {
-    clearInterval(sweepTimer);
-    sweepTimer = undefined;
+  if (holdingBatch.size === 0) {
+    // Every stream is idle: the process-wide buffer pools go too.
+    released += releaseBuilderPool() + releaseInboundSegmentPool();
+    if (sweepTimer !== undefined) {
+      clearInterval(sweepTimer);
+      sweepTimer = undefined;
+    }
   }
   return released;
 }
@@ -239,7 +277,9 @@ class DuplexMessageStream implements MessageStream {
   }
 
   get sendBufferBytes(): number {
-    return this.#batch?.byteLength ?? 0;
+    let bytes = this.#batch?.byteLength ?? 0;
+    for (const spare of this.#spare) bytes += spare.byteLength;
+    return bytes;
   }
 
   /** For the idle sweep: drops the batch if nothing was sent since the last sweep; returns the bytes dropped. */
@@ -251,6 +291,7 @@ class DuplexMessageStream implements MessageStream {
     if (this.#corked) return 0; // mid-tick: its batch holds this tick's frames
     const bytes = this.sendBufferBytes;
     this.#batch = null;
+    this.#spare = [];
     this.#batchBytes = FIRST_BATCH_BYTES; // idle now: start small again
     this.#batchStart = this.#batchUsed = 0;
     holdingBatch.delete(this);
@@ -271,9 +312,11 @@ class DuplexMessageStream implements MessageStream {
     // queued regardless. bufferedBytes and onDrain let the engine react.
     this.#sentSinceSweep = true;
     const size = frameSize(message);
-    if (size <= SMALL_FRAME) {
+    if (size <= SMALL_FRAME || (this.#isSocket && size <= COPIED_FRAME)) {
       const batch = this.#reserve(size);
       this.#batchUsed = writeFrameInto(message, batch, this.#batchUsed);
+      // The frame is ours now: a message nothing reads after sending gives its buffer back.
+      recycleMessage(message);
       this.#maybeFlushEarly();
       return;
     }
@@ -307,8 +350,10 @@ class DuplexMessageStream implements MessageStream {
       this.#flushBatch();
       // The socket is backed up: the views it holds keep this batch; the
       // connection is a busy one: full-size batches from then on.
-      this.#batchBytes = this.#batch === null ? this.#batchBytes : BATCH_BYTES;
-      this.#batch = Buffer.allocUnsafe(Math.max(this.#batchBytes, size));
+      this.#batchBytes = this.#batch === null ? this.#batchBytes : Math.max(this.#batchBytes, BATCH_BYTES);
+      if (size > SMALL_FRAME) this.#batchBytes = BULK_BATCH_BYTES;
+      this.#retire();
+      this.#batch = this.#spareBatch(Math.max(this.#batchBytes, size)) ?? Buffer.allocUnsafe(Math.max(this.#batchBytes, size));
       this.#batchStart = this.#batchUsed = 0;
       watchForIdle(this);
     }
@@ -352,8 +397,52 @@ class DuplexMessageStream implements MessageStream {
   #flushBatch(): void {
     const batch = this.#batch;
     if (batch === null || this.#batchUsed === this.#batchStart) return;
-    this.#duplex.write(batch.subarray(this.#batchStart, this.#batchUsed));
+    const part = batch.subarray(this.#batchStart, this.#batchUsed);
+    if (this.#isSocket && batch.byteLength >= BATCH_BYTES) {
+      // A socket is done with the bytes once their write completes: then the
+      // batch may serve again (see #spareBatch).
+      this.#writesOf.set(batch, (this.#writesOf.get(batch) ?? 0) + 1);
+      this.#duplex.write(part, () => this.#batchWritten(batch));
+    } else {
+      this.#duplex.write(part);
+    }
     this.#batchStart = this.#batchUsed;
+  }
+
+  // Socket streams: writes still pending per batch handed out, and batches
+  // whose writes have all completed, kept for reuse (given back when idle).
+  #writesOf = new Map<Buffer, number>();
+  #spare: Buffer[] = [];
+
+  #batchWritten(batch: Buffer): void {
+    const left = (this.#writesOf.get(batch) ?? 1) - 1;
+    if (left > 0) {
+      this.#writesOf.set(batch, left);
+      return;
+    }
+    this.#writesOf.delete(batch);
+    if (batch !== this.#batch && !this.#closed && this.#spare.length < SPARE_BATCHES) this.#spare.push(batch);
+  }
+
+  /** Stops using the current batch: it serves again once the socket is done with it. */
+  #retire(): void {
+    const batch = this.#batch;
+    this.#batch = null;
+    if (batch === null || this.#writesOf.has(batch)) return;
+    if (this.#isSocket && batch.byteLength >= BATCH_BYTES && !this.#closed && this.#spare.length < SPARE_BATCHES) this.#spare.push(batch);
+  }
+
+  /** A finished batch of at least `size` bytes, if one is kept. */
+  #spareBatch(size: number): Buffer | null {
+    const spare = this.#spare;
+    for (let i = spare.length - 1; i >= 0; i--) {
+      const batch = spare[i]!;
+      if (batch.byteLength >= size) {
+        spare.splice(i, 1);
+        return batch;
+      }
+    }
+    return null;
   }
 
   // Throttled reading: bytes keep arriving into a bounded backlog (so the
@@ -437,8 +526,22 @@ class DuplexMessageStream implements MessageStream {
   #startReading(): void {
     if (this.#reading) return;
     this.#reading = true;
-    this.#duplex.on("data", this.#handleData);
+    const duplex = this.#duplex;
+    // Later reads come in place; what the socket already holds (read before
+    // this stream existed) flows as 'data' on the next tick, before any of them.
+    if (inPlaceReaders.has(duplex)) inPlaceReaders.set(duplex, this.#handleInPlace);
+    duplex.on("data", this.#handleData);
   }
+
+  /** A read in the socket's reused buffer: decoded now; whatever must wait is copied. */
+  #handleInPlace = (chunk: Buffer): void => {
+    if (this.#closed) return;
+    if (this.#throttled || this.#backlog.length > 0) {
+      this.#handleData(Buffer.from(chunk));
+      return;
+    }
+    this.#decode(chunk, true);
+  };
 
   #uncork = (): void => {
     if (!this.#corked) return;
@@ -446,11 +549,11 @@ class DuplexMessageStream implements MessageStream {
     this.#flushBatch();
     this.#duplex.uncork();
     // Nothing left queued means the operating system took every byte, so the
-    // batch buffer can be reused. Allocating a fresh 64 KiB buffer per tick
-    // instead counts as external memory and drives V8 into a full GC every
-    // few thousand round trips.
-    if (this.#duplex.writableLength > 0) this.#batch = null;
-    this.#batchStart = this.#batchUsed = 0;
+    // batch buffer can be reused from its start. Otherwise the next frames
+    // go after what the socket still holds. (Allocating a fresh 64 KiB buffer
+    // per tick counts as external memory and drives V8 into a full GC every
+    // few thousand round trips.)
+    if (this.#duplex.writableLength === 0) this.#batchStart = this.#batchUsed = 0;
   };
 
   #deliver(message: Message): void {
@@ -472,6 +575,7 @@ class DuplexMessageStream implements MessageStream {
     this.#releaseInbound();
     // Whatever is still queued holds its own view of the batch.
     this.#batch = null;
+    this.#spare = [];
     holdingBatch.delete(this);
     if (this.#closeTimer !== undefined) clearTimeout(this.#closeTimer);
     const error = this.#error;
@@ -495,9 +599,9 @@ class DuplexMessageStream implements MessageStream {
     this.#decode(chunk);
   };
 
-  #decode(chunk: Buffer): void {
+  #decode(chunk: Buffer, transient = false): void {
     try {
-      this.#decoder.push(chunk);
+      this.#decoder.push(chunk, transient);
       this.#checkBudget();
     } catch (e) {
       const error = asError(e);

@@ -3,7 +3,58 @@
 import { lstat, unlink } from "node:fs/promises";
 import * as net from "node:net";
 import { formatAddress, toAddress, type Address } from "./address.js";
-import { setRemoteLabel } from "./message-stream.js";
+import { readsInPlace, setRemoteLabel } from "./message-stream.js";
+
+/**
+ * Every socket made here reads into this one buffer (net's `onread`), each
+ * read consumed before the next one starts (message-stream.ts readsInPlace):
+ * no new 64 KiB buffer per read, and reads of up to 256 KiB.
+ */
+const READ_BUFFER_BYTES = 256 * 1024;
+let readBuffer: Buffer | undefined;
+
+interface InPlaceReads {
+  buffer: Buffer;
+  callback: (bytes: number, buffer: Buffer) => boolean;
+  /** Names the socket these reads are for, once it exists. */
+  attach(socket: net.Socket): void;
+}
+
+function inPlaceReads(): InPlaceReads {
+  readBuffer ??= Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  let deliver: ((chunk: Buffer) => boolean) | undefined;
+  return {
+    buffer: readBuffer,
+    callback: (bytes, buffer) => deliver!(buffer.subarray(0, bytes)),
+    attach(socket) {
+      deliver = readsInPlace(socket);
+    },
+  };
+}
+
+/**
+ * An accepted socket (created paused) as one that reads in place: a new
+ * net.Socket over the same handle (net.Server has no `onread` option). Falls
+ * back to the accepted socket itself, resumed, should net's internals differ.
+ */
+function readingInPlace(accepted: net.Socket, server: net.Server): net.Socket {
+  const handle = (accepted as unknown as { _handle?: unknown })._handle;
+  if (handle) {
+    const onread = inPlaceReads();
+    try {
+      const socket = new net.Socket({ handle, onread } as unknown as net.SocketConstructorOpts);
+      onread.attach(socket);
+      // The server counts its open connections through `_server` (server.close waits for them).
+      Object.assign(socket, { server, _server: server });
+      Object.assign(accepted, { server: null, _server: null, _handle: null });
+      return socket;
+    } catch {
+      // fall back below
+    }
+  }
+  accepted.resume();
+  return accepted;
+}
 
 /** A listening or dialing failure, with the address it concerns. */
 export class SocketError extends Error {
@@ -178,8 +229,10 @@ export async function listenSocket(
   }
 
   const sockets = new Set<net.Socket>();
-  const server = net.createServer();
-  server.on("connection", (socket: net.Socket) => {
+  // Paused until readingInPlace takes the socket over (its reads then go to the shared buffer).
+  const server = net.createServer({ pauseOnConnect: true });
+  server.on("connection", (accepted: net.Socket) => {
+    const socket = readingInPlace(accepted, server);
     // Keeps an unhandled socket error from crashing the process; whoever
     // uses the socket still gets 'error' through their own listener.
     socket.on("error", () => {});
@@ -315,10 +368,12 @@ export function dialSocket(address: string | Address, options: DialOptions = {})
   }
 
   return new Promise<net.Socket>((resolve, reject) => {
+    const onread = inPlaceReads();
     const socket =
       addr.kind === "unix"
-        ? net.createConnection({ path: addr.path })
-        : net.createConnection({ host: addr.host, port: addr.port, noDelay: true });
+        ? net.createConnection({ path: addr.path, onread })
+        : net.createConnection({ host: addr.host, port: addr.port, noDelay: true, onread });
+    onread.attach(socket);
     let timer: NodeJS.Timeout | undefined;
 
     const cleanup = () => {
