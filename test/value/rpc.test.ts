@@ -7,74 +7,21 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
   CapabilityClient,
-  checkFields,
   connect,
-  defineInterface,
-  defineStruct,
   ErrorValue,
-  fieldError,
   fromValue,
   generateIdentity,
   listen,
-  readStructField,
   toValue,
-  Value$codec,
-  writeStructField,
-  type CallContext,
-  type Capability,
-  type Codec,
   type ConnectOptions,
-  type Init,
   type Listener,
+  type Capability,
   type ListenOptions,
-  type RpcPromise,
   type Session,
   type Value,
 } from "../../src/index.js";
 import { Counter } from "../../src/gen/demo.js";
-
-// The codecs and interface generated code would produce for
-//   interface Transformer { transform @0 (value :Value) -> (value :Value); }
-// (written out here because the generator's jobs map one schema directory to
-// one output directory, and a test schema importing schema/value.capnp would
-// need the generated import to point into src/gen/).
-type Holder = { value: Value };
-const Holder$codec: Codec<Holder> = defineStruct<Holder>({
-  name: "Transformer$Holder",
-  dataWords: 0,
-  pointers: 1,
-  fields: ["value"],
-  read(v, caps) {
-    return { value: readStructField(v, 0, Value$codec, caps) };
-  },
-  write(x, v, caps) {
-    let n = 0;
-    try {
-      if (x.value != null) {
-        n++;
-        writeStructField(v, 0, Value$codec, x.value, caps);
-      }
-    } catch (e) {
-      throw fieldError(e, "value");
-    }
-    let k = 0;
-    for (const _ in x) k++;
-    if (k !== n) checkFields(x, n, Holder$codec);
-  },
-});
-
-interface Transformer extends Capability {
-  transform(params: Init<Holder>): RpcPromise<Holder>;
-}
-interface TransformerServer {
-  transform(params: Holder, ctx: CallContext): Promise<Init<Holder>> | Init<Holder>;
-}
-const Transformer = defineInterface<Transformer, TransformerServer>({
-  name: "Transformer",
-  id: 0xb6f1c0d2e3a4f501n,
-  methods: [{ name: "transform", ordinal: 0, params: Holder$codec, results: Holder$codec, stream: false }],
-  superclasses: [],
-});
+import { Transformer, type TransformerServer } from "./helpers.js";
 
 /** Describes what it received and, given a counter, adds to it and hands it back. */
 const transformer: TransformerServer = {

@@ -8,7 +8,8 @@ import { generateIdentity, type Identity } from "../../../src/auth/identity.js";
 import { SocketNetwork, type AcceptOptions } from "../../../src/network/socket-network.js";
 import { SocketThirdParty, type SocketThirdPartyOptions, type ThirdPartyLimits } from "../../../src/network/third-party.js";
 import { RpcSystem } from "../../../src/rpc/system.js";
-import type { CallContext } from "../../../src/rpc/types.js";
+import type { CallContext, Capability } from "../../../src/rpc/types.js";
+import type { InterfaceDef } from "../../../src/codec/types.js";
 import type { PeerInfo } from "../../../src/rpc/vat-network.js";
 import type { Cleanup } from "../../auth/helpers.js";
 import { eventually } from "./raw-peer.js";
@@ -52,6 +53,8 @@ export interface VatOptions {
   authorize?: AcceptOptions["authorize"];
   /** A Level 1 vat: its RpcSystem gets no thirdParty (`tp` exists but is not attached). */
   level1?: boolean;
+  /** What the vat offers as bootstrap instead of its recording Counter (called when a peer asks). */
+  offer?: () => Capability;
 }
 
 /** A vat listening on a fresh socket in `dir`; closed (and what its Counter kept released) by `cleanup`. */
@@ -61,7 +64,7 @@ export async function vat(name: string, dir: string, cleanup: Cleanup, options: 
   const network = new SocketNetwork({ identity }, { address, ...(options.authorize ? { authorize: options.authorize } : {}) });
   const tp = new SocketThirdParty({ ...options.thirdParty, publicKey: identity.publicKey, network, addresses: [address] });
   const node = new Node();
-  const system = new RpcSystem(network, Counter.server(node), {
+  const system = new RpcSystem(network, options.offer ? () => options.offer!() : Counter.server(node), {
     ...(options.level1 ? {} : { thirdParty: tp }),
     _unsafeNoEmbargo: options.unsafeNoEmbargo ?? false,
   });
@@ -75,12 +78,18 @@ export async function vat(name: string, dir: string, cleanup: Cleanup, options: 
 
 /** `from` dials `to` and gets its bootstrap; both sides record that the other takes part in direct paths. */
 export async function link(from: Vat, to: Vat, cleanup: Cleanup): Promise<Counter> {
-  const session = await from.system.connect(to.address, { remoteKey: to.identity.id });
-  const boot = session.bootstrap(Counter);
-  cleanup.add(() => boot.release());
+  const boot = await linkAs(from, to, cleanup, Counter);
   await boot.add({ delta: 0n });
   to.node.callers.length = 0;
   to.node.log.length = 0;
+  return boot;
+}
+
+/** As link, for a vat whose bootstrap is `iface` (made with `offer`). */
+export async function linkAs<C extends Capability>(from: Vat, to: Vat, cleanup: Cleanup, iface: InterfaceDef & { readonly __client?: C }): Promise<C> {
+  const session = await from.system.connect(to.address, { remoteKey: to.identity.id });
+  const boot = session.bootstrap(iface);
+  cleanup.add(() => boot.release());
   await eventually(() => to.system.liveConnection(from.identity.id) !== null, () => `${to.name} to adopt ${from.name}'s connection`);
   from.tp.advertise(from.system.liveConnection(to.identity.id)!, { level3: true, addresses: [to.address] });
   to.tp.advertise(to.system.liveConnection(from.identity.id)!, { level3: true, addresses: [from.address] });
