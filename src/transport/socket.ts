@@ -6,7 +6,7 @@ import { formatAddress, toAddress, type Address } from "./address.js";
 import { readsInPlace, setRemoteLabel } from "./message-stream.js";
 
 /**
- * Every socket made here reads into this one buffer (net's `onread`), each
+ * Every socket dialled here reads into this one buffer (net's `onread`), each
  * read consumed before the next one starts (message-stream.ts readsInPlace):
  * no new 64 KiB buffer per read, and reads of up to 256 KiB.
  */
@@ -30,30 +30,6 @@ function inPlaceReads(): InPlaceReads {
       deliver = readsInPlace(socket);
     },
   };
-}
-
-/**
- * An accepted socket (created paused) as one that reads in place: a new
- * net.Socket over the same handle (net.Server has no `onread` option). Falls
- * back to the accepted socket itself, resumed, should net's internals differ.
- */
-function readingInPlace(accepted: net.Socket, server: net.Server): net.Socket {
-  const handle = (accepted as unknown as { _handle?: unknown })._handle;
-  if (handle) {
-    const onread = inPlaceReads();
-    try {
-      const socket = new net.Socket({ handle, onread } as unknown as net.SocketConstructorOpts);
-      onread.attach(socket);
-      // The server counts its open connections through `_server` (server.close waits for them).
-      Object.assign(socket, { server, _server: server });
-      Object.assign(accepted, { server: null, _server: null, _handle: null });
-      return socket;
-    } catch {
-      // fall back below
-    }
-  }
-  accepted.resume();
-  return accepted;
 }
 
 /** A listening or dialing failure, with the address it concerns. */
@@ -229,10 +205,11 @@ export async function listenSocket(
   }
 
   const sockets = new Set<net.Socket>();
-  // Paused until readingInPlace takes the socket over (its reads then go to the shared buffer).
-  const server = net.createServer({ pauseOnConnect: true });
-  server.on("connection", (accepted: net.Socket) => {
-    const socket = readingInPlace(accepted, server);
+  // Accepted sockets read as net gives them (a server has no `onread`
+  // option; taking the handle over behind net's back lost connections'
+  // ends, test/fuzz/regressions.test.ts): only dialled sockets read in place.
+  const server = net.createServer();
+  server.on("connection", (socket: net.Socket) => {
     // Keeps an unhandled socket error from crashing the process; whoever
     // uses the socket still gets 'error' through their own listener.
     socket.on("error", () => {});
