@@ -135,6 +135,16 @@ interface Hub {
 
   admin @6 () -> (admin :Admin);
   # Hub administration, for identities the policy allows.
+
+  engine @7 (name :Text) -> (engine :Capability);
+  # An Engine (schema/engine.capnp; typed here as any capability so that
+  # this schema stands alone, e.g. for peers that never use the engine) for
+  # the plugin `name`: its configuration section, the environment the
+  # policy exposes, closures, log lines tagged with the name. The caller must hold `name`, or be
+  # allowed to register it (so a plugin can read its configuration before it
+  # registers). An empty name gives an engine for a client: no configuration
+  # section, log lines tagged with the caller's identity. A hub that embeds
+  # the engine may return a capability of an interface that extends Engine.
 }
 
 interface Provider {
@@ -191,6 +201,8 @@ struct HubStats {
   # Capabilities the hub handed on as thirdPartyHosted (one per handoff).
   directPaths @6 :Bool;
   # The hub takes part in direct paths (its Hello says "direct-paths").
+  contexts @7 :UInt32;
+  # Call contexts (Engine.callContext) open now: each ends with its scope.
 }
 
 interface Admin {

@@ -59,6 +59,16 @@ const jobs = [
     codec: "../../../src/codec/runtime.js",
   },
   {
+    // The engine tests' schema: an embedding service's interface extending
+    // Engine, which it imports as "/engine.capnp" (the way a service outside
+    // this repository does, with -I pointing at capmesh's schema/).
+    schemaDir: "test/engine/schema",
+    out: "test/engine/schema",
+    runtime: "../../../src/rpc/index.js",
+    codec: "../../../src/codec/runtime.js",
+    imports: ["schema"],
+  },
+  {
     // The benchmark's Bench interface, served by every system bench/ compares.
     schemaDir: "bench/schema",
     out: "bench/schema",
@@ -85,6 +95,7 @@ for (const job of jobs) {
     job.out,
     "--src-prefix",
     job.schemaDir,
+    ...(job.imports ?? []).flatMap((dir) => ["-I", dir]),
     check ? "--check" : "--clean",
     ...schemas,
   ];

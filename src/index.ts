@@ -28,6 +28,10 @@ export {
 } from "./codegen/dynamic.js";
 // Values (schema/value.capnp): dynamic values for generic interfaces, to and from plain JS.
 export * from "./value/index.js";
+// Streams (schema/stream.capnp): bytes and values as capabilities, with backpressure and cancellation.
+export * from "./stream/index.js";
+// The engine (schema/engine.capnp): config, environment, closures, logs and call contexts for plugins.
+export * from "./engine/index.js";
 // The mesh: a hub, the plugin SDK, and the mesh protocol's types (schema/mesh.capnp).
 export { startHub, type HubOptions, type MeshHub } from "./mesh/hub.js";
 export {

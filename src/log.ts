@@ -20,12 +20,20 @@ export interface Logger {
   warn(event: string, fields?: Fields): void;
 }
 
+/**
+ * Writes one structured line to stderr: always when `always` (lines a hub
+ * prints for its plugins, src/engine/service.ts), else when DEBUG enables
+ * `namespace`.
+ */
+export function writeLogLine(namespace: string, level: string, event: string, fields?: Fields, always = false): void {
+  if (!always && !enabledFor(namespace)) return;
+  const line = { t: new Date().toISOString(), ns: namespace, level, event, ...fields };
+  process.stderr.write(JSON.stringify(line, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
+}
+
 export function logger(namespace: string): Logger {
   const enabled = enabledFor(namespace);
-  const write = (level: string, event: string, fields?: Fields) => {
-    const line = { t: new Date().toISOString(), ns: namespace, level, event, ...fields };
-    process.stderr.write(JSON.stringify(line, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
-  };
+  const write = (level: string, event: string, fields?: Fields) => writeLogLine(namespace, level, event, fields, true);
   return {
     enabled,
     debug: (event, fields) => {

@@ -65,6 +65,22 @@ describe("README", () => {
     }
   });
 
+  it("shows examples/sequential.ts verbatim, and it runs: a sequential plugin loses no update", async () => {
+    const readme = readFileSync("README.md", "utf8");
+    const example = readFileSync("examples/sequential.ts", "utf8");
+    expect(readme).toContain("```ts\n" + example + "```");
+    const dir = mkdtempSync(join(tmpdir(), "capmesh-readme-"));
+    try {
+      const env: NodeJS.ProcessEnv = { ...process.env, CAPMESH_HOME: join(dir, "home"), XDG_RUNTIME_DIR: join(dir, "run") };
+      for (const key of ["CAPMESH_HUB", "CAPMESH_HUB_ID", "CAPMESH_NETWORK_KEY"]) delete env[key];
+      const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/sequential.ts"], { timeout: 30_000, env });
+      expect(stdout.split("\n")).toEqual(["total 100", ""]);
+      expect(readdirSync(join(dir, "run", "capmesh"))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("shows the two set-up commands", () => {
     const readme = readFileSync("README.md", "utf8");
     expect(readme).toContain("npm install && npm start");

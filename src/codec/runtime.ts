@@ -22,6 +22,7 @@ import { Message, ObjectSize, Pointer, utils } from "capnp-es";
 import type { Struct } from "capnp-es";
 import type { Init } from "./init.js";
 import { copyPointer } from "./copy.js";
+import { functionServerFor } from "./function-caps.js";
 import { newMessage } from "./message.js";
 import { badValue, elementError, fieldError, rootError, SchemaTypeError } from "./check.js";
 import { methodName } from "../codegen/names.js";
@@ -860,6 +861,7 @@ function methodNamesOf(iface: InterfaceDef): readonly string[] {
  * capability field by mistake has none.
  */
 function fitsCapability(value: unknown, iface: InterfaceDef | null): boolean {
+  if (typeof value === "function") return functionServerFor(iface) !== undefined;
   if (typeof value !== "object" || value === null) return false;
   const x = value as Record<string, unknown>;
   if (typeof x.whenResolved === "function" && typeof x.dup === "function" && typeof x.release === "function") return true;

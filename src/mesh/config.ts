@@ -6,6 +6,7 @@ import { toAddress } from "../transport/address.js";
 import { resolveLimits, type TransportLimits } from "../transport/limits.js";
 import type { HubOptions } from "./hub.js";
 import { DIRECT_PATH_LIMITS, type DirectPathOptions } from "./direct.js";
+import { nameProblem } from "./names.js";
 import { ACTIONS, DEFAULT_QUOTAS, type Action, type PolicyRules, type Quotas, type Rule } from "./policy.js";
 
 export const CONFIG_FILE = "capmesh.config.json";
@@ -22,7 +23,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ["home", "socket", "listen", "networkKey", "policy", "quotas", "limits", "directPaths"] as const;
+const TOP_KEYS = ["home", "socket", "listen", "networkKey", "policy", "quotas", "limits", "directPaths", "plugins"] as const;
 const RULE_KEYS = ["peer", "names", "via", "allow"] as const;
 const ID = /^@[A-Za-z0-9+/]{43}=\.ed25519$/;
 
@@ -81,6 +82,7 @@ export function parseConfig(raw: Json, file?: string): HubOptions {
   if (raw.policy !== undefined) out.policy = parsePolicy(raw.policy, file);
   if (raw.quotas !== undefined) out.quotas = parseQuotas(raw.quotas, file);
   if (raw.directPaths !== undefined) out.directPaths = parseDirectPaths(raw.directPaths, file);
+  if (raw.plugins !== undefined) out.plugins = parsePlugins(raw.plugins, file);
   if (raw.limits !== undefined) {
     try {
       out.limits = resolveLimits(raw.limits as Partial<TransportLimits>);
@@ -121,6 +123,16 @@ function parseRule(raw: Json, key: string, file?: string): Rule {
     rule.allow = allow;
   }
   return rule;
+}
+
+/** Per-plugin configuration sections: any JSON value under a valid plugin name (Engine.config reads it). */
+function parsePlugins(raw: Json, file?: string): Record<string, unknown> {
+  if (!isObject(raw)) throw new ConfigError("plugins", 'must be an object of sections by plugin name, such as { "greeter": { "greeting": "hi" } }', file);
+  for (const name of Object.keys(raw)) {
+    const problem = nameProblem(name);
+    if (problem !== null) throw new ConfigError(`plugins.${name}`, problem, file);
+  }
+  return raw;
 }
 
 function parseDirectPaths(raw: Json, file?: string): boolean | DirectPathOptions {

@@ -23,6 +23,7 @@ import { ENV, discoveryFile, ensurePrivateDir, loadOrCreateNetworkKey, meshHome,
 import { Policy, type PolicyRules, type Quotas, type Via } from "./policy.js";
 import { MeshRegistry } from "./registry.js";
 import { hubFor, type HubCore } from "./service.js";
+import { printPluginLine, type EngineFactory, type PluginLogLine } from "../engine/service.js";
 import { DIRECT_PATHS_FEATURE, directPathsIn, limitsOf, type DirectPathOptions } from "./direct.js";
 
 const log = logger("capmesh:mesh");
@@ -52,6 +53,24 @@ export interface HubOptions {
    * the hub. `policy.direct` decides per peer.
    */
   directPaths?: boolean | DirectPathOptions;
+  /**
+   * Configuration sections by plugin name: a plugin reads its own (any JSON
+   * value) with `Engine.config`.
+   */
+  plugins?: Record<string, unknown>;
+  /**
+   * Where plugins' log and progress lines (Engine.log, Engine.progress) go,
+   * tagged with the plugin's name: by default a JSON line on stderr
+   * (`capmesh:plugin`; debug lines only with DEBUG=capmesh:plugin). `false`
+   * drops them.
+   */
+  pluginLog?: false | ((line: PluginLogLine) => void);
+  /**
+   * The extension point for a service that embeds the hub: makes the
+   * capability `Hub.engine` hands each peer, typically of its own interface
+   * that extends Engine, from the hub's Engine methods (`base`, bound).
+   */
+  engine?: EngineFactory;
 }
 
 export interface MeshHub extends AsyncDisposable {
@@ -122,9 +141,17 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
     policy,
     hubId: identity.id,
     software: SOFTWARE,
-    stats: () => statsOf(system, thirdParty, registry),
+    stats: () => statsOf(system, thirdParty, registry, core.engine.contexts.size),
     features: thirdParty ? [DIRECT_PATHS_FEATURE] : [],
     addresses: () => thirdParty?.addresses ?? [],
+    engine: {
+      policy,
+      plugins: options.plugins ?? {},
+      log: options.pluginLog === false ? () => {} : (options.pluginLog ?? printPluginLine),
+      contexts: new Set(),
+      environment: process.env,
+    },
+    ...(options.engine ? { engineFactory: options.engine } : {}),
     greeted: (session, hello) => {
       if (!hello.features.includes(DIRECT_PATHS_FEATURE)) return;
       const own = ownPeerSockets(hello.addresses);
@@ -227,7 +254,7 @@ export async function startHub(options: HubOptions = {}): Promise<MeshHub> {
   };
 }
 
-function statsOf(system: RpcSystem, thirdParty: SocketThirdParty | undefined, registry: MeshRegistry): HubStats {
+function statsOf(system: RpcSystem, thirdParty: SocketThirdParty | undefined, registry: MeshRegistry, contexts: number): HubStats {
   const sessions = system.sessions;
   const peers: PeerStats[] = sessions.map((s) => {
     const tables = s.connection.stats();
@@ -256,6 +283,7 @@ function statsOf(system: RpcSystem, thirdParty: SocketThirdParty | undefined, re
     forwardedCalls: forwarded,
     introductions: BigInt(system.handoffs.introductions),
     directPaths: thirdParty !== undefined,
+    contexts,
   };
 }
 

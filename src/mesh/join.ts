@@ -27,10 +27,13 @@ import {
   type Registration,
   type Watch,
 } from "../gen/mesh.js";
+import { Engine } from "../gen/engine.js";
 import { ENV, decodeNetworkKey, loadOrCreateNetworkKey, meshHome, readDiscovery } from "./defaults.js";
 import { nameProblem } from "./names.js";
 import { describeProvided } from "./describe.js";
 import { DIRECT_PATHS_FEATURE, defaultListenAddresses, directPathsIn, limitsOf, type DirectPathOptions } from "./direct.js";
+import { CallQueue } from "../rpc/sequential.js";
+import { sequentialOffer } from "../network/endpoints.js";
 
 const log = logger("capmesh:mesh");
 
@@ -69,6 +72,17 @@ export interface JoinOptions {
   interfaces?: readonly InterfaceDef[];
   /** Take the name over if it is taken (where the hub's policy allows it). */
   replace?: boolean;
+  /**
+   * One call at a time for this plugin (an actor): what `provide` gives
+   * (every per-caller capability too) shares one queue, so calls run in
+   * arrival order, the next once the previous has settled, and the
+   * plugin's state needs no locks. Capabilities already made sequential
+   * (`Foo.server(impl, { sequential: true })`) keep their own queue; those
+   * its methods return are not covered unless made so. A call back into it
+   * from inside its own running call fails (README, "Many calls at
+   * once, or one at a time"). Default: calls run in parallel.
+   */
+  sequential?: boolean;
   /** Reconnect and register again when the hub goes away (default true). */
   reconnect?: boolean;
   /** Close on SIGTERM/SIGINT, then let the signal take its course (default true). */
@@ -152,6 +166,17 @@ export interface MeshPeer extends AsyncDisposable {
   /** The hub's Hub capability on the current connection. */
   readonly hub: Hub;
   /**
+   * The engine (schema/engine.capnp) for this plugin's name (a client's:
+   * for no name), on the current connection: its configuration section,
+   * the environment the policy exposes, closures, log lines the hub prints
+   * tagged with the name. Asked for on first use, usable at once
+   * (pipelined), again after a reconnection. For a hub whose
+   * engine extends Engine: `engineAs(MyEngine)`.
+   */
+  readonly engine: Engine;
+  /** A reference of the caller's own to the engine, typed as `iface` (an interface that extends Engine); release it when done. */
+  engineAs<C extends Capability>(iface: InterfaceDef & { readonly __client?: C }): C;
+  /**
    * The capability registered as `name`, usable at once (calls are
    * pipelined until it arrives). `wait` waits up to that many ms for the
    * name to appear; otherwise an unknown name fails the calls made on it.
@@ -179,6 +204,10 @@ export async function joinMesh(options: JoinOptions = {}): Promise<MeshPeer> {
     const problem = nameProblem(options.name);
     if (problem) throw new TypeError(`joinMesh: ${problem}`);
     if (options.provide === undefined) throw new TypeError("joinMesh: a plugin that registers a name needs `provide`");
+  }
+  if (options.sequential) {
+    if (options.provide === undefined) throw new TypeError("joinMesh: `sequential` applies to what `provide` serves, and this peer provides nothing");
+    options = { ...options, provide: sequentialOffer(options.provide, new CallQueue(), "joinMesh") };
   }
   const target = await findHub(options);
   const identity = await identityOf(options.identity);
@@ -235,6 +264,7 @@ class Peer implements MeshPeer {
   #listener: SocketNetwork | null = null;
   #session: Session | null = null;
   #hub: Hub | null = null;
+  #engine: Engine | null = null;
   #registration: Registration | null = null;
   #watches = new Set<{ onEvent: (event: Event) => void; watch: Watch | null }>();
   #closed = false;
@@ -271,6 +301,19 @@ class Peer implements MeshPeer {
 
   get hubId(): string {
     return this.target.hubId;
+  }
+
+  get engine(): Engine {
+    if (!this.#engine) {
+      // Asked on first use, once per connection (pipelined): a peer that never uses it costs the hub nothing.
+      using pending = this.hub.engine({ name: this.options.name ?? "" });
+      this.#engine = wrapHook(hookOf(pending.engine).addRef(), Engine) as unknown as Engine;
+    }
+    return this.#engine;
+  }
+
+  engineAs<C extends Capability>(iface: InterfaceDef & { readonly __client?: C }): C {
+    return wrapHook(hookOf(this.engine).addRef(), iface) as unknown as C;
   }
 
   get hub(): Hub {
@@ -363,6 +406,8 @@ class Peer implements MeshPeer {
     log.debug("lost the hub", { hub: this.target.address, reason: reason.message });
     this.#registration?.release();
     this.#registration = null;
+    this.#engine?.release();
+    this.#engine = null;
     this.#hub?.release();
     this.#hub = null;
     this.#session = null;
@@ -506,6 +551,8 @@ class Peer implements MeshPeer {
     this.#watches.clear();
     this.#registration?.release();
     this.#registration = null;
+    this.#engine?.release();
+    this.#engine = null;
     this.#hub?.release();
     this.#hub = null;
     const session = this.#session;

@@ -11,10 +11,12 @@
  * `join` is being connected at all; `watch` also governs `list` and
  * `lookup`; `direct` is being handed capabilities of other peers over a
  * direct path (rule `peer` is the receiving peer, `names` the names the
- * hosting peer holds) rather than through the hub.
+ * hosting peer holds) rather than through the hub; `env` is reading
+ * entries of the hub's environment through the Engine (rule `names` are
+ * the entries' names), refused unless a rule allows it.
  */
-export type Action = "join" | "register" | "connect" | "watch" | "admin" | "replace" | "direct";
-export const ACTIONS: readonly Action[] = ["join", "register", "connect", "watch", "admin", "replace", "direct"];
+export type Action = "join" | "register" | "connect" | "watch" | "admin" | "replace" | "direct" | "env";
+export const ACTIONS: readonly Action[] = ["join", "register", "connect", "watch", "admin", "replace", "direct", "env"];
 
 /** One rule: who (`*`, or an `@…ed25519` id) may do the action, on which names (patterns with `*`). */
 export interface Rule {
@@ -69,6 +71,8 @@ export class Policy {
       return { allowed: rule.allow !== false, by: `policy.${action}[${i}]` };
     }
     if (action === "join") return { allowed: true, by: "the default (every peer of this network key may join)" };
+    // The hub's environment may hold secrets: nothing of it is shown unless a rule says so.
+    if (action === "env") return { allowed: false, by: "the default (no environment entry is exposed unless a rule in policy.env names it)" };
     // A direct path gives nobody a capability they do not hold already; it only routes the calls.
     if (action === "direct") return { allowed: true, by: "the default (direct paths wherever both peers have them)" };
     if (via === "unix") return { allowed: true, by: "the default (peers on the local unix socket may do everything)" };

@@ -22,13 +22,14 @@ import {
   type WatchServer,
 } from "../gen/mesh.js";
 import { nameProblem } from "./names.js";
+import { engineFor, type EngineCore, type EngineFactory } from "../engine/service.js";
 import type { Policy, Via } from "./policy.js";
 import { MeshRegistry, entryOf, type Registered, type Watcher } from "./registry.js";
 
 /** Mesh protocol versions this hub serves. */
 export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [protocolVersion];
 /** Optional protocol features this hub implements (Hello.features). */
-export const HUB_FEATURES: readonly string[] = ["watch", "provider", "lookup", "admin"];
+export const HUB_FEATURES: readonly string[] = ["watch", "provider", "lookup", "admin", "engine"];
 /** The longest a connect() may wait for a name. */
 export const MAX_CONNECT_WAIT_MS = 10 * 60 * 1000;
 
@@ -45,6 +46,10 @@ export interface HubCore {
   addresses(): readonly string[];
   /** A peer's Hello arrived over `session` (records its direct-path addresses). */
   greeted(session: Session, hello: Hello): void;
+  /** What every peer's Engine shares (src/engine/service.ts). */
+  readonly engine: EngineCore;
+  /** The embedding service's Engine, if it extends it. */
+  readonly engineFactory?: EngineFactory;
 }
 
 function refuse(reason: string | null): void {
@@ -177,6 +182,20 @@ class HubService implements HubServer {
   admin() {
     refuse(this.core.policy.explainRefusal("admin", this.#id, this.via));
     return { admin: Admin.server({ stats: () => ({ stats: this.core.stats() }) }) };
+  }
+
+  engine({ name }: { name: string }) {
+    // A plugin's engine speaks for its name: its holder's, or that of whoever may register it.
+    if (name !== "") {
+      refuse(nameProblem(name));
+      if (this.core.registry.get(name)?.id !== this.#id) {
+        const refusal = this.core.policy.explainRefusal("register", this.#id, this.via, name);
+        if (refusal !== null) throw RpcError.failed(`${refusal}, and it does not hold "${name}": no engine for that plugin`);
+      }
+    }
+    const peer = { id: this.#id, name, via: this.via };
+    const connect = (p: { name: string; waitMs: number }, ctx: CallContext) => this.connect(p, ctx);
+    return { engine: engineFor(this.core.engine, peer, connect, this.core.engineFactory) };
   }
 
   #find(name: string, waitMs: number, signal: AbortSignal): Promise<Registered> {

@@ -3,6 +3,9 @@
 import { startSession, type BootstrapOffer, type RpcSystem, type Session } from "../rpc/system.js";
 import { formatId, toPublicKey } from "../auth/identity.js";
 import { SocketNetwork, type AcceptOptions, type SocketNetworkOptions } from "./socket-network.js";
+import { CallQueue } from "../rpc/sequential.js";
+import { makeSequential } from "../rpc/typed.js";
+import type { Capability } from "../rpc/types.js";
 
 export interface ListenOptions extends SocketNetworkOptions, Omit<AcceptOptions, "address"> {
   /**
@@ -12,6 +15,13 @@ export interface ListenOptions extends SocketNetworkOptions, Omit<AcceptOptions,
   bootstrap?: BootstrapOffer;
   /** Called for every accepted session. */
   onSession?: (session: Session) => void;
+  /**
+   * One call at a time for what `bootstrap` offers (an actor): every peer's
+   * bootstrap capability shares one queue, so calls run in arrival order,
+   * the next once the previous has settled. Capabilities served elsewhere
+   * (or made sequential already) are left as they are. Default: parallel.
+   */
+  sequential?: boolean;
   /**
    * The vat accepted sessions join (one preferred connection per remote
    * vat, Level 3 when it has it). Without it each session stands alone.
@@ -38,8 +48,9 @@ export async function listen(address: string, options: ListenOptions = {}): Prom
   const sessions = new Set<Session>();
   const network = new SocketNetwork(options, { ...options, address });
   const system = options.system;
+  const bootstrap = options.sequential ? sequentialOffer(options.bootstrap, new CallQueue(), "listen") : options.bootstrap;
   await network.accept((net) => {
-    const session = system ? system.adopt(net, options.bootstrap ?? undefined, options) : startSession(net, options.bootstrap, options);
+    const session = system ? system.adopt(net, bootstrap ?? undefined, options) : startSession(net, bootstrap, options);
     sessions.add(session);
     session.connection.onClose(() => sessions.delete(session));
     options.onSession?.(session);
@@ -92,4 +103,22 @@ export async function connect(address: string, options: ConnectOptions = {}): Pr
   if (!system) return startSession(net, options.bootstrap, options);
   const session = system.adopt(net, options.bootstrap ?? undefined, options);
   return (net.peer.authenticated ? system.preferred(net.peer.id) : null) ?? session;
+}
+
+/** `offer`, its capabilities made sequential on `queue` (listen's and joinMesh's `sequential: true`). */
+export function sequentialOffer<O extends Capability | ((...args: never[]) => Capability | null) | null | undefined>(
+  offer: O,
+  queue: CallQueue,
+  where: string,
+): O {
+  if (typeof offer !== "function") {
+    if (offer) makeSequential(offer, queue, where);
+    return offer;
+  }
+  const make = offer as (...args: unknown[]) => Capability | null;
+  return ((...args: unknown[]) => {
+    const cap = make(...args);
+    if (cap) makeSequential(cap, queue, where);
+    return cap;
+  }) as unknown as O;
 }

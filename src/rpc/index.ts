@@ -12,7 +12,9 @@ export {
   wrapHook,
   type DynamicResponse,
   type InterfaceHandle,
+  type ServerOptions,
 } from "./typed.js";
+export { CallQueue } from "./sequential.js";
 export { setStreamWindow } from "./flow.js";
 export type { Capability, CallContext, CallOptions, Pipelined, RpcPromise, ServerOf, TailCall } from "./types.js";
 export { capabilityState, getLocalServer, isPromise, type CapabilityState } from "./introspect.js";

@@ -22,6 +22,7 @@ import {
 } from "./hook.js";
 import { badCapIndex, capTableOf, releaseCapTable } from "./payload.js";
 import { capIndexAt } from "../codec/runtime.js";
+import { inSequentialCall, outsideSequentialCalls, type CallQueue } from "./sequential.js";
 
 /** What a server object looks like to the engine (typed.ts adapts user classes). */
 export interface ServerDispatch {
@@ -43,8 +44,20 @@ export class LocalServerHook extends RefCounted implements CapHook {
   readonly brand = null;
   readonly brokenReason = null;
 
-  constructor(readonly server: ServerDispatch) {
+  /**
+   * Set for a sequential capability (an actor): its calls run one at a
+   * time, in arrival order (sequential.ts). Several hooks may share one
+   * queue (a plugin's `sequential: true`). Assigned in the constructor,
+   * not as a field (see RefCounted.refs).
+   */
+  declare sequential: CallQueue | null;
+
+  constructor(
+    readonly server: ServerDispatch,
+    sequential: CallQueue | null = null,
+  ) {
     super();
+    this.sequential = sequential;
   }
 
   call(interfaceId: bigint, methodId: number, params: Payload, hints?: CallHints): CallResult {
@@ -69,11 +82,24 @@ export class LocalServerHook extends RefCounted implements CapHook {
     hints: CallHints | undefined,
     pipeline: ResponsePipeline,
   ): Promise<Response> {
+    // A sequential capability admits the call now, in the order calls are
+    // made, and checks it in the caller's context (re-entrancy); a peer's
+    // call has no context here (sequential.ts says why).
+    const turn = this.sequential?.admit(methodLabel(interfaceId, methodId), hints?.answering !== true) ?? null;
     // Deliver on a later microtask: a call never runs inside its caller's
     // stack, and calls made in order are delivered in order (E-order).
     await undefined;
     try {
-      const out = await this.server.dispatch(interfaceId, methodId, params, ctx);
+      let out: Response | TailCallRequest;
+      if (turn === null) {
+        out = await (hints?.answering && inSequentialCall()
+          ? outsideSequentialCalls(() => this.server.dispatch(interfaceId, methodId, params, ctx))
+          : this.server.dispatch(interfaceId, methodId, params, ctx));
+      } else if (turn instanceof RpcError) {
+        throw turn;
+      } else {
+        out = await turn.run(() => this.server.dispatch(interfaceId, methodId, params, ctx), hints?.answering ? undefined : ctx.signal);
+      }
       if (!isTailCall(out)) {
         pipeline.settle(out);
         return out;

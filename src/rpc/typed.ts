@@ -29,7 +29,10 @@ import { badCapIndex, capTableOf, initStructIn, newPayloadMessage, readStructIn,
 import { Codec, readPointer, SchemaTypeError, writePointer } from "../codec/runtime.js";
 import type { CallContext, CallOptions, Capability, TailCall } from "./types.js";
 import { FlowController } from "./flow.js";
+import { releaseInboundMessage } from "../transport/framing.js";
 import { registerInterface } from "./registry.js";
+import { functionServerFor } from "../codec/function-caps.js";
+import { CallQueue } from "./sequential.js";
 import type { Message } from "capnp-es";
 
 const kHook = Symbol("capmesh.hook");
@@ -190,6 +193,9 @@ function capWriter(message: Message, moved?: CapabilityClient[]): CapTableWriter
 /** A new reference to whatever the user put where a capability goes. */
 export function toHook(value: unknown, iface: InterfaceDef | null): CapHook {
   if (value instanceof CapabilityClient) return liveHook(value).addRef();
+  // A function where the interface takes one (a Closure): served as it says.
+  const adapt = typeof value === "function" ? functionServerFor(iface) : undefined;
+  if (adapt) return serverHook(adapt(value as () => unknown), iface!);
   if (typeof value === "object" && value !== null) {
     if (!iface) {
       throw new TypeError("a plain object cannot be passed where the schema has an untyped capability; wrap it with Interface.server(obj)");
@@ -609,13 +615,55 @@ function streamCall(
 
 const liveServers = new WeakMap<object, LocalServerHook>();
 
+/** How `Foo.server(impl, options)` serves `impl`. */
+export interface ServerOptions {
+  /**
+   * One call at a time (an actor): calls run in the order they arrive, the
+   * next once the previous has settled, so the server's state needs no
+   * locks. `true` gives the server object a queue of its own; a `CallQueue`
+   * shared by several server objects makes them one actor. A call into it
+   * from inside one of its own running calls fails (README, "Many calls at
+   * once, or one at a time"). Once sequential, a server object stays so. Default:
+   * calls run in parallel.
+   */
+  sequential?: boolean | CallQueue;
+}
+
 /** A new reference to the capability that serves `impl` as `iface`. */
-export function serverHook(impl: object, iface: InterfaceDef): CapHook {
+export function serverHook(impl: object, iface: InterfaceDef, options?: ServerOptions): CapHook {
   const existing = liveServers.get(impl);
-  if (existing && !existing.isReleased) return existing.addRef();
-  const hook = new LocalServerHook(new TypedDispatch(impl, iface));
+  if (existing && !existing.isReleased) {
+    if (options?.sequential) setQueue(existing, options.sequential);
+    return existing.addRef();
+  }
+  const queue = options?.sequential ? (options.sequential === true ? new CallQueue() : options.sequential) : null;
+  const hook = new LocalServerHook(new TypedDispatch(impl, iface), queue);
   liveServers.set(impl, hook);
   return hook;
+}
+
+function setQueue(hook: LocalServerHook, wanted: true | CallQueue): void {
+  if (hook.sequential === null) hook.sequential = wanted === true ? new CallQueue() : wanted;
+  else if (wanted !== true && hook.sequential !== wanted) {
+    throw new TypeError(`${hook.server.name} is sequential on another CallQueue already: a server object has one queue`);
+  }
+}
+
+/**
+ * Makes the server object behind `cap` sequential on `queue` (joinMesh's and
+ * listen's `sequential: true`), unless it is sequential already. `cap` must
+ * be served by this process: a peer's capability cannot be made sequential
+ * here.
+ */
+export function makeSequential(cap: Capability, queue: CallQueue, where: string): void {
+  const hook = innermost(hookOf(cap));
+  if (!(hook instanceof LocalServerHook)) {
+    throw new TypeError(
+      `${where}: sequential applies to capabilities served by this process (Foo.server(impl)); ` +
+        `this one is ${hook.brokenReason ? "broken" : "another vat's or not resolved yet"}`,
+    );
+  }
+  if (hook.sequential === null) hook.sequential = queue;
 }
 
 type MethodTable = Map<bigint, Map<number, MethodDef>>;
@@ -693,6 +741,9 @@ class TypedDispatch implements ServerDispatch {
       return new OwnedResponse(message, content);
     } finally {
       for (const c of borrowed) c.release();
+      // A `-> stream` method's params live until it returns (README,
+      // "Streaming"): their large segments serve the next frames.
+      if (method.stream) releaseInboundMessage(params.message);
     }
   }
 
@@ -768,8 +819,11 @@ function prepareTailCall(target: Capability, methodName: string, params?: unknow
 // Interfaces
 
 export type InterfaceHandle<C extends Capability, S> = InterfaceDef & {
-  /** Serves `impl` as this interface: a new capability to it. */
-  server(impl: S): C;
+  /**
+   * Serves `impl` as this interface: a new capability to it. Calls run in
+   * parallel, unless `{ sequential: true }` (one at a time, in arrival order).
+   */
+  server(impl: S, options?: ServerOptions): C;
   /** Wraps an engine hook (taking ownership). */
   wrap(hook: CapHook): C;
   /**
@@ -786,7 +840,7 @@ export function defineInterface<C extends Capability, S>(def: InterfaceDef): Int
   registerInterface(def);
   const handle = def as InterfaceHandle<C, S>;
   Object.defineProperty(handle, "server", {
-    value: (impl: S) => wrapHook(serverHook(impl as object, def), def) as unknown as C,
+    value: (impl: S, options?: ServerOptions) => wrapHook(serverHook(impl as object, def, options), def) as unknown as C,
   });
   Object.defineProperty(handle, "wrap", { value: (hook: CapHook) => wrapHook(hook, def) as unknown as C });
   Object.defineProperty(handle, "fromPromise", {

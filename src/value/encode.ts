@@ -13,6 +13,8 @@
 //   array                      → list (holes → null)
 //   a capability client        → capability (the caller keeps its reference:
 //                                sending adds one of its own)
+//   function                   → capability: a Closure serving it
+//                                (src/engine/closure.ts; the value owns it)
 //   StreamValue                → stream
 //   Error                      → error (see error-value.ts for what is carried)
 //   Map with string keys       → record, in insertion order
@@ -20,7 +22,7 @@
 //   prototype)                 → record: own enumerable string keys, in JS
 //                                order (integer-like keys first); symbol keys
 //                                are skipped, as structuredClone skips them
-// Anything else (functions, symbols, class instances, Dates, Sets, typed
+// Anything else (symbols, class instances, Dates, Sets, typed
 // arrays other than Uint8Array, promises) is refused with a ValueTypeError
 // saying what to convert it to. So are cycles; an object reached twice
 // without a cycle is converted twice (and counted twice against the limits).
@@ -33,6 +35,7 @@ import type { Capability } from "../rpc/types.js";
 import { resolveValueLimits, utf8Length, type ValueLimits } from "./limits.js";
 import { formatPath, type PathStep } from "./path.js";
 import { StreamValue } from "./stream.js";
+import { closureForValue, type ClosureFunction } from "../engine/closure.js";
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -132,11 +135,8 @@ class Encoder {
         this.text(x);
         return { which: "text", text: x };
       case "function":
-        // Hook point: closures (issue 13, point 3) will serve a function as a
-        // Closure capability here instead of refusing it.
-        throw new ValueTypeError(this.where(),
-          "a function is not a value (not yet: closures will carry functions); " +
-          "to pass an object with methods, wrap it with Interface.server(obj) and pass the capability");
+        // A function is served as a Closure capability (src/engine/closure.ts).
+        return { which: "capability", capability: closureForValue(x as ClosureFunction) };
       case "symbol":
         throw new ValueTypeError(this.where(), "a symbol is not a value");
       case "object":
