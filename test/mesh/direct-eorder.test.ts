@@ -19,9 +19,10 @@ import { FrameGate, type FrameEntry } from "../helpers/frame-gate.js";
 import { eventually } from "../rpc/helpers/raw-peer.js";
 import { Counter } from "../rpc/fixtures.js";
 import { show } from "./helpers/events.js";
+import { childStats, DIRECT_CHILD, type ChildStats } from "./helpers/direct-child.js";
 import { killLeftAndWait, start, startTsPlugin, TSX, type Registered } from "./helpers/processes.js";
 
-const CHILD = "test/mesh/direct-child.ts";
+const CHILD = DIRECT_CHILD;
 const children: ChildProcess[] = [];
 const cleanups: (() => Promise<void> | void)[] = [];
 
@@ -112,16 +113,6 @@ async function raceToTheSwitch(dir: string, env: HubEnv, options: { unsafeNoEmba
   return { a, b, gateA, gateB, cap, p1, p2, settled };
 }
 
-type ChildStats = ReturnType<MeshPeer["stats"]>;
-
-/** B's own tables, as it prints them (MeshPeer.stats()) when asked on stdin. */
-async function statsOf(b: Registered): Promise<ChildStats> {
-  const count = () => b.output().match(/^stats /gm)?.length ?? 0;
-  const before = count();
-  b.child.stdin!.write("stats\n");
-  await eventually(() => count() > before, "B to print its stats");
-  return JSON.parse([...b.output().matchAll(/^stats (.*)$/gm)].at(-1)![1]!) as ChildStats;
-}
 
 describe("the host takes the handoff's messages in whichever order they come", () => {
   it("an Accept that arrives before its Provide waits for it, and the calls then arrive in order", async () => {
@@ -148,8 +139,8 @@ describe("the host takes the handoff's messages in whichever order they come", (
     const calls = [1, 2, 3].map((n) => cap.add({ delta: BigInt(n) }));
     // A's Accept reached B over the direct connection before the Provide did.
     const deadline = Date.now() + 10_000;
-    while ((await statsOf(b)).directPaths.acceptsWaiting !== 1) {
-      if (Date.now() > deadline) throw new Error(`B never held A's Accept: ${show(await statsOf(b))}`);
+    while ((await childStats(b)).directPaths.acceptsWaiting !== 1) {
+      if (Date.now() > deadline) throw new Error(`B never held A's Accept: ${show(await childStats(b))}`);
     }
     expect(deltas(b)).toEqual([]);
     gateB.release("fromTarget");
@@ -263,10 +254,10 @@ describe("E-order across the switch to a direct path", () => {
       s.directPaths.acceptsWaiting === 0 &&
       s.connections.filter((c) => c.kind === "direct").every((c) => c.questions + c.answers + c.imports + c.exports + c.provisions === 0);
     const deadline = Date.now() + 10_000;
-    let last = await statsOf(race.b);
+    let last = await childStats(race.b);
     while (!drained(last)) {
       if (Date.now() > deadline) throw new Error(`B's tables did not drain: ${show(last)}`);
-      last = await statsOf(race.b);
+      last = await childStats(race.b);
     }
   });
 });

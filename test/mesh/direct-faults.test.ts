@@ -23,13 +23,14 @@ import { generateIdentity, type Identity } from "../../src/auth/identity.js";
 import { Greeter, Listener } from "../../src/gen/demo.js";
 import type { ThirdPartyCompletion } from "../../src/gen/network.js";
 import { startHub, type HubOptions, type MeshHub } from "../../src/mesh/hub.js";
-import { joinMesh, type JoinOptions, type MeshPeer, type MeshPeerStats } from "../../src/mesh/join.js";
+import { joinMesh, type JoinOptions, type MeshPeer } from "../../src/mesh/join.js";
 import { buildCppPeers, requireCppOrSkip } from "../helpers/cpp.js";
 import { FrameGate, type FrameEntry } from "../helpers/frame-gate.js";
 import { L3RawPeer, outcomeOf } from "../helpers/l3-raw-peer.js";
 import { eventually } from "../rpc/helpers/raw-peer.js";
 import { Counter } from "../rpc/fixtures.js";
 import { show } from "./helpers/events.js";
+import { calls, childStats, DIRECT_CHILD, printed } from "./helpers/direct-child.js";
 import { killLeftAndWait, PLUGIN_CHILD, run, startRegistered, startTsPlugin, type Registered } from "./helpers/processes.js";
 
 const home = mkdtempSync(join(tmpdir(), "capmesh-dfaults-"));
@@ -73,7 +74,7 @@ async function stopChildren(): Promise<void> {
   await killLeftAndWait(children);
 }
 
-const CHILD = "test/mesh/direct-child.ts";
+const CHILD = DIRECT_CHILD;
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 /** B's running totals after adding 1..n. */
 const totals = (n: number) => range(1, n).map((k) => BigInt((k * (k + 1)) / 2));
@@ -102,30 +103,14 @@ async function gate(target: string, name?: string): Promise<FrameGate> {
   return g;
 }
 
-/** The "got <delta> via <id>" lines a plugin printed, in order. */
-function calls(p: Registered): { delta: number; via: string }[] {
-  return [...p.output().matchAll(/^got (-?\d+) via (\S+)$/gm)].map((m) => ({ delta: Number(m[1]), via: m[2]! }));
-}
 
-/** Waits until the plugin has printed `n` calls (its output may trail the results). */
-async function printed(p: Registered, n: number): Promise<void> {
-  await eventually(() => calls(p).length >= n, () => `${n} calls printed by ${p.id}: ${p.output()}`);
-}
 
-/** A plugin's MeshPeer.stats(), asked on its stdin (it runs with --stats). */
-async function statsOf(p: Registered): Promise<MeshPeerStats> {
-  const from = p.output().length;
-  p.child.stdin!.write("stats\n");
-  let line: RegExpExecArray | null = null;
-  await eventually(() => (line = /^stats (.*)$/m.exec(p.output().slice(from))) !== null, () => `stats from ${p.id}: ${p.output()}${p.errors()}`);
-  return JSON.parse(line![1]!) as MeshPeerStats;
-}
 
 /** Waits until plugin `p` holds no Level 3 state as host or recipient: no provision, no waiting Accept, no dial, no pending handoff. */
 async function hostDrained(p: Registered): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const { directPaths, handoffs } = await statsOf(p);
+    const { directPaths, handoffs } = await childStats(p);
     const left = { provisions: directPaths.provisions, acceptsWaiting: directPaths.acceptsWaiting, dials: directPaths.dials, pending: handoffs.pending };
     if (Object.values(left).every((n) => n === 0)) return;
     if (Date.now() > deadline) throw new Error(`${p.id} still holds Level 3 state: ${JSON.stringify(left)}`);
@@ -134,7 +119,7 @@ async function hostDrained(p: Registered): Promise<void> {
 
 /** Where a plugin's direct listener really is (it may advertise something else). */
 async function listeningOf(p: Registered): Promise<string> {
-  const listening = (await statsOf(p)).directPaths.listening;
+  const listening = (await childStats(p)).directPaths.listening;
   expect(listening.length).toBeGreaterThan(0);
   return listening[0]!;
 }
@@ -523,7 +508,7 @@ describe("a capability handed back", () => {
     ]);
     // No handoff for it: the hub did not introduce B to itself, B made no connection to anyone.
     expect(hub.stats().introductions).toBe(introductions);
-    const stats = await statsOf(b);
+    const stats = await childStats(b);
     expect(stats.connections.map((c) => c.kind).sort()).toEqual(["direct", "hub"]);
     expect(stats.handoffs).toMatchObject({ pending: 0, accepted: 0, fellBack: 0 });
     echoed!.release();

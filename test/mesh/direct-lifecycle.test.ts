@@ -12,14 +12,15 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity } from "../../src/auth/identity.js";
 import { startHub, type MeshHub } from "../../src/mesh/hub.js";
-import { joinMesh, type MeshPeer } from "../../src/mesh/join.js";
+import { joinMesh } from "../../src/mesh/join.js";
 import { FrameGate } from "../helpers/frame-gate.js";
 import { eventually } from "../rpc/helpers/raw-peer.js";
 import { Counter } from "../rpc/fixtures.js";
 import { show } from "./helpers/events.js";
+import { childStats, DIRECT_CHILD, type ChildStats } from "./helpers/direct-child.js";
 import { killLeftAndWait, startTsPlugin, type Registered } from "./helpers/processes.js";
 
-const CHILD = "test/mesh/direct-child.ts";
+const CHILD = DIRECT_CHILD;
 const home = mkdtempSync(join(tmpdir(), "capmesh-lifecycle-"));
 let hub: MeshHub;
 const children: ChildProcess[] = [];
@@ -43,24 +44,15 @@ function plugin(name: string, ...args: string[]): Promise<Registered> {
   return startTsPlugin(name, { script: CHILD, args: ["--stats", ...args], stdin: "pipe", env: { ...process.env, ...hub.env }, children });
 }
 
-type PeerStats = ReturnType<MeshPeer["stats"]>;
-
-/** A plugin's MeshPeer.stats(), asked for on its stdin. */
-async function statsOf(p: Registered): Promise<PeerStats> {
-  const count = () => p.output().match(/^stats /gm)?.length ?? 0;
-  const before = count();
-  p.child.stdin!.write("stats\n");
-  await eventually(() => count() > before, "the plugin to print its stats");
-  return JSON.parse([...p.output().matchAll(/^stats (.*)$/gm)].at(-1)![1]!) as PeerStats;
-}
+type PeerStats = ChildStats;
 
 /** Polls a plugin's stats until `ok` holds. */
 async function statsUntil(p: Registered, ok: (s: PeerStats) => boolean, what: string, ms = 15_000): Promise<PeerStats> {
   const deadline = Date.now() + ms;
-  let last = await statsOf(p);
+  let last = await childStats(p);
   while (!ok(last)) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${show(last)}`);
-    last = await statsOf(p);
+    last = await childStats(p);
   }
   return last;
 }

@@ -18,6 +18,7 @@ import { FrameGate } from "../helpers/frame-gate.js";
 import { eventually } from "../rpc/helpers/raw-peer.js";
 import { Counter } from "../rpc/fixtures.js";
 import { show } from "./helpers/events.js";
+import { calls, DIRECT_CHILD, printed } from "./helpers/direct-child.js";
 import { killLeftAndWait, startTsPlugin, type Registered } from "./helpers/processes.js";
 
 const home = mkdtempSync(join(tmpdir(), "capmesh-direct-"));
@@ -42,7 +43,7 @@ afterAll(async () => {
   expect(left).toEqual([]);
 });
 
-const CHILD = "test/mesh/direct-child.ts";
+const CHILD = DIRECT_CHILD;
 
 function plugin(name: string, ...args: string[]): Promise<Registered> {
   return startTsPlugin(name, { script: CHILD, args, env: { ...process.env, ...hub.env }, children });
@@ -54,16 +55,7 @@ async function client(options: Partial<JoinOptions> = {}, on: MeshHub = hub): Pr
   return peer;
 }
 
-/** The "got <delta> via <id>" lines a plugin printed, in order. */
-function calls(p: Registered): { delta: number; via: string }[] {
-  return [...p.output().matchAll(/^got (-?\d+) via (\S+)$/gm)].map((m) => ({ delta: Number(m[1]), via: m[2]! }));
-}
 
-/** The calls a plugin printed, once it has printed at least `n` (its stdout may lag behind the results). */
-async function printed(p: Registered, n: number): Promise<{ delta: number; via: string }[]> {
-  await eventually(() => calls(p).length >= n, () => `${n} calls printed: ${p.output()}`);
-  return calls(p);
-}
 
 function deltas(p: Registered, from = 0): number[] {
   return calls(p)
