@@ -43,6 +43,8 @@ export {
   type CapabilityPath,
 } from "./mesh/join.js";
 export { DIRECT_PATHS_FEATURE, type DirectPathOptions } from "./mesh/direct.js";
+export { CHANNELS_FEATURE, type ChannelHandler, type ChannelRequest, type OpenChannelOptions } from "./mesh/channels.js";
+export { ChannelAcceptor, type ChannelAcceptorServer } from "./gen/channel.js";
 export { SocketThirdParty, type ThirdPartyLimits, type SocketThirdPartyOptions } from "./network/third-party.js";
 export { ConfigError, loadConfig, parseConfig, CONFIG_FILE } from "./mesh/config.js";
 export { Policy, DEFAULT_QUOTAS, type Action, type Rule, type PolicyRules, type Quotas } from "./mesh/policy.js";

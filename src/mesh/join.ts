@@ -34,6 +34,9 @@ import { describeProvided } from "./describe.js";
 import { DIRECT_PATHS_FEATURE, defaultListenAddresses, directPathsIn, limitsOf, type DirectPathOptions } from "./direct.js";
 import { CallQueue } from "../rpc/sequential.js";
 import { sequentialOffer } from "../network/endpoints.js";
+import { ChannelAcceptor } from "../gen/channel.js";
+import { CHANNELS_FEATURE, openChannelOn, provideWithChannels, type ChannelHandler, type OpenChannelOptions } from "./channels.js";
+import type { Duplex } from "node:stream";
 
 const log = logger("capmesh:mesh");
 
@@ -83,6 +86,15 @@ export interface JoinOptions {
    * once, or one at a time"). Default: calls run in parallel.
    */
   sequential?: boolean;
+  /**
+   * Accept byte channels that peers open by this plugin's name
+   * (`peer.openChannel(name)`): called once per channel with the caller's
+   * identity (the hub vouches for it) and the protocol asked for. Return
+   * the plugin's end as a Duplex to accept (a PassThrough echoes), or throw
+   * to refuse with that reason. The plugin then registers per caller, and
+   * says the feature "channels" (README, "Channels by name").
+   */
+  channels?: ChannelHandler;
   /** Reconnect and register again when the hub goes away (default true). */
   reconnect?: boolean;
   /** Close on SIGTERM/SIGINT, then let the signal take its course (default true). */
@@ -182,6 +194,13 @@ export interface MeshPeer extends AsyncDisposable {
    * name to appear; otherwise an unknown name fails the calls made on it.
    */
   connect<C extends Capability>(name: string, iface: InterfaceDef & { readonly __client?: C }, options?: { wait?: number }): C;
+  /**
+   * Opens a byte channel to the plugin `name` (it joined with `channels`):
+   * this peer's end as a Node Duplex (`Duplex.toWeb()` gives a pair of Web
+   * streams). Rejects with the plugin's reason when it refuses. The channel
+   * goes over a direct path when there is one, like any capability.
+   */
+  openChannel(name: string, options?: OpenChannelOptions): Promise<Duplex>;
   /** Every registered plugin. */
   list(): Promise<Entry[]>;
   /** Calls `onEvent` with a snapshot, then each joined/left, until the returned handle is disposed. */
@@ -203,7 +222,9 @@ export async function joinMesh(options: JoinOptions = {}): Promise<MeshPeer> {
   if (options.name !== undefined) {
     const problem = nameProblem(options.name);
     if (problem) throw new TypeError(`joinMesh: ${problem}`);
-    if (options.provide === undefined) throw new TypeError("joinMesh: a plugin that registers a name needs `provide`");
+    if (options.provide === undefined && options.channels === undefined) {
+      throw new TypeError("joinMesh: a plugin that registers a name needs `provide` (or `channels`)");
+    }
   }
   if (options.sequential) {
     if (options.provide === undefined) throw new TypeError("joinMesh: `sequential` applies to what `provide` serves, and this peer provides nothing");
@@ -348,7 +369,7 @@ class Peer implements MeshPeer {
         const { registration } = await hub.register({
           name: this.options.name,
           ...this.#offer(),
-          info: { protocolVersion, ...this.#described, ...this.options.info },
+          info: this.#info(),
           replace: this.options.replace ?? false,
         });
         this.#registration = registration;
@@ -393,7 +414,22 @@ class Peer implements MeshPeer {
     return thirdParty.addresses;
   }
 
+  #info(): Init<PluginInfo> {
+    const info: Init<PluginInfo> = { protocolVersion, ...this.#described, ...this.options.info };
+    if (this.options.channels === undefined) return info;
+    const features = [...(this.options.info?.features ?? [])];
+    if (!features.includes(CHANNELS_FEATURE)) features.push(CHANNELS_FEATURE);
+    return { ...info, features };
+  }
+
   #offer(): { cap: Capability } | { provider: Provider } {
+    const { name, channels } = this.options;
+    if (channels !== undefined) {
+      // Per caller, so that each channel knows who opened it (the hub vouches for `caller`).
+      return {
+        provider: Provider.server({ provide: ({ caller }) => ({ cap: provideWithChannels(name!, this.options.provide, channels, caller) }) }),
+      };
+    }
     const provide = this.options.provide!;
     if (typeof provide !== "function") return { cap: provide };
     return {
@@ -498,6 +534,15 @@ class Peer implements MeshPeer {
     // A reference of our own, typed: it keeps the call going (and pipelined
     // on) after the promise and its field client are disposed.
     return wrapHook(hookOf(pending.cap).addRef(), iface) as unknown as C;
+  }
+
+  async openChannel(name: string, options: OpenChannelOptions = {}): Promise<Duplex> {
+    const acceptor = this.connect(name, ChannelAcceptor, options.wait !== undefined ? { wait: options.wait } : {});
+    try {
+      return await openChannelOn(acceptor, name, options.protocol ?? "");
+    } finally {
+      acceptor.release();
+    }
   }
 
   async list(): Promise<Entry[]> {
