@@ -7,6 +7,7 @@
 //   // consumer: read a ByteSource it received
 //   for await (const chunk of fromByteSource(results.output)) hash.update(chunk);
 //   await pipeline(fromByteSource(results.output).nodeReadable(), fs.createWriteStream(out));
+import { concatBytes } from "../transport/bytes.js";
 import { ByteSink, ByteSource } from "../gen/stream.js";
 import { readSource } from "./consume.js";
 import { describe, type StreamInput } from "./input.js";
@@ -48,16 +49,7 @@ const byteShape: PumpShape<ByteChunk, Uint8Array> = {
   // A producer may reuse a chunk's memory once it yields the next: a piece that waits is copied.
   keep: (piece) => piece.slice(),
   join(batch) {
-    if (batch.length === 1) return batch;
-    let total = 0;
-    for (const piece of batch) total += piece.byteLength;
-    const joined = new Uint8Array(total);
-    let at = 0;
-    for (const piece of batch) {
-      joined.set(piece, at);
-      at += piece.byteLength;
-    }
-    return [joined];
+    return batch.length === 1 ? batch : [concatBytes(batch)];
   },
 };
 

@@ -28,6 +28,7 @@
 // a field getter. The RPC engine must read inside try/catch and treat a throw
 // as a protocol error of that connection.
 
+import { concatBytes } from "./bytes.js";
 import { Message, type Struct, type StructCtor } from "capnp-es";
 import { FREE_BYTES_PER_CONNECTION, processInboundBudget, type InboundBudget } from "./inbound-budget.js";
 import { readBudgetBytes, resolveLimits, type TransportLimits } from "./limits.js";
@@ -313,16 +314,7 @@ export function writeFrameInto(message: Message, out: Uint8Array, offset: number
 
 /** The frame for `message` as one contiguous buffer (copies the segments once). */
 export function frameBytes(message: Message): Uint8Array {
-  const parts = encodeFrame(message);
-  let total = 0;
-  for (const p of parts) total += p.byteLength;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return concatBytes(encodeFrame(message));
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Standard Cap'n Proto stream framing, read leniently: the fuzzer splits
 // recorded and mutated byte streams into frames without trusting them, so it
 // never allocates by a header's word (a lying header just ends the split).
+import { concatBytes } from "../../src/transport/bytes.js";
 import { Message } from "capnp-es";
 
 /** Frames above this many segments are not split (the engine refuses them anyway). */
@@ -46,17 +47,7 @@ export function frameUnits(bytes: Uint8Array): Uint8Array[] {
   return rest.length > 0 ? [...frames, rest] : frames;
 }
 
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+export const concat = concatBytes;
 
 /** A frame for the given segments (each a whole number of words). */
 export function frameOf(segments: readonly Uint8Array[]): Uint8Array {

@@ -62,17 +62,7 @@ export function readMessage(m: Message, payloadCount = 0): Decoded {
   return { seq, payloads };
 }
 
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
+export { concatBytes as concat } from "../../src/transport/bytes.js";
 
 /** Deterministic PRNG (mulberry32). */
 export function rng(seed: number): () => number {
