@@ -12,10 +12,10 @@
 //   - A capability handed back to its own host, and back to its introducer.
 // Frame gates (test/helpers/frame-gate.ts) sit on the links the tests must
 // see or hold: a plugin's hub link, a host's direct address.
+import { closedPort, silentListener as listenSilently } from "../helpers/ports.js";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -32,6 +32,13 @@ import { Counter } from "../rpc/fixtures.js";
 import { show } from "./helpers/events.js";
 import { calls, childStats, DIRECT_CHILD, printed } from "./helpers/direct-child.js";
 import { killLeftAndWait, PLUGIN_CHILD, run, startRegistered, startTsPlugin, type Registered } from "./helpers/processes.js";
+
+/** A listener that accepts connections and never says a word (no handshake), closed after the test. */
+async function silentListener(): Promise<{ address: string; readonly accepted: number }> {
+  const listener = await listenSilently(join(home, `silent-${randomBytes(3).toString("hex")}.sock`));
+  undo.push(() => listener.close());
+  return listener;
+}
 
 const home = mkdtempSync(join(tmpdir(), "capmesh-dfaults-"));
 let hub: MeshHub;
@@ -183,42 +190,6 @@ function fellBack(a: MeshPeer, cap: Counter, on: MeshHub, reason: RegExp): void 
   expect(path).toMatchObject({ path: "hub", peer: on.id });
   expect(path.reason).toMatch(reason);
   expect(a.stats().handoffs).toMatchObject({ pending: 0, accepted: 0, fellBack: 1 });
-}
-
-/** A listener that accepts connections and never says a word (no handshake). */
-async function silentListener(): Promise<{ address: string; readonly accepted: number }> {
-  const path = join(home, `silent-${randomBytes(3).toString("hex")}.sock`);
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const server = net.createServer((socket) => {
-    accepted++;
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => {});
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  undo.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  return {
-    address: `unix:${path}`,
-    get accepted() {
-      return accepted;
-    },
-  };
-}
-
-/** A loopback TCP port that was just listened on and closed: dials to it are refused. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe("direct paths between processes: fallback per cause, no call lost or reordered", () => {

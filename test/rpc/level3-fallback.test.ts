@@ -6,8 +6,8 @@
 // every call reaches B once, in order, through C (the vine or a plain
 // proxy); the capability says which path it uses and why; every table on
 // every vat drains back to where it was.
+import { closedPort, silentListener as listenSilently, type SilentListener } from "../helpers/ports.js";
 import { mkdtempSync, rmSync } from "node:fs";
-import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -19,6 +19,13 @@ import { Cleanup } from "../auth/helpers.js";
 import { eventually } from "./helpers/raw-peer.js";
 import { Counter } from "./fixtures.js";
 import { link as linkVats, vat as makeVat, type Vat, type VatOptions } from "./helpers/level3-vats.js";
+
+/** A silent listener (test/helpers/ports.ts) in this file's directory, closed after the test. */
+async function silentListener(name: string): Promise<SilentListener> {
+  const listener = await listenSilently(join(dir, `${name}.sock`));
+  cleanup.add(() => listener.close());
+  return listener;
+}
 
 const dir = mkdtempSync(join(tmpdir(), "capmesh-l3fallback-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -186,49 +193,6 @@ function proxiedByC(w: World, cap: Counter): void {
   expect(w.c.system.handoffs.introductions).toBe(0);
   expect(w.a.system.handoffs).toMatchObject({ pending: 0, accepted: 0, fellBack: 0 });
   expect(w.b.tp.stats().provisions).toBe(0);
-}
-
-/**
- * A unix listener that accepts connections and never says a word (no
- * handshake): dials to it hang until their time runs out, or until
- * hangUp() closes what it accepted.
- */
-async function silentListener(name: string): Promise<{ address: string; readonly accepted: number; hangUp(): void }> {
-  const path = join(dir, `${name}.sock`);
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const server = net.createServer((socket) => {
-    accepted++;
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  const hangUp = () => {
-    for (const socket of sockets) socket.destroy();
-  };
-  cleanup.add(
-    () =>
-      new Promise<void>((resolve) => {
-        hangUp();
-        server.close(() => resolve());
-      }),
-  );
-  return {
-    address: `unix:${path}`,
-    get accepted() {
-      return accepted;
-    },
-    hangUp,
-  };
-}
-
-/** A TCP port on 127.0.0.1 that was just listened on and closed: dials to it are refused. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe("Level 3 fallback: calls keep flowing through the introducer, in order, per cause", () => {
