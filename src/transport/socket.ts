@@ -6,7 +6,7 @@ import { formatAddress, toAddress, type Address } from "./address.js";
 import { readsInPlace, setRemoteLabel } from "./message-stream.js";
 
 /**
- * Every socket dialled here reads into this one buffer (net's `onread`), each
+ * Every socket dialled or accepted here reads into this one buffer (net's `onread`), each
  * read consumed before the next one starts (message-stream.ts readsInPlace):
  * no new 64 KiB buffer per read, and reads of up to 256 KiB.
  */
@@ -30,6 +30,39 @@ function inPlaceReads(): InPlaceReads {
       deliver = readsInPlace(socket);
     },
   };
+}
+
+/**
+ * net's own slots for a socket's `onread` buffer and callback, found on a
+ * probe socket. net.Server has no `onread` option, so an accepted socket is
+ * given these slots (and its handle the buffer) in the tick it was accepted,
+ * before its first read: the same socket object, so net's bookkeeping
+ * (connection counts, 'end', half close) is untouched. Undefined when net
+ * keeps them differently: accepted sockets then read as net gives them.
+ */
+const onreadSlots = ((): { buffer: symbol; callback: symbol } | undefined => {
+  try {
+    const probe = new net.Socket({ onread: { buffer: Buffer.alloc(1), callback: () => true } } as net.SocketConstructorOpts);
+    const find = (name: string) => Object.getOwnPropertySymbols(probe).find((s) => s.description === name);
+    const buffer = find("kBuffer");
+    const callback = find("kBufferCb");
+    probe.destroy();
+    return buffer && callback ? { buffer, callback } : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** Makes a just-accepted socket read in place, as dialled ones do (see onreadSlots). */
+function readInPlaceOnceAccepted(socket: net.Socket): void {
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void } })._handle;
+  if (onreadSlots === undefined || typeof handle?.useUserBuffer !== "function") return;
+  const reads = inPlaceReads();
+  const slots = socket as unknown as Record<symbol, unknown>;
+  slots[onreadSlots.buffer] = reads.buffer;
+  slots[onreadSlots.callback] = reads.callback;
+  handle.useUserBuffer(reads.buffer);
+  reads.attach(socket);
 }
 
 /** A listening or dialing failure, with the address it concerns. */
@@ -205,11 +238,9 @@ export async function listenSocket(
   }
 
   const sockets = new Set<net.Socket>();
-  // Accepted sockets read as net gives them (a server has no `onread`
-  // option; taking the handle over behind net's back lost connections'
-  // ends, test/fuzz/regressions.test.ts): only dialled sockets read in place.
   const server = net.createServer();
   server.on("connection", (socket: net.Socket) => {
+    readInPlaceOnceAccepted(socket);
     // Keeps an unhandled socket error from crashing the process; whoever
     // uses the socket still gets 'error' through their own listener.
     socket.on("error", () => {});
