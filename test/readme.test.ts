@@ -81,6 +81,43 @@ describe("README", () => {
     }
   });
 
+  it("shows examples/values.ts verbatim, and it runs: a value with a byte stream and a value stream in it", async () => {
+    const readme = readFileSync("README.md", "utf8");
+    const example = readFileSync("examples/values.ts", "utf8");
+    expect(readme).toContain("```ts\n" + example + "```");
+    const dir = mkdtempSync(join(tmpdir(), "capmesh-readme-"));
+    try {
+      const env: NodeJS.ProcessEnv = { ...process.env, CAPMESH_HOME: join(dir, "home"), XDG_RUNTIME_DIR: join(dir, "run") };
+      for (const key of ["CAPMESH_HUB", "CAPMESH_HUB_ID", "CAPMESH_NETWORK_KEY"]) delete env[key];
+      const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/values.ts"], { timeout: 30_000, env });
+      expect(stdout.split("\n")).toEqual(["package.json: bigint, 2 bytes in the value", "all of it streamed; squares 1, 4, 9, 16, 25", ""]);
+      expect(readdirSync(join(dir, "run", "capmesh"))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("shows examples/channels.ts verbatim, and it runs: a channel opened by name, echoed, and one refused", async () => {
+    const readme = readFileSync("README.md", "utf8");
+    const example = readFileSync("examples/channels.ts", "utf8");
+    expect(readme).toContain("```ts\n" + example + "```");
+    const dir = mkdtempSync(join(tmpdir(), "capmesh-readme-"));
+    try {
+      const env: NodeJS.ProcessEnv = { ...process.env, CAPMESH_HOME: join(dir, "home"), XDG_RUNTIME_DIR: join(dir, "run") };
+      for (const key of ["CAPMESH_HUB", "CAPMESH_HUB_ID", "CAPMESH_NETWORK_KEY"]) delete env[key];
+      const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/channels.ts"], { timeout: 30_000, env });
+      expect(stdout.split("\n")).toEqual([
+        "channel from the client",
+        "echoed: hello",
+        'openChannel("echo", protocol "x"): plugin "echo" refused the channel: speaks echo/1, not "x"',
+        "",
+      ]);
+      expect(readdirSync(join(dir, "run", "capmesh"))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("shows the two set-up commands", () => {
     const readme = readFileSync("README.md", "utf8");
     expect(readme).toContain("npm install && npm start");

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
-import { callable, closure, joinMesh, readStreamValue, StreamValue } from "../../src/index.js";
+import { callable, closure, joinMesh, StreamReader } from "../../src/index.js";
 import { Closure } from "../../src/gen/engine.js";
 
 const out = process.argv[2];
@@ -18,13 +18,12 @@ let copied = 0;
     info: { version: "1.0.0", description: "copies the source's file, checking its hash" },
   });
   const source = callable(mesh.connect("source", Closure, { wait: 5_000 }));
-  const file = (await source()) as { name: string; size: number; sha256: string; bytes: StreamValue };
+  // The stream in the answer arrives as a reader, already reading.
+  const file = (await source()) as { name: string; size: number; sha256: string; bytes: StreamReader<Uint8Array> };
   source.release();
-  if (!(file.bytes instanceof StreamValue) || file.bytes.kind !== "bytes") throw new Error(`"source" answered without a byte stream`);
+  if (!(file.bytes instanceof StreamReader) || file.bytes.kind !== "bytes") throw new Error(`"source" answered without a byte stream`);
   const hash = createHash("sha256");
-  const reader = readStreamValue(file.bytes as StreamValue & { kind: "bytes" });
-  file.bytes.capability.release(); // reading has started: the reader holds what it needs
-  await pipeline(reader.nodeReadable(), async function* (chunks: AsyncIterable<Uint8Array>) {
+  await pipeline(file.bytes.nodeReadable(), async function* (chunks: AsyncIterable<Uint8Array>) {
     for await (const chunk of chunks) {
       hash.update(chunk);
       copied += chunk.length;

@@ -168,6 +168,10 @@ export function allocatePointer(seg: Segment, ptrOff: number, bytes: number, kin
   out.off = aOff;
 }
 
+const NESTING_EXCEEDED =
+  "nesting limit exceeded (the message nests pointers deeper than the transport's nestingLimit, 64 by default; " +
+  "raise it on the receiving side if this is legitimate)";
+
 /** Counts bytes read against the message's traversal limit (amplification guard). */
 function charge(seg: Segment, bytes: number): void {
   const m = seg.message._capnp;
@@ -183,7 +187,7 @@ function charge(seg: Segment, bytes: number): void {
 function structAt(seg: Segment, off: number, depth: number): StructView | null {
   if (!resolvePointer(seg, off)) return null;
   if ((rLo & 3) !== 0) throw malformed("expected a struct pointer");
-  if (depth <= 0) throw malformed("nesting limit exceeded");
+  if (depth <= 0) throw malformed(NESTING_EXCEEDED);
   const dataLen = (rHi & 0xffff) * 8;
   const ptrCount = rHi >>> 16;
   const start = rOff;
@@ -212,7 +216,7 @@ const ELEMENT_BYTES = [0, 0, 1, 2, 4, 8, 0];
 function listAt(seg: Segment, off: number, depth: number): boolean {
   if (!resolvePointer(seg, off)) return false;
   if ((rLo & 3) !== 1) throw malformed("expected a list pointer");
-  if (depth <= 0) throw malformed("nesting limit exceeded");
+  if (depth <= 0) throw malformed(NESTING_EXCEEDED);
   const size = rHi & 7;
   let count = rHi >>> 3;
   let start = rOff;
@@ -1496,7 +1500,7 @@ export function capIndexAt(slot: Pointer, ops: readonly number[]): number {
   // caller already paid for, and a response pipelined on for the life of a
   // connection would otherwise run out of budget one call at a time.
   for (let i = 0; i < ops.length; i++) {
-    if (i >= NESTING_LIMIT) throw malformed("nesting limit exceeded");
+    if (i >= NESTING_LIMIT) throw malformed(NESTING_EXCEEDED);
     if (!resolvePointer(seg, off)) return -1;
     if ((rLo & 3) !== 0) throw malformed("expected a struct pointer");
     const dataLen = (rHi & 0xffff) * 8;

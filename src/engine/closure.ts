@@ -29,7 +29,7 @@ import type { CallContext, Capability } from "../rpc/types.js";
 import { CapabilityClient } from "../rpc/typed.js";
 import { fromValue, type FromValueOptions, type PlainValue } from "../value/decode.js";
 import { toValue } from "../value/encode.js";
-import { StreamValue } from "../value/stream.js";
+import { madeForValue, StreamValue } from "../value/stream.js";
 import type { StreamInput } from "../stream/input.js";
 import { fromValueSource, toValueSource, type ValueReader } from "../stream/values.js";
 
@@ -118,6 +118,7 @@ export interface CallableClosure {
 function releaseMade(values: readonly Value[]): void {
   const visit = (v: Value): void => {
     if (v.which === "capability" && v.capability && madeHere.has(v.capability)) v.capability.release();
+    else if (v.which === "stream" && v.stream.cap && madeForValue.has(v.stream.cap)) v.stream.cap.release();
     else if (v.which === "list") v.list.forEach(visit);
     else if (v.which === "record") v.record.values.forEach(visit);
   };

@@ -55,7 +55,7 @@ const byteShape: PumpShape<ByteChunk, Uint8Array> = {
 
 /**
  * Serves `input` as a ByteSource capability, for a params or results field
- * of that type (or inside a Value: byteStreamValue). Nothing is read from
+ * of that type (inside a Value, toValue does it). Nothing is read from
  * `input` until the receiver reads the stream; it is read once, never more
  * than the flow-control window ahead of the reader, and always finished:
  * read to its end, or stopped with return() (a Readable destroyed, a

@@ -3,7 +3,8 @@
 //
 // A stream travels as its source (ByteSource, ValueSource): put one in
 // params to send data with a call, in results to send data back, in a Value
-// with byteStreamValue/valueStreamValue. Make one from an async iterable, an
+// (toValue serves an iterable or stream it finds there; byteStreamValue and
+// valueStreamValue choose the kind). Make one from an async iterable, an
 // iterable, a Web ReadableStream or a Node Readable; read a received one
 // with `for await`, or as a ReadableStream or a Readable:
 //

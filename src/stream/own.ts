@@ -6,6 +6,7 @@
 import { CapabilityClient } from "../rpc/typed.js";
 import { ErrorValue } from "../value/error-value.js";
 import { StreamValue } from "../value/stream.js";
+import { StreamReader } from "./reader.js";
 
 /** Makes `x` (a plain value from fromValue) independent of the message it came from; returns it. */
 export function ownValue<T>(x: T): T {
@@ -16,6 +17,8 @@ function own(x: unknown): unknown {
   if (typeof x !== "object" || x === null) return x;
   if (x instanceof Uint8Array) return x.slice();
   if (x instanceof CapabilityClient) return x.dup();
+  // A received stream is being read already: its reader holds what it needs.
+  if (x instanceof StreamReader) return x;
   if (x instanceof StreamValue) return new StreamValue(x.kind, (x.capability as CapabilityClient).dup());
   if (Array.isArray(x)) {
     for (let i = 0; i < x.length; i++) x[i] = own(x[i]);

@@ -17,6 +17,11 @@ export class StreamReader<T> implements AsyncIterable<T> {
     this.#objectMode = objectMode;
   }
 
+  /** What it carries: "bytes" (chunks of Uint8Array) or "values" (plain values, fromValue's). */
+  get kind(): "bytes" | "values" {
+    return this.#objectMode ? "values" : "bytes";
+  }
+
   /** Whether the stream has ended, failed or been canceled. */
   get settled(): boolean {
     return this.#intake.settled;

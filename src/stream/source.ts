@@ -13,6 +13,7 @@ import type { CallContext, CallOptions } from "../rpc/types.js";
 export const UNTIMED: CallOptions = { timeout: 0 };
 import { Readable } from "node:stream";
 import { describe, openInput, type StreamInput } from "./input.js";
+import { StreamReader } from "./reader.js";
 import { pump, type PumpShape, type PumpTarget } from "./pump.js";
 
 /** The sink methods a producer calls (ByteSink and ValueSink alike). */
@@ -77,7 +78,9 @@ export class SourceServer<I, W, S extends SinkClient<unknown>> {
 /** Frees what an input never read holds. */
 function closeUnread(input: StreamInput<unknown>): void {
   try {
-    if (input instanceof Readable) input.destroy();
+    // A received stream passed on (asking for its iterator would claim it): stops its producer.
+    if (input instanceof StreamReader) input.cancel();
+    else if (input instanceof Readable) input.destroy();
     else if (typeof (input as ReadableStream).getReader === "function") void (input as ReadableStream).cancel().catch(() => {});
     else {
       // An iterator that is its own iterable (a generator): closed. A fresh

@@ -11,7 +11,14 @@
 //             field named "__proto__" as an own property;
 //             `records: "map"`: a Map, which keeps the order exactly
 //   capability → the client, owned by the receiver (a null pointer → null)
-//   stream  → StreamValue
+//   stream  → a reader (StreamReader: `for await`, `readable()`,
+//             `nodeReadable()`), of Uint8Array chunks (kind bytes) or of
+//             plain values converted with the same options (kind values).
+//             Reading starts once the whole value has converted, and the
+//             stream's capability is released then (reading does not need
+//             it): a stream in a value is read once, by this conversion.
+//             One not wanted is cancel()ed, or it holds its producer a
+//             window ahead until the connection closes.
 //   error   → ErrorValue
 //
 // A received value went through Cap'n Proto's own limits first: the
@@ -25,7 +32,8 @@ import { ErrorValue } from "./error-value.js";
 import { ValueFormatError, ValueLimitError } from "./errors.js";
 import { resolveValueLimits, utf8Length, type ValueLimits } from "./limits.js";
 import { formatPath, type PathStep } from "./path.js";
-import { StreamValue } from "./stream.js";
+import type { StreamReader } from "../stream/reader.js";
+import { readStream } from "../stream/stream-value.js";
 
 /** What fromValue gives: the JS form of a Value. */
 export type PlainValue =
@@ -39,7 +47,8 @@ export type PlainValue =
   | { [name: string]: PlainValue }
   | Map<string, PlainValue>
   | Capability
-  | StreamValue
+  | StreamReader<Uint8Array>
+  | StreamReader<PlainValue>
   | ErrorValue;
 
 export interface FromValueOptions extends Partial<ValueLimits> {
@@ -65,13 +74,28 @@ export function fromValue(v: Value, options: FromValueOptions = {}): PlainValue 
   if (integers !== undefined && integers !== "number" && integers !== "bigint") {
     throw new TypeError(`capmesh: fromValue option integers must be "number" or "bigint", got ${String(integers)}`);
   }
-  return new Decoder(resolveValueLimits(limits), records === "map", integers === "bigint").value(v, 0);
+  const decoder = new Decoder(resolveValueLimits(limits), records === "map", integers === "bigint");
+  const out = decoder.value(v, 0);
+  return decoder.streams.length === 0 ? out : decoder.readStreams(out, options);
 }
+
+/** Where a received stream goes once the value has converted: into `holder` at `key` (the value itself when holder is null). */
+interface StreamSlot {
+  holder: PlainValue[] | Record<string, PlainValue> | Map<string, PlainValue> | ErrorValue | null;
+  key: string | number;
+  kind: "bytes" | "values";
+  cap: Capability;
+}
+
+/** Stands for a stream until readStreams puts its reader in its place. */
+const PENDING = Symbol("capmesh.pendingStream");
 
 class Decoder {
   private items = 0;
   private bytes = 0;
   private readonly steps: PathStep[] = [];
+  /** The streams met, in order, read once the value has converted (a value refused starts none). */
+  readonly streams: StreamSlot[] = [];
 
   constructor(
     private readonly limits: ValueLimits,
@@ -107,6 +131,43 @@ class Decoder {
     return depth + levels;
   }
 
+  /** Starts reading each stream met and puts its reader in its place; returns the value. */
+  readStreams(out: PlainValue, options: FromValueOptions): PlainValue {
+    const started: StreamReader<unknown>[] = [];
+    for (const slot of this.streams) {
+      let reader: PlainValue;
+      try {
+        reader = readStream(slot.kind, slot.cap, options) as PlainValue;
+      } catch (error) {
+        // All or none: the readers already started would hold their producers a window ahead.
+        for (const r of started) r.cancel(error);
+        throw error;
+      }
+      started.push(reader as StreamReader<unknown>);
+      const { holder, key } = slot;
+      if (holder === null) out = reader;
+      else if (holder instanceof Map) holder.set(key as string, reader);
+      else if (holder instanceof ErrorValue) Object.defineProperty(holder, "details", { value: reader });
+      else Object.defineProperty(holder, key, { value: reader, enumerable: true, writable: true, configurable: true });
+    }
+    return out;
+  }
+
+  /** Notes a stream for readStreams: `holder[key]` is where it goes (set by the caller to the placeholder returned). */
+  private stream(kind: "bytes" | "values", cap: Capability): PlainValue {
+    this.streams.push({ holder: null, key: 0, kind, cap });
+    return PENDING as unknown as PlainValue;
+  }
+
+  /** Gives the last stream noted its place, if `x` is its placeholder. */
+  private place(x: PlainValue, holder: NonNullable<StreamSlot["holder"]>, key: string | number): void {
+    if ((x as unknown) === PENDING) {
+      const slot = this.streams[this.streams.length - 1]!;
+      slot.holder = holder;
+      slot.key = key;
+    }
+  }
+
   private bad(problem: string): ValueFormatError {
     return new ValueFormatError(this.where(), problem);
   }
@@ -138,12 +199,10 @@ class Decoder {
       case "capability":
         return v.capability;
       case "stream": {
-        // Hook point: the streams work (issue 13, point 5) will give a
-        // readable (async iterable) here instead of the bare StreamValue.
         const { kind, cap } = v.stream;
         if (kind !== "bytes" && kind !== "values") throw this.bad(`a stream of unknown kind ${String(kind)} (sent by a newer peer?)`);
         if (cap === null) throw this.bad("a stream without a capability");
-        return new StreamValue(kind, cap);
+        return this.stream(kind, cap);
       }
       case "error": {
         const inner = this.enter(depth, 2);
@@ -152,7 +211,9 @@ class Decoder {
         this.steps.push("details");
         const d = details == null ? null : this.value(details, inner);
         this.steps.pop();
-        return new ErrorValue(message, { code, details: d });
+        const error = new ErrorValue(message, { code, details: d });
+        this.place(d, error, "details");
+        return error;
       }
     }
     const which: unknown = (v as { which?: unknown }).which;
@@ -167,6 +228,7 @@ class Decoder {
     for (let i = 0; i < n; i++) {
       this.steps.push(i);
       out[i] = this.value(list[i]!, inner);
+      this.place(out[i]!, out, i);
       this.steps.pop();
     }
     return out;
@@ -192,6 +254,7 @@ class Decoder {
       // Assigning "__proto__" would set the prototype instead of a field.
       else if (name === "__proto__") Object.defineProperty(obj, name, { value: x, enumerable: true, writable: true, configurable: true });
       else obj[name] = x;
+      this.place(x, map ?? obj, name);
     }
     return map ?? obj;
   }

@@ -15,15 +15,20 @@
 //                                sending adds one of its own)
 //   function                   → capability: a Closure serving it
 //                                (src/engine/closure.ts; the value owns it)
-//   StreamValue                → stream
+//   StreamValue                → stream (its kind and capability)
+//   an async iterable, a Web   → stream: served as a ByteSource or ValueSource
+//   ReadableStream or a Node     (src/stream/stream-value.ts streamKindOf says
+//   Readable                     which; the value owns the capability). Served
+//                                only once the whole value has converted, so a
+//                                value refused leaves its streams unread
 //   Error                      → error (see error-value.ts for what is carried)
 //   Map with string keys       → record, in insertion order
 //   plain object ({} or a null
 //   prototype)                 → record: own enumerable string keys, in JS
 //                                order (integer-like keys first); symbol keys
 //                                are skipped, as structuredClone skips them
-// Anything else (symbols, class instances, Dates, Sets, typed
-// arrays other than Uint8Array, promises) is refused with a ValueTypeError
+// Anything else (symbols, class instances, Dates, Sets and other sync
+// iterables, typed arrays other than Uint8Array, promises) is refused with a ValueTypeError
 // saying what to convert it to. So are cycles; an object reached twice
 // without a cycle is converted twice (and counted twice against the limits).
 //
@@ -36,6 +41,7 @@ import { resolveValueLimits, utf8Length, type ValueLimits } from "./limits.js";
 import { formatPath, type PathStep } from "./path.js";
 import { StreamValue } from "./stream.js";
 import { closureForValue, type ClosureFunction } from "../engine/closure.js";
+import { serveStream, streamKindOf } from "../stream/stream-value.js";
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -59,7 +65,10 @@ function isError(x: object): x is Error {
  * Value form and a ValueLimitError past a limit, both naming the path.
  */
 export function toValue(x: unknown, limits?: Partial<ValueLimits>): Value {
-  return new Encoder(resolveValueLimits(limits)).value(x, 0);
+  const encoder = new Encoder(resolveValueLimits(limits));
+  const value = encoder.value(x, 0);
+  encoder.serveStreams(limits);
+  return value;
 }
 
 class Encoder {
@@ -68,8 +77,14 @@ class Encoder {
   /** Containers being converted, outermost first: open[i] is reached by steps[0..i). */
   private readonly open: object[] = [];
   private readonly steps: PathStep[] = [];
+  /** Stream inputs met, and the slots their capabilities go in once the value has converted. */
+  private readonly streams = new Map<object, { kind: "bytes" | "values"; cap: Capability | null }>();
 
   constructor(private readonly limits: ValueLimits) {}
+
+  serveStreams(limits: Partial<ValueLimits> | undefined): void {
+    for (const [input, slot] of this.streams) slot.cap = serveStream(input, slot.kind, limits);
+  }
 
   private where(): string {
     return formatPath(this.steps);
@@ -156,12 +171,17 @@ class Encoder {
       return { which: "bytes", bytes: new Uint8Array(x) };
     }
     if (isCapability(x)) return { which: "capability", capability: x as Capability };
-    if (x instanceof StreamValue) {
-      // Hook point: the streams work (issue 13, point 5) will also take async
-      // iterables, ReadableStreams and Readables here, serving each as a stream.
-      return { which: "stream", stream: { kind: x.kind, cap: x.capability } };
-    }
+    if (x instanceof StreamValue) return { which: "stream", stream: { kind: x.kind, cap: x.capability } };
     if (isError(x)) return this.error(x, depth);
+    const kind = streamKindOf(x);
+    if (kind !== null) {
+      if (this.streams.has(x)) {
+        throw new ValueTypeError(this.where(), "the same stream is in the value twice: a stream is read once (tee it, or send it once)");
+      }
+      const slot = { kind, cap: null as Capability | null };
+      this.streams.set(x, slot);
+      return { which: "stream", stream: slot };
+    }
     if (x instanceof Map) return this.map(x, depth);
     const proto: unknown = Object.getPrototypeOf(x);
     if (proto === Object.prototype || proto === null) return this.record(x as Record<string, unknown>, depth);
@@ -237,6 +257,9 @@ function unsupported(x: object): string {
     return `a ${x.constructor.name} is not a value: only Uint8Array is bytes (pass new Uint8Array(x.buffer, x.byteOffset, x.byteLength))`;
   }
   if (x instanceof String || x instanceof Number || x instanceof Boolean) return "a boxed primitive is not a value: pass x.valueOf()";
+  if (typeof (x as Partial<Iterable<unknown>>)[Symbol.iterator] === "function") {
+    return "a sync iterable is not a value: pass [...x] for a list, or an async iterable for a stream";
+  }
   const ctor = (Object.getPrototypeOf(x) as { constructor?: { name?: unknown } }).constructor?.name;
   const what = typeof ctor === "string" && ctor !== "" ? `an instance of ${ctor}` : "an object with a custom prototype";
   return `${what} is not a value: only plain objects become records (copy its fields into one, e.g. { ...x }, ` +

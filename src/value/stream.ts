@@ -1,12 +1,11 @@
-// A stream inside a value (schema/value.capnp Value.stream), for now only
-// the capability and its kind.
+// A stream inside a value (schema/value.capnp Value.stream): its capability
+// and its kind, for when the caller chooses them itself.
 //
-// Placeholder until the streams work (issue 13, point 5) defines the
-// ByteStream and ValueStream interfaces: then toValue will also accept async
-// iterables, Web ReadableStreams and Node Readables (serving them as a stream
-// capability) and fromValue will give a readable back. That work replaces
-// this class's users, not the wire format: the schema's slot is an untyped
-// capability and a kind, which the stream interfaces will fill.
+// toValue serves an async iterable, a Web ReadableStream or a Node Readable
+// found anywhere in a value as a stream of its own (src/stream/stream-value.ts
+// says which kind), and fromValue gives back a reader (a StreamReader). A
+// StreamValue is the explicit form: byteStreamValue/valueStreamValue make
+// one from an input, or wrap a ByteSource/ValueSource already held.
 import type { Capability } from "../rpc/types.js";
 
 export type StreamValueKind = "bytes" | "values";
@@ -23,3 +22,10 @@ export class StreamValue {
     return `StreamValue ${this.kind}`;
   }
 }
+
+/**
+ * Stream capabilities made for a value (by toValue, or byteStreamValue and
+ * valueStreamValue): nobody else holds them, so whoever sends the value in
+ * params releases them once sent, as it does closures made from functions.
+ */
+export const madeForValue = new WeakSet<object>();

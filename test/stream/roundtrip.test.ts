@@ -20,6 +20,7 @@ import {
   listen,
   readStreamValue,
   RpcError,
+  StreamReader,
   StreamValue,
   toByteSource,
   toValue,
@@ -126,10 +127,11 @@ describe("byte streams", () => {
     const sent = byteStreamValue(seeded(size, 3));
     const { bytes } = await run({ op: "echo" }, { bytes: sent.capability });
     sent.capability.release();
-    // And a StreamValue through toValue/fromValue, read by its kind.
-    const wrapped = fromValue(toValue({ s: new StreamValue("bytes", bytes!) })) as { s: StreamValue };
-    const got = await sha256Of(readStreamValue(wrapped.s as StreamValue & { kind: "bytes" }));
-    bytes!.release();
+    // And a StreamValue through toValue/fromValue: a reader of its kind comes back (fromValue released the capability).
+    const wrapped = fromValue(toValue({ s: new StreamValue("bytes", bytes!) })) as { s: StreamReader<Uint8Array> };
+    expect(wrapped.s).toBeInstanceOf(StreamReader);
+    expect(wrapped.s.kind).toBe("bytes");
+    const got = await sha256Of(readStreamValue(wrapped.s));
     expect(got).toEqual(expected);
   });
 

@@ -1,19 +1,26 @@
 // Values (schema/value.capnp) to and from plain JS, through real messages.
 import { describe, expect, it } from "vitest";
 import { Counter } from "../../src/gen/demo.js";
+import { Readable } from "node:stream";
 import {
+  byteStreamValue,
+  CapabilityClient,
   DEFAULT_VALUE_LIMITS,
   decodeValue,
   encodeValue,
   ErrorValue,
   fromValue,
+  StreamReader,
   StreamValue,
   toValue,
+  toValueSource,
+  valueStreamValue,
   ValueFormatError,
   ValueLimitError,
   ValueTypeError,
   type Value,
 } from "../../src/index.js";
+import { eventually } from "../rpc/helpers/raw-peer.js";
 import { PassCaps, roundTrip } from "./helpers.js";
 
 describe("round trips", () => {
@@ -157,13 +164,16 @@ describe("round trips", () => {
     counter.release();
   });
 
-  it("carries streams as a kind and a capability", () => {
-    const cap = Counter.server({ add: ({ by }) => ({ total: by }), get: () => ({ total: 0 }) });
-    const out = roundTrip({ s: new StreamValue("values", cap) }) as { s: StreamValue };
-    expect(out.s).toBeInstanceOf(StreamValue);
+  it("carries streams as a kind and a capability, and gives back a reader of that kind", async () => {
+    const cap = toValueSource(["a", 1n, { b: [true] }]);
+    const v = toValue({ s: new StreamValue("values", cap) });
+    expect(v).toMatchObject({ which: "record", record: { values: [{ which: "stream", stream: { kind: "values", cap } }] } });
+    const out = roundTrip({ s: new StreamValue("values", cap) }) as { s: StreamReader<unknown> };
+    expect(out.s).toBeInstanceOf(StreamReader);
     expect(out.s.kind).toBe("values");
-    expect(out.s.capability).toBe(cap);
-    cap.release();
+    const items: unknown[] = [];
+    for await (const item of out.s) items.push(item);
+    expect(items).toEqual(["a", 1, { b: [true] }]);
   });
 
   it("stores a value as a message of its own", () => {
@@ -248,5 +258,99 @@ describe("received values that break the rules", () => {
     expect(() => toValue(1, { maxItems: 1.5 })).toThrow(/maxItems must be a non-negative integer/);
     expect(() => toValue(1, { maxDepth: 1e6 })).toThrow(/maxDepth must be at most 1024/);
     expect(DEFAULT_VALUE_LIMITS).toEqual({ maxDepth: 32, maxItems: 1_000_000, maxBytes: 32 * 1024 * 1024 });
+  });
+});
+
+describe("streams found in a value", () => {
+  /** The stream slots of a value toValue made from a record, by field name. */
+  function streamsOf(v: Value): Record<string, { kind: string; cap: { release(): void } | null }> {
+    if (v.which !== "record") throw new Error("expected a record");
+    const out: Record<string, { kind: string; cap: { release(): void } | null }> = {};
+    v.record.names.forEach((name, i) => {
+      const x = v.record.values[i]!;
+      if (x.which === "stream") out[name] = x.stream as never;
+    });
+    return out;
+  }
+
+  it("serves each kind of input as the stream it says it is, and leaves bytes, text and lists alone", () => {
+    async function* gen() {
+      yield new Uint8Array([1]);
+    }
+    const v = toValue({
+      file: Readable.from([Buffer.from("x")], { objectMode: false }),
+      objects: Readable.from([{ a: 1 }]),
+      webBytes: new ReadableStream({ type: "bytes", pull: (c) => c.close() }),
+      web: new ReadableStream({ pull: (c) => c.close() }),
+      gen: gen(),
+      explicit: new StreamValue("bytes", toValueSource([])),
+      raw: new Uint8Array([1, 2]),
+      text: "abc",
+      list: [1, 2],
+    });
+    const streams = streamsOf(v);
+    expect(Object.fromEntries(Object.entries(streams).map(([k, s]) => [k, s.kind]))).toEqual({
+      file: "bytes",
+      objects: "values",
+      webBytes: "bytes",
+      web: "values",
+      gen: "values",
+      explicit: "bytes",
+    });
+    for (const s of Object.values(streams)) expect(s.cap).toBeInstanceOf(CapabilityClient);
+    expect(v.which === "record" && v.record.values.slice(6).map((x) => x.which)).toEqual(["bytes", "text", "list"]);
+    for (const s of Object.values(streams)) s.cap!.release();
+  });
+
+  it("a received stream given to toValue again keeps its kind", async () => {
+    const out = roundTrip({ s: byteStreamValue([new Uint8Array([1, 2, 3])]) }) as { s: StreamReader<Uint8Array> };
+    const again = streamsOf(toValue({ s: out.s }));
+    expect(again.s!.kind).toBe("bytes");
+    const back = roundTrip({ s: new StreamValue("bytes", again.s!.cap as never) }) as { s: StreamReader<Uint8Array> };
+    const chunks: Uint8Array[] = [];
+    for await (const c of back.s) chunks.push(c);
+    expect(Buffer.concat(chunks)).toEqual(Buffer.from([1, 2, 3]));
+  });
+
+  it("a received stream passed on and then dropped unread stops its producer", async () => {
+    let closed = false;
+    let pulled = 0;
+    async function* endless() {
+      try {
+        for (;;) yield pulled++;
+      } finally {
+        closed = true;
+      }
+    }
+    const out = roundTrip({ s: valueStreamValue(endless()) }) as { s: StreamReader<unknown> };
+    // Running (a generator returned before its first item runs no finally): filling the reader's window.
+    await eventually(() => pulled > 0, "the producer to start");
+    const passed = streamsOf(toValue({ s: out.s }));
+    expect(passed.s!.kind).toBe("values");
+    passed.s!.cap!.release();
+    await eventually(() => closed, "the producer's generator to be returned");
+    expect(out.s.settled).toBe(true);
+  });
+
+  it("a value refused reads none of its streams; the same stream twice is refused", () => {
+    let started = false;
+    async function* gen() {
+      started = true;
+      yield 1;
+    }
+    const file = Readable.from([Buffer.from("x")], { objectMode: false });
+    expect(() => toValue({ file, g: gen(), bad: new Date(0) })).toThrow(ValueTypeError);
+    expect(file.destroyed).toBe(false);
+    expect(started).toBe(false);
+    const g = gen();
+    expect(() => toValue([g, { again: g }])).toThrow("capmesh: value[1].again: the same stream is in the value twice: a stream is read once");
+    file.destroy();
+  });
+
+  it("refuses sync iterables other than arrays, saying what to pass", () => {
+    function* sync() {
+      yield 1;
+    }
+    expect(() => toValue({ s: sync() })).toThrow("capmesh: value.s: a sync iterable is not a value: pass [...x] for a list, or an async iterable for a stream");
   });
 });

@@ -1170,14 +1170,13 @@ export type Value =
       /**
        * A stream of bytes or of values, as a capability.
        *
-       * The stream interfaces themselves (reading with flow control,
-       * cancellation, errors) are defined by capmesh's streams work, not
-       * here. The slot is an untyped capability so that this schema does not
-       * need to change when they land: a capability pointer carries no
-       * interface id, so a peer written now and one written against the
-       * stream interfaces read the same bits. `kind` says which interface
-       * to expect; a reader that meets a kind it does not know treats the
-       * stream as an unknown value kind.
+       * `cap` is a ByteSource (kind bytes) or a ValueSource (kind values),
+       * defined with their flow control, cancellation and errors in
+       * stream.capnp. The slot is an untyped capability so that this schema
+       * does not depend on that one (a capability pointer carries no
+       * interface id, so the bits are the same either way). A reader that
+       * meets a kind it does not know treats the stream as an unknown value
+       * kind.
        */
       stream: Value_stream;
     }
