@@ -170,3 +170,31 @@ struct ThirdPartyCompletion {
   # recipient's own capabilities on. Presenting this is also the recipient's
   # Level 3 advertisement on this connection.
 }
+
+# Call causes: capmesh's one addition to rpc.capnp Level 1 (not Level 3;
+# docs/design/call-causes.md, src/rpc/wire.ts CALL_CAUSES_POINTER).
+#
+#   Call pointer 7 :List(UInt64)   the call's causes
+#
+# rpc.capnp's Call uses pointers 0-2 (target, params,
+# sendResultsTo.thirdParty). A capmesh vat widens the Call struct to 8
+# pointers, pointers 3-6 null, only when the call has causes: the turn
+# tokens (random 64-bit values) of the running sequential calls (actors,
+# src/rpc/sequential.ts) the call was made on behalf of, innermost first, at
+# most 64. Every other Call is rpc.capnp's, byte for byte. Readers that do
+# not know pointer 7 (the C++ reference, any other implementation) skip it,
+# and drop the causes when they call on. A receiver that knows it:
+#
+# - runs the call's target on behalf of those causes: every call the
+#   target's code makes, and the call itself when forwarded to another vat,
+#   carries them on (with the tokens of its own running sequential calls);
+# - fails the call (Return exception, type failed) when it arrives at a
+#   sequential capability whose running call's token is among its causes:
+#   that call is waiting, through other vats, for this one (re-entry);
+# - fails the call, not the connection, when the list holds more than 64
+#   tokens;
+# - ignores pointer 7 (as if absent) when it is null, empty, or anything but
+#   a list of 8-byte elements.
+#
+# Tokens name nothing outside the vat that made them; a peer that forges
+# one can only make its own call fail.

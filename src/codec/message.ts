@@ -24,6 +24,7 @@ if (
   Object.keys(probe).join() !== "_capnp" ||
   typeof (probe._capnp.arena as unknown as { buffer?: unknown }).buffer !== "object" ||
   typeof (probe.getSegment(0) as unknown as { replaceBuffer?: unknown }).replaceBuffer !== "function" ||
+  !((probe.getSegment(0) as unknown as { _dv?: unknown })._dv instanceof DataView) ||
   typeof (Message.prototype as unknown as { allocateSegment?: unknown }).allocateSegment !== "function"
 ) {
   throw new Error("capmesh: unsupported capnp-es version (its Message/Segment layout changed); install the version capmesh pins");
@@ -86,6 +87,8 @@ export function releaseBuilderPool(): number {
 }
 
 const EMPTY = new ArrayBuffer(0);
+/** One view of EMPTY for every recycled segment (replaceBuffer would make a DataView per message). */
+const EMPTY_VIEW = new DataView(EMPTY);
 
 /**
  * Hands a sent message's buffer back for reuse, if the message opted in
@@ -102,7 +105,8 @@ export function recycleMessage(message: Message): void {
   const used = segment.byteLength;
   // Anything still reading this message now fails instead of reading the next one's bytes.
   segment.byteLength = 0;
-  segment.replaceBuffer(EMPTY);
+  (segment as unknown as { _dv: DataView })._dv = EMPTY_VIEW;
+  segment.buffer = EMPTY;
   (message._capnp.arena as unknown as { buffer: ArrayBuffer }).buffer = EMPTY;
   giveBack(buffer, used);
 }

@@ -5,7 +5,7 @@
 import { Message, Pointer, utils } from "capnp-es";
 import * as rpc from "capnp-es/capnp/rpc";
 import { logger } from "../log.js";
-import { frameBytes } from "../transport/framing.js";
+import { frameBytes, releaseInboundMessage } from "../transport/framing.js";
 import type { MessageStream } from "../transport/message-stream.js";
 import { Answer, AnswerTable } from "./answers.js";
 import { EmbargoTable, type LiftEmbargo } from "./embargoes.js";
@@ -29,8 +29,9 @@ import { ImportHook, ImportTable } from "./imports.js";
 import { OwnedResponse, ResponsePipeline } from "./local.js";
 import { copyPointer } from "../codec/copy.js";
 import { newMessage } from "../codec/message.js";
-import { capTableOf, newPayloadMessage, releaseCapTable, setCapTable, type CapTable } from "./payload.js";
+import { capTableOf, newPayloadMessage, releaseCapTable, setCapTable, takeCopiedOut, type CapTable } from "./payload.js";
 import { Question } from "./questions.js";
+import { causeOf, causeTokens, RemoteCauses, type CauseScope } from "./sequential.js";
 import {
   descriptorFrom,
   descriptorInto,
@@ -47,6 +48,7 @@ import {
   DEFAULT_MAX_CAPS_PER_MESSAGE,
   MAX_CONTACT_BYTES,
   MAX_EMBARGO_ID_BYTES,
+  MAX_WIRE_CAUSES,
   targetFrom,
   targetInto,
   type WireDescriptor,
@@ -246,11 +248,15 @@ export class RpcConnection implements ProvideHost {
     return cap;
   }
 
-  /** Starts a call to `target`, building params directly in the Call message. */
-  newRemoteCall(target: RemoteHook, interfaceId: bigint, methodId: number): OutgoingCall {
+  /**
+   * Starts a call to `target`, building params directly in the Call message.
+   * `hints`: the call's, when known now (otherwise it is made in the current
+   * context); they say what it is made on behalf of (its causes).
+   */
+  newRemoteCall(target: RemoteHook, interfaceId: bigint, methodId: number, hints?: CallHints): OutgoingCall {
     const address = target.target();
     if (!address) return innermost(target).newCall(interfaceId, methodId);
-    return new RemoteOutgoingCall(this, newCall(address, interfaceId, methodId));
+    return new RemoteOutgoingCall(this, newCall(address, interfaceId, methodId, 512, causeTokens(causeOf(hints))));
   }
 
   /** Sends a Call built by newRemoteCall or tailCall. */
@@ -358,6 +364,14 @@ export class RpcConnection implements ProvideHost {
     if (question.finishSent || question.pipelineRefs > 0) return;
     if (question.awaitingReturn && !question.canceled) return;
     question.finishSent = true;
+    if (!question.awaitingReturn && !this.error) {
+      // The Return is in. Its Finish goes out at the end of this turn's
+      // microtasks, in the same write as the calls the caller makes on the
+      // results: one write and one wake-up of the peer per round trip
+      // instead of two. The question keeps its ID until then.
+      if (this.finishing.push(question) === 1) queueMicrotask(this.sendFinishes);
+      return;
+    }
     if (!this.error) {
       // Still awaiting the Return: we will ignore its caps, so the callee
       // must release them itself (as C++ does).
@@ -368,6 +382,20 @@ export class RpcConnection implements ProvideHost {
       this.refreshProcessHold();
     }
   }
+
+  /** Questions whose Return is in and whose Finish waits for the end of the turn (maybeFinish). */
+  private finishing: Question[] = [];
+
+  private sendFinishes = (): void => {
+    const finishing = this.finishing;
+    this.finishing = [];
+    for (const question of finishing) {
+      if (this.questions.get(question.id) !== question) continue; // the connection failed meanwhile
+      this.sendFrame(newFinish(question.id, false));
+      this.questions.delete(question.id);
+    }
+    this.refreshProcessHold();
+  };
 
   /** Describes `hook` to the peer, exporting it if needed (exportId: the export used). */
   describe(hook: CapHook): { descriptor: WireDescriptor; exportId: number | null } {
@@ -894,14 +922,33 @@ export class RpcConnection implements ProvideHost {
       );
       return;
     }
+    // capmesh's causes (sequential.ts): the target runs, or the call goes
+    // on, on their behalf. Too many fails this call, not the connection.
+    const causes = call.causes;
+    if (typeof causes === "number") {
+      releaseCapTable(message);
+      target.release();
+      this.sendExceptionReturn(
+        answer,
+        RpcError.failed(
+          `refused ${methodLabel(call.interfaceId, call.methodId)}: the call carries ${causes} causes (turn tokens of the sequential calls ` +
+            `it was made on behalf of), over the ${MAX_WIRE_CAUSES} a capmesh vat takes; a chain of sequential calls that deep ` +
+            `through other vats is refused (the caller is not capmesh, or it is broken)`,
+        ),
+      );
+      return;
+    }
     let result: CallResult;
     try {
-      result = target.call(call.interfaceId, call.methodId, payload, new AnswerHints(this, answer));
+      const hints = new AnswerHints(this, answer, causes === null ? undefined : new RemoteCauses(causes));
+      result = target.call(call.interfaceId, call.methodId, payload, hints);
     } finally {
       target.release();
     }
     answer.pipeline = result.pipeline;
     this.holdInbound(message, result.promise);
+    // Forwarded by copying (a hub relaying a stream chunk): the params are done with.
+    if (takeCopiedOut(message)) releaseInboundMessage(message);
     if (log.enabled) this.logCall("answer", id, call.interfaceId, call.methodId, result.promise);
     if (sendResultsTo === rpc.Call_SendResultsTo.YOURSELF) {
       // A tail call from the peer: the results stay here for the peer's
@@ -974,18 +1021,19 @@ export class RpcConnection implements ProvideHost {
    * sendResultsTo.yourself and our Return points at it, so the results never
    * travel back and forth (C++ RpcCallContext::directTailCall).
    */
-  tailCall(answer: Answer, request: TailCallRequest): CallResult {
+  tailCall(answer: Answer, request: TailCallRequest, cause?: CauseScope): CallResult {
     const target = innermost(request.target);
     if (!isRemoteHookOf(target, this) || this.error || answer.returnSent || answer.finishReceived) {
       return request.target.call(request.interfaceId, request.methodId, request.params, {
         signal: answer.signal,
+        cause,
       });
     }
     const address = target.target();
     if (!address) {
-      return innermost(target).call(request.interfaceId, request.methodId, request.params, { signal: answer.signal });
+      return innermost(target).call(request.interfaceId, request.methodId, request.params, { signal: answer.signal, cause });
     }
-    const call = newCall(address, request.interfaceId, request.methodId);
+    const call = newCall(address, request.interfaceId, request.methodId, 512, causeTokens(cause));
     this.copyPayload(request.params, call.content, call.message);
     return this.sendCall(call, undefined, answer);
   }
@@ -1455,6 +1503,7 @@ export class RpcConnection implements ProvideHost {
     const questions = [...this.questions.entries()];
     this.questions.clear();
     for (const [, q] of questions) {
+      if (q.finishSent && !q.awaitingReturn) continue; // returned, its Finish queued (maybeFinish)
       q.awaitingReturn = false;
       q.finishSent = true;
       q.reject(broken);
@@ -1486,6 +1535,14 @@ export class RpcConnection implements ProvideHost {
     this.resolveClosed(broken);
     for (const listener of this.closeListeners) listener(broken);
     this.closeListeners.clear();
+  }
+
+  /**
+   * Buffer bytes the transport keeps for this connection between messages
+   * (see connectionBuffers in introspect.ts); 0 where it does not say.
+   */
+  bufferBytes(): { send: number; receive: number } {
+    return { send: this.stream.sendBufferBytes ?? 0, receive: this.stream.receiveBufferBytes ?? 0 };
   }
 
   /**
@@ -1557,6 +1614,8 @@ class AnswerHints implements CallHints {
   constructor(
     private readonly conn: RpcConnection,
     private readonly answer: Answer,
+    /** The causes the Call carried (sequential.ts), if any. */
+    readonly cause: RemoteCauses | undefined,
   ) {}
   get signal(): AbortSignal {
     return this.answer.signal;
@@ -1571,7 +1630,7 @@ class AnswerHints implements CallHints {
     return this.conn;
   }
   tailCall(request: TailCallRequest): CallResult {
-    return this.conn.tailCall(this.answer, request);
+    return this.conn.tailCall(this.answer, request, this.cause);
   }
   allocResults(): Payload {
     return this.conn.prepareReturn(this.answer);

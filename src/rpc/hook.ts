@@ -4,6 +4,7 @@
 // sends rpc.capnp `Release`, and so that exports know when they are unused.
 import type { Message, Pointer } from "capnp-es";
 import { RpcError } from "./errors.js";
+import type { CauseScope } from "./sequential.js";
 
 /** Params of an outgoing call: the payload message owns the caps in its cap table. */
 export interface Payload {
@@ -40,6 +41,12 @@ export interface CallHints {
   readonly origin?: object;
   /** Cancel the call if it has not returned after this many milliseconds. */
   timeout?: number | undefined;
+  /**
+   * What the call is made on behalf of (sequential.ts), when that is not
+   * the current async context: the causes a peer's call carried, or the
+   * context a call queued on a promise was made in.
+   */
+  readonly cause?: CauseScope | undefined;
 }
 
 /** Cancels one call: a remote one sends Finish, a local one's server sees its signal fire. */

@@ -10,6 +10,7 @@ import { ThirdPartyHook } from "./third-party-hook.js";
 import { hookOf, isReleasedClient } from "./typed.js";
 import type { Capability } from "./types.js";
 import type { PeerInfo } from "./vat-network.js";
+import type { Session } from "./system.js";
 
 export type CapabilityState =
   /** Not known yet: calls wait (or are pipelined) until it resolves. */
@@ -104,4 +105,14 @@ function serves(def: InterfaceDef | null, wanted: InterfaceDef): boolean {
   if (!def) return false;
   if (def === wanted || def.id === wanted.id) return true;
   return def.superclasses.some((sup) => serves(sup, wanted));
+}
+
+/**
+ * Buffer bytes the transport of `session` keeps between messages: `send`,
+ * its send batches (a busy connection keeps one, 0 once it has been idle for
+ * a sweep or two of 2 s); `receive`, bytes of an incomplete frame or a
+ * throttled backlog. For diagnostics and tests: an idle connection keeps none.
+ */
+export function connectionBuffers(session: Session): { send: number; receive: number } {
+  return session.connection.bufferBytes();
 }

@@ -22,7 +22,7 @@ import {
 } from "./hook.js";
 import { badCapIndex, capTableOf, releaseCapTable } from "./payload.js";
 import { capIndexAt } from "../codec/runtime.js";
-import { inSequentialCall, outsideSequentialCalls, type CallQueue } from "./sequential.js";
+import { causeOf, inSequentialCall, outsideSequentialCalls, runInScope, type CallQueue } from "./sequential.js";
 
 /** What a server object looks like to the engine (typed.ts adapts user classes). */
 export interface ServerDispatch {
@@ -83,18 +83,23 @@ export class LocalServerHook extends RefCounted implements CapHook {
     pipeline: ResponsePipeline,
   ): Promise<Response> {
     // A sequential capability admits the call now, in the order calls are
-    // made, and checks it in the caller's context (re-entrancy); a peer's
-    // call has no context here (sequential.ts says why).
-    const turn = this.sequential?.admit(methodLabel(interfaceId, methodId), hints?.answering !== true) ?? null;
+    // made, and checks it against what the call is made on behalf of (its
+    // caller's context, or the causes a peer's call carried: sequential.ts).
+    const cause = this.sequential === null && hints?.cause === undefined ? undefined : causeOf(hints);
+    const turn = this.sequential?.admit(methodLabel(interfaceId, methodId), cause) ?? null;
     // Deliver on a later microtask: a call never runs inside its caller's
     // stack, and calls made in order are delivered in order (E-order).
     await undefined;
     try {
       let out: Response | TailCallRequest;
       if (turn === null) {
-        out = await (hints?.answering && inSequentialCall()
-          ? outsideSequentialCalls(() => this.server.dispatch(interfaceId, methodId, params, ctx))
-          : this.server.dispatch(interfaceId, methodId, params, ctx));
+        // A call with a cause given (a peer's call that carried causes, one
+        // queued on a promise) runs inside it: what its code calls carries it on.
+        out = await (cause !== undefined
+          ? runInScope(cause, () => this.server.dispatch(interfaceId, methodId, params, ctx))
+          : hints?.answering && inSequentialCall()
+            ? outsideSequentialCalls(() => this.server.dispatch(interfaceId, methodId, params, ctx))
+            : this.server.dispatch(interfaceId, methodId, params, ctx));
       } else if (turn instanceof RpcError) {
         throw turn;
       } else {
@@ -107,7 +112,7 @@ export class LocalServerHook extends RefCounted implements CapHook {
       // A tail call: our results (and pipelining on them) are the other call's.
       const tail = hints?.tailCall
         ? hints.tailCall(out)
-        : out.target.call(out.interfaceId, out.methodId, out.params, { signal: ctx.signal ?? neverAborted });
+        : out.target.call(out.interfaceId, out.methodId, out.params, { signal: ctx.signal ?? neverAborted, cause: hints?.cause });
       out.target.release();
       pipeline.redirect(tail.pipeline);
       return await tail.promise;
@@ -303,7 +308,15 @@ export class QueuedHook extends RefCounted implements CapHook {
     }
     const queue = this.queue;
     this.queue = [];
-    for (const q of queue) q.settle(hook.call(q.interfaceId, q.methodId, q.params, q.hints));
+    if (hook instanceof QueuedHook && hook.target === null) {
+      // Settled to another local promise: the calls wait there, behind the
+      // ones it holds, each keeping its own settle. (Calling it would wrap
+      // each in a new queued call per step, and a pipelined chain of n calls
+      // was queued O(n²) times.)
+      for (const q of queue) hook.queue.push(q);
+    } else {
+      for (const q of queue) q.settle(hook.call(q.interfaceId, q.methodId, q.params, q.hints));
+    }
     this.target = hook;
     const waiters = this.waiters;
     this.waiters = [];
@@ -316,6 +329,10 @@ export class QueuedHook extends RefCounted implements CapHook {
 
   call(interfaceId: bigint, methodId: number, params: Payload, hints?: CallHints): CallResult {
     if (this.target) return this.target.call(interfaceId, methodId, params, hints);
+    // Sent later, from whatever context resolves the promise: keep what the
+    // call is made on behalf of now (sequential.ts).
+    const cause = hints?.cause === undefined ? causeOf(hints) : undefined;
+    if (cause !== undefined) hints = { ...hints, cause };
     return queuedCall((settle) => this.queue.push({ interfaceId, methodId, params, hints, settle }));
   }
 

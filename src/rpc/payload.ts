@@ -15,6 +15,23 @@ export function capTableOf(message: Message): CapTable {
   return internal.capTable as CapTable;
 }
 
+// Params a peer sent that a call forwarded by copying them into a Call on
+// another connection (remoteCall), while the connection that received them
+// was still dispatching: nothing reads them any more, so that connection
+// gives their large segments back at once (releaseInboundMessage) instead of
+// leaving 64 KiB per relayed stream chunk to the collector.
+const copiedOut = new WeakSet<Message>();
+
+/** Notes that `message`'s payload has been copied into another message. */
+export function noteCopiedOut(message: Message): void {
+  copiedOut.add(message);
+}
+
+/** True (once) when `message`'s payload was copied out since it was received. */
+export function takeCopiedOut(message: Message): boolean {
+  return copiedOut.delete(message);
+}
+
 /** The connection a payload was received on (see badCapIndex). */
 export interface PayloadOrigin {
   abort(error: RpcError): void;

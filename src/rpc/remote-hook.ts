@@ -3,6 +3,7 @@
 import type { CallHints, CallResult, CapHook, OutgoingCall, Payload } from "./hook.js";
 import type { RpcConnection } from "./connection.js";
 import type { WireDescriptor, WireTarget } from "./wire.js";
+import { noteCopiedOut } from "./payload.js";
 
 export interface RemoteHook extends CapHook {
   readonly conn: RpcConnection;
@@ -27,8 +28,9 @@ export function remoteCall(
   params: Payload,
   hints: CallHints | undefined,
 ): CallResult {
-  const out = hook.conn.newRemoteCall(hook, interfaceId, methodId);
+  const out = hook.conn.newRemoteCall(hook, interfaceId, methodId, hints);
   hook.conn.copyPayload(params, out.content, out.message);
+  noteCopiedOut(params.message);
   return out.send(hints);
 }
 

@@ -15,21 +15,62 @@
 // queue behind B's call, which calls A). The engine cannot tell a call its
 // caller awaits from one it does not: both count.
 //
-// What is not detected: a chain that leaves this process and comes back
-// (P's call calls a closure in another vat, which calls P). A Cap'n Proto
-// Call carries no causal context, so such a call is indistinguishable from
-// any other caller's, and it queues: failing it could fail an unrelated
-// caller, and running it at once would break the one-at-a-time guarantee for
-// everyone. If the running call awaits it, both wait until one is canceled
-// (the caller's `timeout` or signal). Calls delivered by a connection
-// (`hints.answering`) are therefore never checked, and never inherit a
-// context: a socket created inside a sequential call would otherwise lend
-// that call's context to every message read from it.
+// Across vats. A call carries its causes: the turn tokens (random 64-bit
+// values, made when a sequential call first sends a call out of its vat) of
+// the running sequential calls it was made on behalf of. They travel in an
+// extra pointer of the rpc.capnp Call (wire.ts; docs/design/call-causes.md),
+// only when there are some. A vat that receives a call with causes runs its
+// target inside a context holding them (RemoteCauses), so every call the
+// target's code makes, at any depth, carries them on; a call it forwards
+// without user code (to an import, through a promise, queued on a promise
+// that resolves later) keeps the causes it was made with (CallHints.cause).
+// A call arriving at a sequential capability whose running call's token is
+// among its causes (P's call X calls a closure in vat Q, whose code calls P)
+// fails at once, as does a local call made in such a context; and the
+// in-process cycle check (above) counts a queue's running call as part of
+// the caller's chain when its token is among the caller's causes.
 //
-// AsyncLocalStorage is only entered when a sequential call runs, so a
-// process that serves none pays nothing for it.
+// The rule is sound in one direction only: a call is failed only when it was
+// made, through a chain of calls, from inside the running call it would wait
+// behind (awaited or not, as inside one process). What is not detected:
+// chains through a peer that does not carry causes (the C++ reference, any
+// other Cap'n Proto implementation: it drops them when it calls on); cycles
+// that close through another vat's queue (P's call waits in Q's queue behind
+// Q's call, which calls P: only Q's token travels, and P does not know its
+// call waits behind it); chains more than MAX_CAUSES sequential calls deep
+// (the innermost are kept). Those wait until one call is canceled (the
+// caller's `timeout` or signal), as before. A forged token can only make
+// the forger's own call fail.
+//
+// Calls delivered by a connection (`hints.answering`) never inherit the
+// receiving vat's context, only the causes on the wire: a socket created
+// inside a sequential call would otherwise lend that call's context to every
+// message read from it.
+//
+// AsyncLocalStorage is only entered when a sequential call runs or a call
+// with causes arrives, so a process that does neither pays nothing for it.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { RpcError, toRpcError } from "./errors.js";
+
+/** Most turn tokens one call carries; wire.ts fails a call that arrives with more. */
+export const MAX_CAUSES = 64;
+
+/**
+ * The causes a call arrived with from another vat (sequential.ts): the
+ * tokens of the running sequential calls it was made on behalf of,
+ * innermost first. Its target runs inside it (AsyncLocalStorage).
+ */
+export class RemoteCauses {
+  constructor(readonly tokens: readonly bigint[]) {}
+}
+
+/**
+ * What a call is made on behalf of: the sequential call whose code makes it
+ * (a Turn, with its chain and remote causes), or the causes of a call that
+ * arrived from another vat. CallHints.cause carries it where the call is
+ * made in another context than the caller's (queued on a promise, forwarded).
+ */
+export type CauseScope = Turn | RemoteCauses;
 
 /** One call admitted to a queue: waiting for its turn, running, or done. */
 export class Turn {
@@ -38,14 +79,29 @@ export class Turn {
   readonly madeWaiting = new Set<Turn>();
   /** The running sequential calls this one was made inside, innermost first. */
   readonly chain: readonly Turn[];
+  /** The causes from other vats this call was made on behalf of (its caller's). */
+  readonly remote: readonly bigint[];
   #start: (() => void) | null = null;
+  #token: bigint | undefined = undefined;
 
   constructor(
     readonly queue: CallQueue,
     readonly label: string,
     chain: readonly Turn[],
+    remote: readonly bigint[],
   ) {
     this.chain = chain;
+    this.remote = remote;
+  }
+
+  /** This call's turn token, made the first time a call leaves the vat on its behalf. */
+  get token(): bigint {
+    return (this.#token ??= newToken());
+  }
+
+  /** The token if one was made (a call that never left the vat cannot be named by a cause). */
+  get tokenIfMade(): bigint | undefined {
+    return this.#token;
   }
 
   /**
@@ -76,25 +132,72 @@ export class Turn {
   }
 }
 
-const storage = new AsyncLocalStorage<Turn>();
+const storage = new AsyncLocalStorage<CauseScope>();
 
-/** The running sequential calls the current code runs inside, innermost first. */
-function currentChain(): Turn[] {
-  const inner = storage.getStore();
-  if (inner === undefined) return [];
+// Tokens come from the system's CSPRNG, a batch at a time.
+const tokenPool = new BigUint64Array(64);
+let tokensLeft = 0;
+function newToken(): bigint {
+  if (tokensLeft === 0) {
+    crypto.getRandomValues(tokenPool);
+    tokensLeft = tokenPool.length;
+  }
+  return tokenPool[--tokensLeft]!;
+}
+
+/** The running sequential calls of this vat `scope` lies inside, innermost first. */
+function chainOf(scope: CauseScope | undefined): Turn[] {
+  if (!(scope instanceof Turn)) return [];
   const chain: Turn[] = [];
-  for (const t of [inner, ...inner.chain]) if (t.state === "running") chain.push(t);
+  if (scope.state === "running") chain.push(scope);
+  for (const t of scope.chain) if (t.state === "running") chain.push(t);
   return chain;
 }
 
-/** True when the current code runs inside a sequential call's context. */
+/** The causes from other vats `scope` carries. */
+function remoteOf(scope: CauseScope | undefined): readonly bigint[] {
+  return scope === undefined ? NO_TOKENS : scope instanceof Turn ? scope.remote : scope.tokens;
+}
+const NO_TOKENS: readonly bigint[] = [];
+
+/**
+ * What a call made now is made on behalf of. `hints.cause` wins (a call
+ * queued or forwarded); a call a connection delivers has no other; any
+ * other call is made in the current context.
+ */
+export function causeOf(hints: { readonly cause?: CauseScope | undefined; readonly answering?: boolean } | undefined): CauseScope | undefined {
+  if (hints === undefined) return storage.getStore();
+  return hints.cause ?? (hints.answering ? undefined : storage.getStore());
+}
+
+/**
+ * The turn tokens a call leaving the vat carries for `scope` (running
+ * sequential calls innermost first, then the remote causes), at most
+ * MAX_CAUSES (the innermost); null when there are none.
+ */
+export function causeTokens(scope: CauseScope | undefined): readonly bigint[] | null {
+  if (scope === undefined) return null;
+  if (scope instanceof RemoteCauses) return scope.tokens.length > 0 ? scope.tokens : null;
+  const tokens: bigint[] = [];
+  for (const t of chainOf(scope)) tokens.push(t.token);
+  for (const r of scope.remote) if (!tokens.includes(r)) tokens.push(r);
+  if (tokens.length > MAX_CAUSES) tokens.length = MAX_CAUSES;
+  return tokens.length > 0 ? tokens : null;
+}
+
+/** Runs `fn` inside `scope` (the target of a call made on its behalf). */
+export function runInScope<T>(scope: CauseScope, fn: () => T): T {
+  return storage.getStore() === scope ? fn() : storage.run(scope, fn);
+}
+
+/** True when the current code runs inside a sequential call's context, or a call's causes. */
 export function inSequentialCall(): boolean {
   return storage.getStore() !== undefined;
 }
 
 /**
  * Runs `fn` outside any sequential call's context: for calls a connection
- * delivers, whose cause lies in another vat (see the file comment).
+ * delivers without causes (see the file comment).
  */
 export function outsideSequentialCalls<T>(fn: () => T): T {
   return storage.exit(fn);
@@ -121,18 +224,19 @@ export class CallQueue {
   }
 
   /**
-   * (Engine use: LocalServerHook.) Admits a call made now. `traced`: the call was made in this process, so
-   * the current async context is its chain (false for calls a connection
-   * delivers). Returns the re-entrancy error instead when the call would
+   * (Engine use: LocalServerHook.) Admits a call made now on behalf of
+   * `scope` (causeOf: the caller's context, or the causes a peer's call
+   * carried). Returns the re-entrancy error instead when the call would
    * wait for a call that waits for it.
    */
-  admit(label: string, traced: boolean): Turn | RpcError {
-    const chain = traced ? currentChain() : [];
-    if (chain.length > 0 && this.#current !== null) {
-      const problem = this.#deadlock(label, chain, this.#current);
+  admit(label: string, scope: CauseScope | undefined): Turn | RpcError {
+    const chain = chainOf(scope);
+    const remote = remoteOf(scope);
+    if ((chain.length > 0 || remote.length > 0) && this.#current !== null) {
+      const problem = this.#deadlock(label, chain, remote, this.#current);
       if (problem) return problem;
     }
-    const turn = new Turn(this, label, chain);
+    const turn = new Turn(this, label, chain, remote);
     if (this.#current === null) {
       this.#current = turn;
       turn.begin();
@@ -169,13 +273,24 @@ export class CallQueue {
    * `running` is in the chain (re-entry), or if `running` waits, through
    * calls it made that wait in other queues, for a call of the chain.
    */
-  #deadlock(label: string, chain: readonly Turn[], running: Turn): RpcError | null {
-    const inChain = new Set(chain);
-    if (inChain.has(running)) {
+  #deadlock(label: string, chain: readonly Turn[], remote: readonly bigint[], running: Turn): RpcError | null {
+    const local = new Set(chain);
+    // A turn is in the caller's chain here, or (named by its token) through other vats.
+    const inChain = { has: (t: Turn) => local.has(t) || (t.tokenIfMade !== undefined && remote.includes(t.tokenIfMade)) };
+    if (local.has(running)) {
       return new RpcError(
         "failed",
         `${label} re-entered a sequential capability while its call ${running.label} is still running: ` +
           `it would wait for itself forever; make the capability parallel, or do not call back into it from its own call`,
+      );
+    }
+    if (inChain.has(running)) {
+      return new RpcError(
+        "failed",
+        `${label} re-entered sequential capability ${running.label.replace(/\.[^.]*$/, "")} from inside its own running call ` +
+          `${running.label}, through another vat: it would wait behind that call, which waits for it, forever (a deadlock); ` +
+          `make the capability parallel, or do not call back into it from what that call calls (a closure in another vat): ` +
+          `give callbacks a parallel capability`,
       );
     }
     // Depth-first through "waits for": a running call waits for the calls

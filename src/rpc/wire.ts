@@ -25,6 +25,7 @@ import {
   readUint32,
   readUint64,
   readBool,
+  LIST_UINT64,
   readAnyPointer,
   readData,
   StructView,
@@ -233,6 +234,13 @@ export type WireIncoming =
       /** rpc.capnp Call.sendResultsTo: 0 caller, 1 yourself, 2 thirdParty. */
       readonly sendResultsTo: number;
       readonly params: WirePayload;
+      /**
+       * capmesh's causes extension (CALL_CAUSES_POINTER): the turn tokens
+       * the call was made on behalf of; null when absent (or not a
+       * List(UInt64): ignored). A number: the count, over MAX_CAUSES (the
+       * call is to fail, the connection carries on).
+       */
+      readonly causes: readonly bigint[] | number | null;
     }
   | {
       readonly kind: "return";
@@ -315,6 +323,34 @@ const PayloadView: Codec<StructView> = defineStruct<StructView>({
 });
 
 const CallView = defineStruct<StructView>({ name: "Call", dataWords: 3, pointers: 3, read: (v) => copyView(v), write() {} });
+
+// capmesh's extension of Call (docs/design/call-causes.md): pointer 7 of the
+// Call struct, which rpc.capnp does not declare (it uses pointers 0-2:
+// target, params, sendResultsTo.thirdParty), holds a List(UInt64) of turn
+// tokens, the causes of the call (sequential.ts). Written only when there
+// are causes, so every other Call is as before; other implementations skip
+// pointers they do not know. Pointers 3-6 stay null, leaving room for
+// rpc.capnp's own next pointer fields.
+export const CALL_CAUSES_POINTER = 7;
+/** Most causes a Call may carry (sequential.ts MAX_CAUSES). */
+export const MAX_WIRE_CAUSES = 64;
+const causesRef: PointerRef = { seg: null as unknown as PointerRef["seg"], off: 0, lo: 0, hi: 0 };
+
+/**
+ * A Call's causes: null when the pointer is absent, null or not a list of
+ * 8-byte elements (ignored: another layout is not ours to read); the count
+ * when there are more than MAX_WIRE_CAUSES.
+ */
+function readCauses(c: StructView): readonly bigint[] | number | null {
+  if (c.ptrCount <= CALL_CAUSES_POINTER) return null;
+  if (!followPointer(c.seg, c.ptrs + CALL_CAUSES_POINTER * 8, causesRef)) return null;
+  // A list pointer (tag 1) of eight-byte elements (size code 5).
+  if ((causesRef.lo & 3) !== 1 || (causesRef.hi & 7) !== 5) return null;
+  const count = causesRef.hi >>> 3;
+  if (count === 0) return null;
+  if (count > MAX_WIRE_CAUSES) return count;
+  return readList(c, CALL_CAUSES_POINTER, LIST_UINT64, noCaps);
+}
 const ReturnView = defineStruct<StructView>({ name: "Return", dataWords: 2, pointers: 1, read: (v) => copyView(v), write() {} });
 const SmallView = defineStruct<StructView>({ name: "Finish/Release", dataWords: 1, pointers: 0, read: (v) => copyView(v), write() {} });
 // Level 3 bodies, v2 layout: each has 1 data word and 2 pointers.
@@ -356,6 +392,7 @@ export function readIncoming(message: Message, maxCaps = DEFAULT_MAX_CAPS_PER_ME
         methodId: readUint16(c, 4),
         sendResultsTo: readUint16(c, 6),
         params: readPayload(c, 1, maxCaps),
+        causes: readCauses(c),
       };
     }
     case rpc.Message.RETURN: {
@@ -514,41 +551,71 @@ function rootView(message: Message, which: number, dataWords: number, pointers: 
   return initStructField(root, 0, dataWords, pointers);
 }
 
-function envelope(message: Message, payload: StructView): OutgoingEnvelope {
-  return {
-    message,
-    content: new Pointer(payload.seg, payload.ptrs),
-    setCapTable(descriptors) {
-      if (descriptors.length > 0) writeList(payload, 1, CapDescriptorList, descriptors, noCaps);
-    },
-  };
+// Envelopes are class instances: one object per message, methods on the
+// prototype. (newCall once spread an object literal into another, which cost
+// microseconds per call: a large share of a ping's whole CPU time.)
+class PayloadEnvelope implements OutgoingEnvelope {
+  readonly content: Pointer;
+  constructor(
+    readonly message: Message,
+    readonly payload: StructView,
+  ) {
+    this.content = new Pointer(payload.seg, payload.ptrs);
+  }
+
+  setCapTable(descriptors: readonly WireDescriptor[]): void {
+    if (descriptors.length > 0) writeList(this.payload, 1, CapDescriptorList, descriptors, noCaps);
+  }
 }
 
-/** A Call (question ID and sendResultsTo filled in at send time). */
+class CallEnvelope extends PayloadEnvelope {
+  constructor(
+    message: Message,
+    payload: StructView,
+    readonly call: StructView,
+    readonly interfaceId: bigint,
+    readonly methodId: number,
+  ) {
+    super(message, payload);
+  }
+
+  setQuestion(id: number, yourself: boolean): void {
+    writeUint32(this.call, 0, id);
+    if (yourself) writeUint16(this.call, 6, 1);
+  }
+}
+
+function envelope(message: Message, payload: StructView): OutgoingEnvelope {
+  return new PayloadEnvelope(message, payload);
+}
+
+/**
+ * A Call (question ID and sendResultsTo filled in at send time). `causes`
+ * (at most MAX_WIRE_CAUSES): the CALL_CAUSES_POINTER extension; without
+ * them the Call is exactly rpc.capnp's.
+ */
 export function newCall(
   target: WireTarget,
   interfaceId: bigint,
   methodId: number,
   sizeHint = 512,
+  causes: readonly bigint[] | null = null,
 ): OutgoingEnvelope & { readonly interfaceId: bigint; readonly methodId: number; setQuestion(id: number, yourself: boolean): void } {
   const message = newMessage(sizeHint);
   // The engine never reads a Call once it is sent: its buffer may be reused.
   message.recyclable = true;
   setCapTable(message, []);
-  const call = rootView(message, rpc.Message.CALL, 3, 3);
+  const withCauses = causes !== null && causes.length > 0;
+  const call = rootView(message, rpc.Message.CALL, 3, withCauses ? CALL_CAUSES_POINTER + 1 : 3);
   writeStructField(call, 0, MessageTarget as Codec<unknown>, target, noCaps);
   writeUint64(call, 8, interfaceId);
   writeUint16(call, 4, methodId);
+  if (withCauses) {
+    if (causes.length > MAX_WIRE_CAUSES) throw new Error(`capmesh internal: a Call carries at most ${MAX_WIRE_CAUSES} causes`);
+    writeList(call, CALL_CAUSES_POINTER, LIST_UINT64, causes, noCaps);
+  }
   const payload = initStructField(call, 1, 0, 2);
-  return {
-    ...envelope(message, payload),
-    interfaceId,
-    methodId,
-    setQuestion(id, yourself) {
-      writeUint32(call, 0, id);
-      if (yourself) writeUint16(call, 6, 1);
-    },
-  };
+  return new CallEnvelope(message, payload, call, interfaceId, methodId);
 }
 
 /** A Return carrying results. */

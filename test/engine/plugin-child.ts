@@ -8,6 +8,7 @@
 //                 a line, and answers with the configured greeting
 //   ("context")   answers with the context of its own call (ended by then)
 //   (x)           anything else: answers "<name>:<x>"
+// With --sequential (argv[3]) it is a sequential plugin: one call at a time.
 import { joinMesh } from "../../src/mesh/join.js";
 import { closure } from "../../src/engine/closure.js";
 import { withCallContext } from "../../src/engine/context.js";
@@ -38,7 +39,7 @@ const serve = closure(async (kind: unknown, f?: Capability) => {
   }
   return `${name}:${String(kind)}`;
 });
-const peer = await joinMesh({ name, provide: serve, handleSignals: true });
+const peer = await joinMesh({ name, provide: serve, sequential: process.argv[3] === "--sequential", handleSignals: true });
 engine = () => peer.engine;
 // Asked for now, so that the hub's tables the tests compare already hold it.
 await peer.engine.whenResolved();

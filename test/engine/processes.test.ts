@@ -43,8 +43,8 @@ async function stats(): Promise<HubStats> {
   return (await pending.admin.stats()).stats;
 }
 
-function plugin(name: string) {
-  return startTsPlugin(name, { script: "test/engine/plugin-child.ts", env: { ...process.env, ...hubEnv }, children });
+function plugin(name: string, ...args: string[]) {
+  return startTsPlugin(name, { script: "test/engine/plugin-child.ts", args, env: { ...process.env, ...hubEnv }, children });
 }
 
 /** The hub's tables for one peer, without what varies with the calls that read them. */
@@ -98,6 +98,23 @@ describe("the engine across processes", () => {
     expect(after!.contexts).toBe(0);
     callP.release();
     pCap.release();
+  });
+
+  it("the same chain into a sequential P fails at once with a clear error instead of deadlocking; P carries on", async () => {
+    await plugin("pseq", "--sequential");
+    const callP = callable(client.connect("pseq", Closure));
+    // The engine's eval and the closure's call back carry P's turn token (sequential.ts).
+    const reenter = async () => {
+      try {
+        return await callP("inner");
+      } catch (err) {
+        return `caught: ${(err as Error).message}`;
+      }
+    };
+    const answer = String(await callP("outer", reenter));
+    expect(answer).toMatch(/^outer\(caught: Closure\.call re-entered sequential capability Closure from inside its own running call Closure\.call, through another vat: /);
+    expect(await callP("inner")).toBe("inner(no config)");
+    callP.release();
   });
 
   it("a call context kept past its call fails with a message that says so; the hub drops it", async () => {

@@ -3,8 +3,9 @@
 // default a plugin runs calls in parallel (10,000 at once complete, over a
 // direct path and through the hub); joinMesh({ sequential: true }) runs
 // them one at a time in arrival order; a call back into a sequential plugin
-// from inside its own call fails when the chain stays in the plugin's
-// process, and waits in the queue when it passes through another process.
+// from inside its own call fails at once, whether the chain stays in the
+// plugin's process or passes through other processes (the calls carry their
+// causes), while an unrelated caller's call waits its turn.
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +18,7 @@ import { CallQueue } from "../../src/rpc/sequential.js";
 import { innermost } from "../../src/rpc/hook.js";
 import { LocalServerHook } from "../../src/rpc/local.js";
 import { hookOf } from "../../src/rpc/typed.js";
+import { RpcError } from "../../src/rpc/errors.js";
 import { eventually, within } from "../rpc/helpers/raw-peer.js";
 import { Gates, ProbeImpl, statsOf } from "../rpc/helpers/probe.js";
 import { Callback, Probe, type ProbeServer } from "../rpc/schema/actors.js";
@@ -153,24 +155,108 @@ describe("joinMesh({ sequential: true })", () => {
     expect((await probe.poke({ id: 2 })).seen).toBe(seen + 1);
   });
 
-  it("engine → plugin → a closure in another process → plugin: waits in the queue until its caller gives up, then the plugin carries on", async () => {
-    const c = await client();
-    const probe = c.connect("actor", Probe);
-    const monitor = c.connect("actor-monitor", Probe);
-    await probe.poke({ id: 0 });
+  const REENTERED_ACROSS =
+    /Probe\.poke re-entered sequential capability Probe from inside its own running call Probe\.via, through another vat: it would wait behind that call, which waits for it, forever \(a deadlock\); make the capability parallel, or do not call back into it from what that call calls \(a closure in another vat\): give callbacks a parallel capability$/;
+
+  it.each([
+    ["with direct paths on", {}, "direct"],
+    ["through the hub", { directPaths: false }, "hub"],
+  ] as const)(
+    "engine → plugin → a closure in another process → plugin: fails at once with a clear error, the plugin's call completes, the plugin carries on (%s)",
+    async (_how, options, path) => {
+      const c = await client(options);
+      const probe = c.connect("actor", Probe);
+      const monitor = c.connect("actor-monitor", Probe);
+      await probe.poke({ id: 0 });
+      // The plugin's capability is reached the way this case is about.
+      if (path === "direct") await eventually(() => c.pathOf(probe).path === "direct", () => JSON.stringify(c.pathOf(probe)));
+      expect(c.pathOf(probe).path).toBe(path);
+      const before = await statsOf(monitor);
+      // The closure lives in this process: the plugin's call to it carries the
+      // plugin's turn token, and so does the closure's call back.
+      let error: unknown = null;
+      const closure = Callback.server({
+        run: async () => {
+          try {
+            await probe.poke({ id: 42 });
+            return { text: "called back" };
+          } catch (err) {
+            error = err;
+            // The plugin's call takes the closure's answer and completes.
+            return { text: "caught" };
+          }
+        },
+      });
+      const { text } = await within(probe.via({ callback: closure }), 20_000, "via to return instead of deadlocking");
+      expect(text).toBe("caught");
+      expect(error).toBeInstanceOf(RpcError);
+      expect((error as RpcError).type).toBe("failed");
+      expect((error as RpcError).message).toMatch(REENTERED_ACROSS);
+      // The plugin carries on; the failed call never entered it.
+      await probe.poke({ id: 2 });
+      const after = await statsOf(monitor);
+      expect(after.order.slice(before.order.length)).toEqual([2]);
+      expect(after.maxActive).toBe(1);
+      expect(c.pathOf(probe).path).toBe(path);
+    },
+  );
+
+  it("an unrelated caller's call, made while the plugin's call waits for its closure, queues and runs after it", async () => {
+    const [a, b] = [await client(), await client({ directPaths: false })];
+    const probe = a.connect("actor", Probe);
+    const other = b.connect("actor", Probe);
+    const monitor = a.connect("actor-monitor", Probe);
+    await Promise.all([probe.poke({ id: 0 }), other.poke({ id: 0 })]);
     const before = await statsOf(monitor);
-    // The closure lives in this process: the call it makes arrives at the
-    // plugin as any caller's would (no causal context on the wire), and
-    // queues behind the call that waits for it, until its timeout cancels it.
-    const closure = Callback.server({ run: async () => ({ text: `seen ${(await probe.poke({ id: 42 }, { timeout: 300 })).seen}` }) });
-    const { text } = await within(probe.via({ callback: closure }), 20_000, "via to return");
-    expect(text).toMatch(/^error: Probe\.poke timed out after 300 ms/);
-    // The canceled call still runs once its turn comes (a peer's call is
-    // always delivered; its ctx.signal fires), then the next one.
-    await probe.poke({ id: 2 });
+    let entered!: () => void;
+    const inClosure = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // Calls that carry the plugin's token but reach a parallel capability run
+    // at once: the monitor is in the plugin's process, beside the actor.
+    let monitorSaw = -1;
+    const closure = Callback.server({
+      run: async () => {
+        monitorSaw = (await monitor.stats()).queued;
+        entered();
+        await released;
+        return { text: "released" };
+      },
+    });
+    const via = probe.via({ callback: closure });
+    await within(inClosure, 20_000, "the closure to run");
+    expect(monitorSaw).toBe(0);
+    const unrelated = other.poke({ id: 7 });
+    const deadline = Date.now() + 20_000;
+    while ((await statsOf(monitor)).queued !== 1) if (Date.now() > deadline) throw new Error("the unrelated call never queued");
+    release();
+    expect((await within(via, 20_000, "via to return")).text).toBe("released");
+    await within(unrelated, 20_000, "the unrelated call to run");
     const after = await statsOf(monitor);
-    expect(after.order.slice(before.order.length)).toEqual([42, 2]);
+    expect(after.order.slice(before.order.length)).toEqual([7]);
     expect(after.maxActive).toBe(1);
+  });
+
+  it("a cycle through two sequential plugins (P's call calls Q's, which calls P) fails at once; both carry on", async () => {
+    const mine: ChildProcess[] = [];
+    try {
+      await startTsPlugin("q-seq", {
+        script: "test/mesh/callback-child.ts",
+        args: ["actor", "--sequential"],
+        env: { ...process.env, ...hub.env },
+        children: mine,
+      });
+      const c = await client();
+      const probe = c.connect("actor", Probe);
+      const q = c.connect("q-seq", Callback, { wait: 10_000 });
+      const { text } = await within(probe.via({ callback: q }), 20_000, "via to return instead of deadlocking");
+      expect(text).toMatch(new RegExp(`^error: ${REENTERED_ACROSS.source.slice(0, -1)}`));
+      // Neither is stuck: Q calls P again (P is idle now), and P answers.
+      expect((await within(q.run(), 20_000, "Q's run to return")).text).toMatch(/^seen \d+$/);
+      expect((await probe.poke({ id: 3 })).seen).toBeGreaterThan(0);
+    } finally {
+      await killLeftAndWait(mine);
+    }
   });
 
   it("also with a per-caller provide: every caller's capability shares the plugin's one queue", async () => {
