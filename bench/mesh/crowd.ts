@@ -12,6 +12,11 @@
 //   join {count?}  the next `count` peers (default: all the rest) join and register,
 //                  `concurrency` at a time; reports the ms it took
 //   watch          every peer starts a watch and waits for its snapshot
+//   burst {calls, bytes}
+//                  every peer calls its own Bench through the hub (connect(own
+//                  name)): `calls` pings, 100 in flight, then `bytes` to a sink
+//                  in 64 KiB `-> stream` writes, `concurrency` peers at a time
+//                  (bench/memory: what a once-busy peer costs the hub)
 // While watching, once every peer here has seen `joined` (or `left`) for a
 // name starting with "fanout.", it reports
 //   {"seen"|"gone": name, "first": µs, "last": µs}
@@ -76,6 +81,27 @@ await childMain(async () => {
           peers.push(peer);
         });
         return { joined: peers.length, ms: performance.now() - t0 };
+      },
+      async burst(args) {
+        const calls = typeof args.calls === "number" ? args.calls : 1000;
+        const bytes = typeof args.bytes === "number" ? args.bytes : 1 << 20;
+        const chunk = new Uint8Array(64 * 1024).fill(7);
+        const t0 = performance.now();
+        await pool(peers.length, concurrency!, async (i) => {
+          const bench = peers[i]!.connect(`idle.${first! + i}`, Bench);
+          try {
+            await pool(calls, 100, async (k) => {
+              if ((await bench.ping({ n: k })).n !== k) throw new Error(`burst: ping(${k}) came back wrong`);
+            });
+            using sink = (await bench.sink()).sink!;
+            for (let sent = 0; sent < bytes; sent += chunk.byteLength) await sink.write({ chunk });
+            const got = Number((await sink.done()).bytes);
+            if (got < bytes) throw new Error(`burst: the sink saw ${got} of ${bytes} bytes`);
+          } finally {
+            bench.release();
+          }
+        });
+        return { peers: peers.length, ms: performance.now() - t0 };
       },
       async watch() {
         const t0 = performance.now();

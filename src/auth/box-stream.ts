@@ -8,6 +8,7 @@
 // the stream. Any box that fails to open is an attack or a fault: the stream
 // is destroyed with a BoxStreamError naming it.
 
+import { Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { MAC_LENGTH as MAC, secretBox as defaultSecretBox, type SecretBox } from "./secretbox.js";
 import type { BoxStreamKeys } from "./shs1.js";
@@ -106,14 +107,17 @@ export class BoxEncoder {
   /**
    * The boxes carrying the concatenation of `chunks`, as one buffer: bodies
    * of 4096 bytes and a shorter last one. Empty input gives an empty buffer.
+   * With `into` large enough, the boxes are a view of its start.
    */
-  encode(chunks: readonly Uint8Array[]): Buffer {
+  encode(chunks: readonly Uint8Array[], into?: Buffer): Buffer {
     if (this.#ended) throw new Error("box-stream: cannot encode after goodbye");
     let total = 0;
     for (const chunk of chunks) total += chunk.length;
     if (total === 0) return Buffer.alloc(0);
     const count = Math.ceil(total / MAX_BOX_BODY);
-    const out = Buffer.allocUnsafe(count * BOX_HEADER_LENGTH + total);
+    const size = count * BOX_HEADER_LENGTH + total;
+    // `into`, when given and large enough: the boxes are written at its start.
+    const out = into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
 
     // Lay the plaintext out in the body slots, then encrypt each in place.
     let chunkIndex = 0;
@@ -257,6 +261,92 @@ export class BoxDecoder {
   }
 
   /**
+   * As update(), but the boxes `chunk` completes are opened in `chunk` itself
+   * (its bytes are overwritten: for a caller that owns a fresh buffer, such
+   * as a socket's read), and their plaintext is delivered as one view of it
+   * (the bodies moved together), not a copy per box: no allocation per box,
+   * which fed the allocator's high-water mark during bulk traffic. A box
+   * begun in an earlier chunk is joined in a buffer of its own.
+   */
+  updateInPlace(chunk: Buffer, deliver: (plaintext: Buffer) => void): void {
+    if (this.#failed !== undefined) throw this.#failed;
+    if (chunk.length === 0) return;
+    if (this.#ended || this.#pending !== undefined) {
+      // Finish the box begun earlier the copying way, then go on in place.
+      const need = this.#pending === undefined ? chunk.length : this.#bytesToFinishBox(chunk.length);
+      this.update(chunk.subarray(0, need), deliver);
+      if (need === chunk.length || this.#ended) {
+        if (need < chunk.length) this.update(chunk.subarray(need), deliver); // after the goodbye: fails
+        return;
+      }
+      chunk = chunk.subarray(need);
+    }
+    let offset = 0;
+    let from = -1;
+    let to = -1;
+    const flush = (): void => {
+      if (to > from) deliver(chunk.subarray(from, to));
+      from = to = -1;
+    };
+    try {
+      for (;;) {
+        if (this.#bodyLength < 0) {
+          if (chunk.length - offset < BOX_HEADER_LENGTH) break;
+          const length = this.#openHeader(chunk.subarray(offset, offset + BOX_HEADER_LENGTH));
+          offset += BOX_HEADER_LENGTH;
+          if (length < 0) {
+            this.#ended = true;
+            flush();
+            if (offset < chunk.length) {
+              this.#fail(
+                new BoxStreamError("DATA_AFTER_GOODBYE", `${chunk.length - offset} bytes followed the goodbye`, { boxIndex: this.#boxes }),
+              );
+            }
+            return;
+          }
+          this.#bodyLength = length;
+        }
+        const length = this.#bodyLength;
+        if (chunk.length - offset < length) break;
+        const body = chunk.subarray(offset, offset + length);
+        this.#bodyNonce.set(this.#nonce);
+        increment(this.#bodyNonce);
+        if (!this.#cipher.open(body, this.#tag, this.#bodyNonce, this.#key)) {
+          this.#fail(
+            new BoxStreamError("TAMPERED", `the body of box #${this.#boxes} failed authentication: the data was modified in transit`, {
+              boxIndex: this.#boxes,
+            }),
+          );
+        }
+        if (from < 0) {
+          from = offset;
+          to = offset + length;
+        } else {
+          chunk.copyWithin(to, offset, offset + length);
+          to += length;
+        }
+        offset += length;
+        this.#bodyLength = -1;
+        this.#boxes++;
+        increment(this.#nonce);
+        increment(this.#nonce);
+      }
+    } catch (error) {
+      flush(); // the boxes before the fault are handed over first
+      throw error;
+    }
+    flush();
+    if (offset < chunk.length) this.#pending = chunk.subarray(offset);
+  }
+
+  /** Bytes of the next `available` that complete the pending header, or the pending body. */
+  #bytesToFinishBox(available: number): number {
+    const have = this.#pending?.length ?? 0;
+    // A partial header is completed alone: its body, if whole in what follows, is then opened in place.
+    return Math.min(available, this.#bodyLength >= 0 ? this.#bodyLength - have : BOX_HEADER_LENGTH - have);
+  }
+
+  /**
    * The input has ended: throws a TRUNCATED BoxStreamError unless the goodbye
    * was received. `what` starts the message ("the connection closed").
    */
@@ -359,6 +449,17 @@ export interface BoxStreamOptions {
 
 /** Pending plaintext is encrypted and written at once past this many bytes. */
 const FLUSH_BYTES = 64 * 1024;
+/**
+ * Output buffers shared by the process's box-streams over sockets, each large
+ * enough for the boxes of a FLUSH_BYTES batch and a frame header or two: a
+ * fresh buffer per write made garbage the size of the traffic, and the C
+ * allocator kept much of what it grew for it after a burst (issue 12).
+ */
+const OUTPUT_SLAB_BYTES = 80 * 1024;
+const OUTPUT_SLABS = 4;
+/** Batches this large or larger (and that fit) are boxed into a slab; smaller ones into a buffer of their own, from Node's pool. */
+const SLAB_MIN_BYTES = 16 * 1024;
+const outputSlabs: Buffer[] = [];
 
 /**
  * Wraps a connected duplex (after the handshake) in box-stream: what is
@@ -387,6 +488,8 @@ class BoxStream extends Duplex {
   #goodbyeSent = false;
   #goodbyeReceived = false;
   #detached = false;
+  /** Reads are decrypted where they arrived (see BoxDecoder.updateInPlace). */
+  readonly #inPlace: boolean;
 
   readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
   readonly #onEnd = (): void => this.#receiveEnd("the connection ended");
@@ -414,6 +517,7 @@ class BoxStream extends Duplex {
       writableHighWaterMark: highWaterMark,
     });
     this.#socket = socket;
+    this.#inPlace = socket instanceof Socket;
     this.#encoder = new BoxEncoder(keys.encryptKey, keys.encryptNonce);
     this.#decoder = new BoxDecoder(keys.decryptKey, keys.decryptNonce);
     // The goodbyes end the session, not the transport's half-close: keep the
@@ -436,10 +540,13 @@ class BoxStream extends Duplex {
   #receive(chunk: Buffer): void {
     if (this.destroyed) return;
     let more = true;
+    const deliver = (plaintext: Buffer): void => {
+      more = this.push(plaintext);
+    };
     try {
-      this.#decoder.update(chunk, (plaintext) => {
-        more = this.push(plaintext);
-      });
+      // A net socket's reads are fresh buffers nobody else holds: opened in place.
+      if (this.#inPlace) this.#decoder.updateInPlace(chunk, deliver);
+      else this.#decoder.update(chunk, deliver);
     } catch (error) {
       this.destroy(error as Error);
       return;
@@ -522,16 +629,28 @@ class BoxStream extends Duplex {
   #flush(): boolean {
     if (this.#pendingBytes === 0) return !this.#socket.writableNeedDrain;
     const chunks = this.#pending;
+    const bytes = this.#pendingBytes;
     this.#pending = [];
     this.#pendingBytes = 0;
+    // On a socket, a large batch of up to FLUSH_BYTES (most) is boxed into a
+    // process-wide output buffer, taken back once the socket has written it.
+    const boxed = bytes + Math.ceil(bytes / MAX_BOX_BODY) * BOX_HEADER_LENGTH;
+    const slab =
+      this.#inPlace && bytes >= SLAB_MIN_BYTES && boxed <= OUTPUT_SLAB_BYTES ? (outputSlabs.pop() ?? Buffer.allocUnsafeSlow(OUTPUT_SLAB_BYTES)) : undefined;
     let boxes: Buffer;
     try {
-      boxes = this.#encoder.encode(chunks);
+      boxes = this.#encoder.encode(chunks, slab);
     } catch (error) {
+      if (slab !== undefined && outputSlabs.length < OUTPUT_SLABS) outputSlabs.push(slab);
       this.destroy(error as Error);
       return true;
     }
-    return this.#socket.write(boxes);
+    if (slab === undefined) return this.#socket.write(boxes);
+    // Back to the pool once written (a failed write's callback comes too; a
+    // slab whose callback never comes is left to the collector).
+    return this.#socket.write(boxes, () => {
+      if (outputSlabs.length < OUTPUT_SLABS) outputSlabs.push(slab);
+    });
   }
 
   override _final(callback: Callback): void {

@@ -101,6 +101,12 @@ export interface MessageStream {
    * 0 once it has gone idle and given it back. Optional: for introspection.
    */
   readonly sendBufferBytes?: number;
+  /**
+   * Bytes the peer sent that this stream holds while no message has been
+   * made of them (an incomplete frame, a throttled backlog). Optional: for
+   * introspection.
+   */
+  readonly receiveBufferBytes?: number;
 }
 
 export interface StreamOptions {
@@ -280,6 +286,10 @@ class DuplexMessageStream implements MessageStream {
     let bytes = this.#batch?.byteLength ?? 0;
     for (const spare of this.#spare) bytes += spare.byteLength;
     return bytes;
+  }
+
+  get receiveBufferBytes(): number {
+    return this.#heldBytes;
   }
 
   /** For the idle sweep: drops the batch if nothing was sent since the last sweep; returns the bytes dropped. */

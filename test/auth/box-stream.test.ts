@@ -38,13 +38,16 @@ function boxesOf(pieces: Buffer[]): { boxes: Buffer[]; goodbye: Buffer } {
   return { boxes: pieces.map((p) => encoder.encode([p])), goodbye: encoder.goodbye() };
 }
 
-function decodeAll(wire: Buffer[], splitEvery?: number): Buffer {
+function decodeAll(wire: Buffer[], splitEvery?: number, inPlace = false): Buffer {
   const decoder = new BoxDecoder(key, nonce);
   const out: Buffer[] = [];
-  const deliver = (plaintext: Buffer): void => void out.push(plaintext);
+  // Copied at once: in place, a later chunk's plaintext may not overwrite an earlier one's.
+  const deliver = (plaintext: Buffer): void => void out.push(Buffer.from(plaintext));
+  // In place, each chunk is a fresh copy (as a socket's reads are): the wire stays as it was.
+  const update = (chunk: Buffer): void => (inPlace ? decoder.updateInPlace(Buffer.from(chunk), deliver) : decoder.update(chunk, deliver));
   for (const piece of wire) {
-    if (splitEvery === undefined) decoder.update(piece, deliver);
-    else for (let i = 0; i < piece.length; i += splitEvery) decoder.update(piece.subarray(i, i + splitEvery), deliver);
+    if (splitEvery === undefined) update(piece);
+    else for (let i = 0; i < piece.length; i += splitEvery) update(piece.subarray(i, i + splitEvery));
   }
   decoder.end();
   return Buffer.concat(out);
@@ -80,7 +83,30 @@ describe("box-stream encoding", () => {
     const expected = Buffer.concat(pieces);
     for (const split of [undefined, 1, 7, 33, 34, 35, 4130, 5000]) {
       expect(decodeAll([...boxes, goodbye], split).equals(expected), `split ${split}`).toBe(true);
+      expect(decodeAll([...boxes, goodbye], split, true).equals(expected), `in place, split ${split}`).toBe(true);
     }
+    // In place, one read's boxes come out as one view (no copy per box).
+    const decoder = new BoxDecoder(key, nonce);
+    const views: Buffer[] = [];
+    const wire = Buffer.concat(boxes);
+    decoder.updateInPlace(wire, (p) => void views.push(p));
+    expect(views).toHaveLength(1);
+    expect(views[0]!.buffer).toBe(wire.buffer);
+    expect(Buffer.concat(views).equals(expected)).toBe(true);
+  });
+
+  it("opened in place, hands over the boxes before a fault, then names it", () => {
+    const { boxes, goodbye } = boxesOf([randomBytes(100), randomBytes(100), randomBytes(100)]);
+    const wire = Buffer.concat([...boxes, goodbye]);
+    wire[BOX_HEADER_LENGTH + 100 + BOX_HEADER_LENGTH + 3]! ^= 1; // the second box's body
+    const got: Buffer[] = [];
+    const error = fault(() => new BoxDecoder(key, nonce).updateInPlace(wire, (p) => void got.push(Buffer.from(p))));
+    expect(error.code).toBe("TAMPERED");
+    expect(error.boxIndex).toBe(1);
+    expect(Buffer.concat(got).length).toBe(100);
+    const once = boxesOf([randomBytes(10)]);
+    const extra = Buffer.concat([...once.boxes, once.goodbye, Buffer.from([1, 2, 3])]);
+    expect(fault(() => new BoxDecoder(key, nonce).updateInPlace(extra, () => {})).code).toBe("DATA_AFTER_GOODBYE");
   });
 
   it("is byte-compatible with pull-box-stream both ways", async () => {
@@ -198,6 +224,24 @@ function rawPeer(socket: net.Socket, keys: BoxStreamKeys) {
 }
 
 describe("boxStream over a socket", () => {
+  it("keeps every byte through reused output buffers and in-place reads: many writes of 16-80 KiB, over several ticks", async () => {
+    const [a, b] = await socketPair(cleanup);
+    const [ka, kb] = keyPairs();
+    const left = boxStream(a, ka);
+    const right = boxStream(b, kb);
+    const pieces = Array.from({ length: 200 }, (_, i) => randomBytes(16 * 1024 + ((i * 7919) % (64 * 1024))));
+    const got = readAll(right);
+    for (const [i, piece] of pieces.entries()) {
+      if (!left.write(piece)) await new Promise((resolve) => left.once("drain", resolve));
+      if (i % 3 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    left.end();
+    right.end();
+    left.resume(); // nothing comes that way, but its end must be read for it to close
+    expect((await got).equals(Buffer.concat(pieces))).toBe(true);
+    await Promise.all([closed(left), closed(right)]);
+  });
+
   it("carries data both ways and closes after both goodbyes", async () => {
     const [a, b] = await socketPair(cleanup);
     const [ka, kb] = keyPairs();
