@@ -344,8 +344,8 @@ async function main(): Promise<void> {
     for (const n of distinctNotes) out.push(`- ${n}`);
     out.push("");
   }
-  // `npm run bench:mesh` and `npm run bench:direct` keep their own sections in the same file.
-  for (const heading of ["## Mesh", "## Direct paths"]) {
+  // `npm run bench:mesh`, `bench:direct`, `bench:engine` and `bench:memory` keep their own sections in the same file.
+  for (const heading of ["## Mesh", "## Direct paths", "## Engine calls, closures and streams (issue 13)", "## Memory"]) {
     const kept = opts.out !== undefined ? sectionOf(opts.out, heading) : "";
     if (kept !== "") out.push(kept);
   }
