@@ -9,7 +9,7 @@ import path from "node:path";
 import { FIGURES, warmupSeconds, type Figure } from "./lib/client.js";
 import { median } from "./lib/stats.js";
 import { listSystems, prepareSystem, type Commands, type Launch } from "./lib/systems.js";
-import { commonFlags, eachFlag, takeCommonFlag, transportsOf } from "./lib/cli.js";
+import { commonFlags, eachFlag, takeCommonFlag, transportsOf, listFlag } from "./lib/cli.js";
 import {
   ROOT,
   cleanupAll,
@@ -69,8 +69,7 @@ function parseOptions(argv: string[]): Options {
         for (const s of systems) if (!all.includes(s)) usage(`unknown system "${s}"`);
         break;
       case "--figures":
-        figures = value().split(",").filter(Boolean) as Figure[];
-        for (const f of figures) if (!(FIGURES as readonly string[]).includes(f)) usage(`unknown figure "${f}"`);
+        figures = listFlag(value(), FIGURES, "figure", usage);
         break;
       case "--no-pin":
         pin = false;

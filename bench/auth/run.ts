@@ -8,7 +8,7 @@
 // beside a bare socket and beside SSB's own secret-handshake and
 // pull-box-stream in the same run. Writes bench/RESULTS-auth.md.
 import path from "node:path";
-import { commonFlags, eachFlag, positiveNumber, takeCommonFlag, transportsOf } from "../lib/cli.js";
+import { commonFlags, eachFlag, positiveNumber, takeCommonFlag, transportsOf, listFlag } from "../lib/cli.js";
 import {
   ROOT,
   cleanupAll,
@@ -62,8 +62,7 @@ function parseOptions(argv: string[]): Options {
     if (takeCommonFlag(common, flag, value, usage)) return;
     switch (flag) {
       case "--figures":
-        figures = value().split(",").filter(Boolean) as AuthFigure[];
-        for (const f of figures) if (!(AUTH_FIGURES as readonly string[]).includes(f)) usage(`unknown figure "${f}"`);
+        figures = listFlag(value(), AUTH_FIGURES, "figure", usage);
         break;
       case "--systems": {
         const keys = value().split(",").filter(Boolean);

@@ -15,7 +15,7 @@
 // Writes the "Direct paths" section of bench/RESULTS.md, keeping the others.
 import os from "node:os";
 import path from "node:path";
-import { eachFlag, positiveInteger, positiveNumber, takeCommonFlag, commonFlags } from "../lib/cli.js";
+import { eachFlag, positiveInteger, positiveNumber, takeCommonFlag, commonFlags, listFlag } from "../lib/cli.js";
 import { CHUNK_BYTES, INFLIGHT, warmupSeconds } from "../lib/client.js";
 import { prepareHub } from "../lib/mesh.js";
 import { ROOT, cleanupAll, runClientProcess, scratchDir, type Metrics } from "../lib/processes.js";
@@ -61,8 +61,7 @@ function parseOptions(argv: string[]): Options {
         samples = positiveInteger(value(), flag, usage);
         break;
       case "--parts":
-        parts = value().split(",").filter(Boolean) as Part[];
-        for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) usage(`unknown part "${p}" (want ${PARTS.join(", ")})`);
+        parts = listFlag(value(), PARTS, "part", usage);
         break;
       default:
         usage(`unknown option "${arg}"`);

@@ -17,7 +17,7 @@
 // and prints the functions with the most self time in each (writes no results).
 import os from "node:os";
 import path from "node:path";
-import { commonFlags, eachFlag, positiveNumber, takeCommonFlag } from "../lib/cli.js";
+import { commonFlags, eachFlag, positiveNumber, takeCommonFlag, listFlag } from "../lib/cli.js";
 import { CHUNK_BYTES, INFLIGHT, STREAM_WINDOW, warmupSeconds } from "../lib/client.js";
 import { prepareHub } from "../lib/mesh.js";
 import { ROOT, cleanupAll, runClientProcess, scratchDir, startServer, stopServer, type Metrics, type Outcome } from "../lib/processes.js";
@@ -61,8 +61,7 @@ function parseOptions(argv: string[]): Options {
     if (takeCommonFlag(common, flag, value, usage)) return;
     if (flag === "--profile") profile = path.resolve(value());
     else if (flag === "--rows") {
-      rows = value().split(",").filter(Boolean) as RowKey[];
-      for (const r of rows) if (!ROWS.some((row) => row.key === r)) usage(`unknown row "${r}" (want ${ROWS.map((row) => row.key).join(", ")})`);
+      rows = listFlag(value(), ROWS.map((row) => row.key), "row", usage);
     } else usage(`unknown option "${arg}"`);
   });
   const seconds = common.seconds ?? (common.quick ? 0.5 : profile !== undefined ? 4 : 2);

@@ -18,6 +18,13 @@ export function eachFlag(argv: readonly string[], usage: (message?: string) => n
   }
 }
 
+/** A comma-separated list flag: each item must be one of `known` (named `what` in the error). */
+export function listFlag<T extends string>(text: string, known: readonly T[], what: string, usage: (message?: string) => never): T[] {
+  const items = text.split(",").filter(Boolean);
+  for (const item of items) if (!(known as readonly string[]).includes(item)) usage(`unknown ${what} "${item}" (want ${known.join(", ")})`);
+  return items as T[];
+}
+
 export function positiveNumber(text: string, flag: string, usage: (message?: string) => never): number {
   const n = Number(text);
   if (!(n > 0)) usage(`${flag} wants a positive number`);

@@ -14,7 +14,7 @@
 import { execFileSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
-import { commonFlags, eachFlag, positiveInteger, takeCommonFlag, transportsOf } from "../lib/cli.js";
+import { commonFlags, eachFlag, positiveInteger, takeCommonFlag, transportsOf, listFlag } from "../lib/cli.js";
 import { ROOT, cleanupAll } from "../lib/processes.js";
 import { commandLine, fmt, machineFacts, sourceState, writeSection } from "../lib/report.js";
 import { measureIdle, type IdleOptions, type IdleResult } from "./idle.js";
@@ -70,12 +70,10 @@ function parseOptions(argv: string[]): Options {
     if (takeCommonFlag(common, flag, value, usage)) return;
     switch (flag) {
       case "--systems":
-        systems = value().split(",").filter(Boolean) as LoadSystem[];
-        for (const s of systems) if (!SYSTEMS.includes(s)) usage(`unknown system "${s}" (want ${SYSTEMS.join(", ")})`);
+        systems = listFlag(value(), SYSTEMS, "system", usage);
         break;
       case "--parts":
-        parts = value().split(",").filter(Boolean) as Part[];
-        for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) usage(`unknown part "${p}" (want ${PARTS.join(", ")})`);
+        parts = listFlag(value(), PARTS, "part", usage);
         break;
       case "--peers":
         peers = positiveInteger(value(), flag, usage);

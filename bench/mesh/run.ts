@@ -17,7 +17,7 @@
 // Writes the "Mesh" section of bench/RESULTS.md, keeping the other sections.
 import os from "node:os";
 import path from "node:path";
-import { eachFlag, positiveInteger, positiveNumber, takeCommonFlag, commonFlags } from "../lib/cli.js";
+import { eachFlag, positiveInteger, positiveNumber, takeCommonFlag, commonFlags, listFlag } from "../lib/cli.js";
 import { INFLIGHT, warmupSeconds } from "../lib/client.js";
 import { ROOT, cleanupAll, runClientProcess, scratchDir, type Metrics } from "../lib/processes.js";
 import { prepareHub as prepareMeshHub, type HubSetup } from "../lib/mesh.js";
@@ -88,12 +88,10 @@ function parseOptions(argv: string[]): Options {
         trials = positiveInteger(value(), flag, usage);
         break;
       case "--parts":
-        parts = value().split(",").filter(Boolean) as Part[];
-        for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) usage(`unknown part "${p}" (want ${PARTS.join(", ")})`);
+        parts = listFlag(value(), PARTS, "part", usage);
         break;
       case "--schemas":
-        variants = value().split(",").filter(Boolean) as Variant[];
-        for (const v of variants) if (!VARIANTS.some((x) => x.key === v)) usage(`unknown --schemas "${v}" (want ${VARIANTS.map((x) => x.key).join(", ")})`);
+        variants = listFlag(value(), VARIANTS.map((x) => x.key), "--schemas", usage);
         break;
       case "--profile":
         profile = path.resolve(value());

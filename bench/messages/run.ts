@@ -11,7 +11,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
-import { eachFlag, positiveInteger, positiveNumber } from "../lib/cli.js";
+import { eachFlag, positiveInteger, positiveNumber, listFlag } from "../lib/cli.js";
 import { ROOT, scrub, tail } from "../lib/processes.js";
 import { commandLine, fmt, machineFacts, publish, sourceState } from "../lib/report.js";
 import { median } from "../lib/stats.js";
@@ -49,9 +49,9 @@ function usage(message?: string): never {
   process.exit(message ? 2 : 0);
 }
 
+/** A list flag's items in `known`'s order (the tables' order). */
 function list<T extends string>(text: string, known: readonly T[], what: string): T[] {
-  const items = text.split(",").filter(Boolean);
-  for (const item of items) if (!(known as readonly string[]).includes(item)) usage(`unknown ${what} "${item}"`);
+  const items = listFlag(text, known, what, usage);
   return known.filter((k) => items.includes(k));
 }
 
